@@ -1,0 +1,112 @@
+# libaio-compat: the libaio API on io_uring or native AIO.
+
+PREFIX ?= /usr/local
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+BINDIR ?= $(PREFIX)/bin
+MANDIR ?= $(PREFIX)/share/man
+DESTDIR ?=
+
+VERSION := 1.0.0
+SONAME := libaio-compat.so.1
+
+CC ?= cc
+CFLAGS ?= -O2 -g
+WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+BASE_CFLAGS := -std=gnu17 -D_GNU_SOURCE -Iinclude $(WARN)
+ifeq ($(SANITIZE),1)
+SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+endif
+ALL_CFLAGS := $(BASE_CFLAGS) $(CFLAGS) $(SAN) $(CPPFLAGS)
+ALL_LDFLAGS := $(LDFLAGS) $(SAN)
+
+LIB_SRCS := $(wildcard lib/*.c)
+LIB_OBJS := $(LIB_SRCS:.c=.o)
+LIB_SO := lib/libaio-compat.so
+LIB_A := lib/libaio-compat.a
+LIB_PC := lib/aio-compat.pc
+
+TEST_UTIL := tests/util.o
+TEST_SRCS := $(filter-out tests/util.c,$(wildcard tests/test_*.c))
+TESTS := $(TEST_SRCS:.c=)
+EXAMPLE_SRCS := $(wildcard examples/*.c)
+EXAMPLES := $(EXAMPLE_SRCS:.c=)
+
+# Programs link against the freshly built library, found through the rpath.
+PROG_LDFLAGS := $(ALL_LDFLAGS) -Llib -Wl,-rpath,'$$ORIGIN/../lib'
+PROG_LIBS := -laio-compat -luring -lpthread
+
+.PHONY: all deps check run bench install clean format
+
+all: $(LIB_SO).1 $(LIB_SO) $(LIB_A) $(LIB_PC) $(EXAMPLES)
+
+lib/%.o: lib/%.c lib/*.h include/aio-compat.h
+	$(CC) $(ALL_CFLAGS) -fPIC -fvisibility=hidden -c -o $@ $<
+
+$(LIB_SO).1: $(LIB_OBJS) lib/libaio-compat.map
+	$(CC) $(ALL_CFLAGS) -shared -Wl,-soname,$(SONAME) \
+		-Wl,--version-script=lib/libaio-compat.map -Wl,-z,defs \
+		-o $@ $(LIB_OBJS) $(ALL_LDFLAGS) -luring -lpthread
+
+$(LIB_SO): $(LIB_SO).1
+	ln -sf libaio-compat.so.1 $@
+
+$(LIB_A): $(LIB_OBJS)
+	rm -f $@
+	$(AR) rcs $@ $^
+
+$(LIB_PC): lib/aio-compat.pc.in Makefile
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
+		-e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
+
+examples/%: examples/%.c $(LIB_SO)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(PROG_LDFLAGS) $(PROG_LIBS)
+
+tests/%.o: tests/%.c tests/*.h include/aio-compat.h
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+tests/test_%: tests/test_%.o $(TEST_UTIL) $(LIB_SO)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(TEST_UTIL) $(PROG_LDFLAGS) $(PROG_LIBS) -lcheck_pic -lsubunit -lm -lrt
+
+# Installs what Build-Depends of debian/control lists and this machine lacks.
+deps:
+	@sh tools/deps.sh
+
+check: deps
+	$(MAKE) all $(TESTS)
+	sh tests/run.sh $(TESTS)
+
+run: deps
+	$(MAKE) all
+	./examples/wal-demo
+
+# Tools and manual pages are installed as far as they exist.
+install: all $(if $(wildcard tools/aio-compat-bench.c),tools/aio-compat-bench)
+	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR)
+	install -m 0644 $(LIB_SO).1 $(DESTDIR)$(LIBDIR)/libaio-compat.so.$(VERSION)
+	ln -sf libaio-compat.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libaio-compat.so
+	install -m 0644 $(LIB_A) $(DESTDIR)$(LIBDIR)/
+	install -m 0644 $(LIB_PC) $(DESTDIR)$(LIBDIR)/pkgconfig/
+	install -m 0644 include/aio-compat.h $(DESTDIR)$(INCLUDEDIR)/
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3
+	$(if $(wildcard tools/aio-compat-run),install -m 0755 tools/aio-compat-run $(DESTDIR)$(BINDIR)/)
+	$(if $(wildcard tools/aio-compat-bench.c),install -m 0755 tools/aio-compat-bench $(DESTDIR)$(BINDIR)/)
+	$(if $(wildcard man/*.1),install -m 0644 $(wildcard man/*.1) $(DESTDIR)$(MANDIR)/man1/)
+	$(if $(wildcard man/*.3),install -m 0644 $(wildcard man/*.3) $(DESTDIR)$(MANDIR)/man3/)
+
+format:
+	clang-format -i lib/*.c lib/*.h include/*.h tests/*.c tests/*.h examples/*.c
+
+clean:
+	rm -f lib/*.o lib/*.so* lib/*.a $(LIB_PC) tests/*.o $(TESTS) $(EXAMPLES)
+	rm -f tools/*.o tools/aio-compat-bench
+
+# The Debian packages, built into the parent directory as dpkg-buildpackage
+# does (their build runs make check), then checked by lintian.
+.PHONY: deb
+deb:
+	@sh tools/deps.sh lintian
+	dpkg-buildpackage -us -uc -b
+	lintian --fail-on error,warning \
+		../libaio-compat_$$(dpkg-parsechangelog -S Version)_$$(dpkg-architecture -qDEB_HOST_ARCH).changes

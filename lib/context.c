@@ -1,0 +1,247 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Setting up and tearing down contexts, and choosing their backend.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* io_setup's limits, as the kernel's ioctx_alloc() applies them. */
+#define AIO_MAX_EVENTS (0x10000000u / sizeof(struct io_event))
+
+static int backend_from_env(void)
+{
+	const char *name = getenv("AIO_COMPAT_BACKEND");
+
+	if (!name || !*name || !strcmp(name, "auto"))
+		return AIO_COMPAT_AUTO;
+	if (!strcmp(name, "uring") || !strcmp(name, "io_uring"))
+		return AIO_COMPAT_URING;
+	if (!strcmp(name, "native"))
+		return AIO_COMPAT_NATIVE;
+	return -EINVAL;
+}
+
+/* auto is io_uring when this process could make a ring, else native. */
+static const struct engine *choose_engine(int backend, int *err)
+{
+	if (backend == AIO_COMPAT_AUTO)
+		backend = backend_from_env();
+	if (backend == AIO_COMPAT_AUTO)
+		backend = backend_probe_uring() ? AIO_COMPAT_NATIVE : AIO_COMPAT_URING;
+	switch (backend) {
+	case AIO_COMPAT_URING:
+		*err = backend_probe_uring();
+		return *err ? NULL : &uring_engine;
+	case AIO_COMPAT_NATIVE:
+		return &native_engine;
+	}
+	*err = -EINVAL;
+	return NULL;
+}
+
+static int ring_alloc(struct aio_ctx *ctx)
+{
+	size_t bytes = sizeof(struct aio_ring) + (size_t)ctx->ring_nr * sizeof(struct io_event);
+	long page = sysconf(_SC_PAGESIZE);
+	void *p;
+
+	bytes = (bytes + page - 1) & ~(size_t)(page - 1);
+	p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return -ENOMEM;
+	ctx->ring = p;
+	ctx->ring_bytes = bytes;
+	ctx->ring->nr = ctx->ring_nr;
+	ctx->ring->magic = AIO_RING_MAGIC;
+	ctx->ring->compat_features = AIO_RING_COMPAT_FEATURES;
+	ctx->ring->header_length = sizeof(struct aio_ring);
+	return 0;
+}
+
+static int reqs_alloc(struct aio_ctx *ctx)
+{
+	ctx->reqs = calloc(ctx->max_outstanding, sizeof(*ctx->reqs));
+	if (!ctx->reqs)
+		return -ENOMEM;
+	for (unsigned i = ctx->max_outstanding; i-- > 0;) {
+		ctx->reqs[i].next = ctx->free_reqs;
+		ctx->free_reqs = &ctx->reqs[i];
+	}
+	return 0;
+}
+
+static void ctx_free(struct aio_ctx *ctx)
+{
+	if (ctx->priv)
+		ctx->engine->teardown(ctx);
+	if (ctx->ring)
+		munmap(ctx->ring, ctx->ring_bytes);
+	if (ctx->notify_fd >= 0)
+		close(ctx->notify_fd);
+	order_free(ctx);
+	pthread_cond_destroy(&ctx->helper_cond);
+	pthread_mutex_destroy(&ctx->lock);
+	free(ctx->reqs);
+	free(ctx);
+}
+
+static int ctx_create(unsigned nr, const struct engine *engine, struct aio_ctx **out)
+{
+	struct aio_ctx *ctx = calloc(1, sizeof(*ctx));
+	int ret;
+
+	if (!ctx)
+		return -ENOMEM;
+	ctx->notify_fd = -1;
+	ctx->engine = engine;
+	ctx->fsync_order = true;
+	pthread_mutex_init(&ctx->lock, NULL);
+	pthread_cond_init(&ctx->helper_cond, NULL);
+	ctx->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (ctx->notify_fd < 0) {
+		ret = -errno;
+		goto fail;
+	}
+	ret = engine->setup(ctx, nr);
+	if (!ret)
+		ret = ring_alloc(ctx);
+	if (!ret)
+		ret = reqs_alloc(ctx);
+	if (!ret)
+		ret = registry_add(ctx);
+	if (ret)
+		goto fail;
+	*out = ctx;
+	return 0;
+fail:
+	ctx_free(ctx);
+	return ret;
+}
+
+static int setup(int maxevents, io_context_t *ctxp, int backend)
+{
+	unsigned nr = (unsigned)maxevents;
+	const struct engine *engine;
+	struct aio_ctx *ctx = NULL;
+	int ret;
+
+	if (bad_user_ptr(ctxp, sizeof(*ctxp)))
+		return -EFAULT;
+	if (*ctxp || nr == 0)
+		return -EINVAL;
+	if ((size_t)nr * 2 > AIO_MAX_EVENTS)
+		return -EINVAL;
+	engine = choose_engine(backend, &ret);
+	if (!engine)
+		return ret;
+	ret = ctx_create(nr, engine, &ctx);
+	if (ret)
+		return ret;
+	*ctxp = (io_context_t)ctx->ring;
+	return 0;
+}
+
+AIO_EXPORT int io_setup(int maxevents, io_context_t *ctxp)
+{
+	return setup(maxevents, ctxp, AIO_COMPAT_AUTO);
+}
+
+AIO_EXPORT int aio_compat_setup(int maxevents, io_context_t *ctxp, enum aio_compat_backend backend)
+{
+	return setup(maxevents, ctxp, backend);
+}
+
+/*
+ * Like the kernel: the handle dies at once for everyone else, threads
+ * waiting in io_getevents are woken, and the call returns once every
+ * request in flight has finished (held syncs are issued and waited for).
+ */
+AIO_EXPORT int io_destroy(io_context_t handle)
+{
+	struct aio_ctx *ctx = ctx_get(handle);
+
+	if (!ctx)
+		return -EINVAL;
+	pthread_mutex_lock(&ctx->lock);
+	if (ctx->dead) {
+		pthread_mutex_unlock(&ctx->lock);
+		ctx_put(ctx);
+		return -EINVAL;
+	}
+	ctx->dead = true;
+	wake_sleepers(ctx);
+	pthread_mutex_unlock(&ctx->lock);
+	helper_stop(ctx);
+
+	pthread_mutex_lock(&ctx->lock);
+	while (ctx->live) {
+		publish(ctx);
+		if (ctx->live)
+			wait_for_events(ctx, NULL, NULL);
+	}
+	pthread_mutex_unlock(&ctx->lock);
+	registry_remove(ctx);
+	ctx_free(ctx);
+	return 0;
+}
+
+AIO_EXPORT int aio_compat_backend(io_context_t handle)
+{
+	struct aio_ctx *ctx = ctx_get(handle);
+	int kind;
+
+	if (!ctx)
+		return -EINVAL;
+	kind = ctx->engine->kind;
+	ctx_put(ctx);
+	return kind;
+}
+
+AIO_EXPORT const char *aio_compat_backend_name(int backend)
+{
+	switch (backend) {
+	case AIO_COMPAT_AUTO:
+		return "auto";
+	case AIO_COMPAT_URING:
+		return "uring";
+	case AIO_COMPAT_NATIVE:
+		return "native";
+	}
+	return NULL;
+}
+
+AIO_EXPORT int aio_compat_set_fsync_order(io_context_t handle, int on)
+{
+	struct aio_ctx *ctx = ctx_get(handle);
+	int was;
+
+	if (!ctx)
+		return -EINVAL;
+	pthread_mutex_lock(&ctx->lock);
+	was = ctx->fsync_order;
+	ctx->fsync_order = on != 0;
+	pthread_mutex_unlock(&ctx->lock);
+	ctx_put(ctx);
+	return was;
+}
+
+AIO_EXPORT long aio_compat_held_syncs(io_context_t handle)
+{
+	struct aio_ctx *ctx = ctx_get(handle);
+	long n;
+
+	if (!ctx)
+		return -EINVAL;
+	pthread_mutex_lock(&ctx->lock);
+	n = ctx->held_syncs;
+	pthread_mutex_unlock(&ctx->lock);
+	ctx_put(ctx);
+	return n;
+}

@@ -1,0 +1,333 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The publisher and the waiting.
+ *
+ * A completion becomes visible in exactly one place: the ring the program's
+ * io_context_t points at, in the kernel's struct aio_ring format. publish()
+ * moves finished requests from the engine (the io_uring CQ, or the private
+ * kernel AIO ring) into it, applies the fsync rule, and only then signals
+ * the iocbs' eventfds. io_getevents takes events from that ring.
+ *
+ * Threads that must wait sleep in ppoll() on the context's eventfd, which
+ * the engine signals while anyone sleeps, and which a thread that leaves
+ * events in the ring signals for the others. ppoll gives -EINTR for a real
+ * signal only, and takes io_pgetevents' signal mask.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define PUBLISH_BATCH 64
+
+static unsigned ring_head(const struct aio_ctx *ctx)
+{
+	/* The program may write head itself: keep it inside the ring. */
+	return atomic_load_explicit((_Atomic unsigned *)&ctx->ring->head, memory_order_acquire) %
+	       ctx->ring_nr;
+}
+
+unsigned ring_used(const struct aio_ctx *ctx)
+{
+	return (ctx->tail + ctx->ring_nr - ring_head(ctx)) % ctx->ring_nr;
+}
+
+static void resfd_note(struct aio_ctx *ctx, int fd);
+
+/* The event goes in at the tail; the tail is published at once. */
+void ring_post(struct aio_ctx *ctx, struct req *req, long res, long res2)
+{
+	struct io_event *ev = &ctx->ring->io_events[ctx->tail];
+
+	ev->data = req->kiocb.data;
+	ev->obj = req->obj;
+	ev->res = res;
+	ev->res2 = res2;
+	if (++ctx->tail == ctx->ring_nr)
+		ctx->tail = 0;
+	atomic_store_explicit((_Atomic unsigned *)&ctx->ring->tail, ctx->tail, memory_order_release);
+	if (req->resfd >= 0) {
+		resfd_note(ctx, req->resfd);
+		helper_done(ctx);
+	}
+	if (opcode_is_write(req_opcode(req)))
+		order_write_done(ctx, req);
+	req_free(ctx, req);
+}
+
+/* Signals the eventfds of events already in the ring, one write per fd. */
+static void resfd_flush(struct aio_ctx *ctx)
+{
+	for (unsigned i = 0; i < ctx->nr_resfd; i++)
+		(void)!write(ctx->resfd[i].fd, &ctx->resfd[i].count, sizeof(uint64_t));
+	ctx->nr_resfd = 0;
+}
+
+static void resfd_note(struct aio_ctx *ctx, int fd)
+{
+	for (unsigned i = 0; i < ctx->nr_resfd; i++) {
+		if (ctx->resfd[i].fd == fd) {
+			ctx->resfd[i].count++;
+			return;
+		}
+	}
+	if (ctx->nr_resfd == RESFD_BATCH)
+		resfd_flush(ctx);
+	ctx->resfd[ctx->nr_resfd].fd = fd;
+	ctx->resfd[ctx->nr_resfd++].count = 1;
+}
+
+unsigned publish(struct aio_ctx *ctx)
+{
+	struct completion done[PUBLISH_BATCH];
+	unsigned total = 0;
+
+	for (;;) {
+		unsigned room = ctx->ring_nr - 1 - ring_used(ctx);
+		int n = ctx->engine->reap(ctx, done, room < PUBLISH_BATCH ? (int)room : PUBLISH_BATCH);
+
+		if (n <= 0)
+			break;
+		for (int i = 0; i < n; i++)
+			ring_post(ctx, done[i].req, done[i].res, done[i].res2);
+		total += n;
+	}
+	if (ctx->nr_resfd)
+		resfd_flush(ctx);
+	return total;
+}
+
+long take_events(struct aio_ctx *ctx, struct io_event *out, long nr)
+{
+	unsigned head = ring_head(ctx), avail = ring_used(ctx), first;
+
+	if ((unsigned long)nr < avail)
+		avail = (unsigned)nr;
+	if (!avail)
+		return 0;
+	if (bad_user_ptr(out, avail * sizeof(*out)))
+		return -EFAULT;
+	first = ctx->ring_nr - head < avail ? ctx->ring_nr - head : avail;
+	memcpy(out, &ctx->ring->io_events[head], first * sizeof(*out));
+	memcpy(out + first, ctx->ring->io_events, (avail - first) * sizeof(*out));
+	atomic_store_explicit((_Atomic unsigned *)&ctx->ring->head, (head + avail) % ctx->ring_nr,
+			      memory_order_release);
+	return avail;
+}
+
+void wake_sleepers(struct aio_ctx *ctx)
+{
+	uint64_t one = 1;
+
+	(void)!write(ctx->notify_fd, &one, sizeof(one));
+}
+
+/* Events left in the ring while others sleep: they would not hear of them. */
+void wake_if_waiting(struct aio_ctx *ctx)
+{
+	if (ctx->sleepers && ring_used(ctx))
+		wake_sleepers(ctx);
+}
+
+void deadline_from(struct timespec *deadline, const struct timespec *rel)
+{
+	clock_gettime(CLOCK_MONOTONIC, deadline);
+	deadline->tv_sec += rel->tv_sec;
+	deadline->tv_nsec += rel->tv_nsec;
+	while (deadline->tv_nsec >= 1000000000L) {
+		deadline->tv_nsec -= 1000000000L;
+		deadline->tv_sec++;
+	}
+	while (deadline->tv_nsec < 0) {
+		deadline->tv_nsec += 1000000000L;
+		deadline->tv_sec--;
+	}
+}
+
+static bool time_left(const struct timespec *deadline, struct timespec *left)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	left->tv_sec = deadline->tv_sec - now.tv_sec;
+	left->tv_nsec = deadline->tv_nsec - now.tv_nsec;
+	if (left->tv_nsec < 0) {
+		left->tv_nsec += 1000000000L;
+		left->tv_sec--;
+	}
+	return left->tv_sec > 0 || (left->tv_sec == 0 && left->tv_nsec > 0);
+}
+
+bool deadline_passed(const struct timespec *deadline)
+{
+	struct timespec left;
+
+	return !time_left(deadline, &left);
+}
+
+/*
+ * Sleeps until the engine or another thread signals, the deadline passes
+ * (0 either way: the caller looks again) or a signal arrives (-EINTR).
+ * Called and returns with ctx->lock held; the caller has looked at the ring
+ * and at ctx->dead under the same hold, so no wake-up falls in between.
+ */
+int wait_for_events(struct aio_ctx *ctx, const struct timespec *deadline, const sigset_t *sigmask)
+{
+	struct pollfd pfd = { .fd = ctx->notify_fd, .events = POLLIN };
+	struct timespec left, *timeout = NULL;
+	uint64_t count;
+	int ret = 0;
+
+	if (ctx->sleepers++ == 0)
+		ctx->engine->notify(ctx, true);
+	/* Drained before the last look, so anything after it wakes us. */
+	(void)!read(ctx->notify_fd, &count, sizeof(count));
+	if (ctx->engine->ready(ctx))
+		goto out;
+	if (deadline) {
+		if (!time_left(deadline, &left))
+			goto out;
+		timeout = &left;
+	}
+	pthread_mutex_unlock(&ctx->lock);
+	if (ppoll(&pfd, 1, timeout, sigmask) < 0 && errno == EINTR)
+		ret = -EINTR;
+	pthread_mutex_lock(&ctx->lock);
+out:
+	if (--ctx->sleepers == 0)
+		ctx->engine->notify(ctx, false);
+	return ret;
+}
+
+static long getevents(struct aio_ctx *ctx, long min_nr, long nr, struct io_event *events,
+		      const struct timespec *deadline, const sigset_t *sigmask)
+{
+	long got = 0, n;
+	int err = 0;
+
+	pthread_mutex_lock(&ctx->lock);
+	for (;;) {
+		publish(ctx);
+		n = take_events(ctx, events + got, nr - got);
+		if (n < 0) {
+			err = (int)n;
+			break;
+		}
+		got += n;
+		if (got >= min_nr)
+			break;
+		if (ctx->dead) {
+			err = -EINVAL;
+			break;
+		}
+		if (deadline && deadline_passed(deadline))
+			break;
+		err = wait_for_events(ctx, deadline, sigmask);
+		if (err)
+			break;
+	}
+	wake_if_waiting(ctx);
+	pthread_mutex_unlock(&ctx->lock);
+	return got ? got : err;
+}
+
+int aio_getevents(io_context_t handle, long min_nr, long nr, struct io_event *events,
+		  const struct timespec *timeout, const sigset_t *sigmask)
+{
+	struct timespec deadline;
+	struct aio_ctx *ctx;
+	long ret = -EINVAL;
+
+	if (timeout && bad_user_ptr(timeout, sizeof(*timeout)))
+		return -EFAULT;
+	ctx = ctx_get(handle);
+	if (unlikely(!ctx))
+		return -EINVAL;
+	if (likely(min_nr >= 0 && min_nr <= nr)) {
+		if (timeout)
+			deadline_from(&deadline, timeout);
+		ret = getevents(ctx, min_nr, nr, events, timeout ? &deadline : NULL, sigmask);
+	}
+	ctx_put(ctx);
+	return (int)ret;
+}
+
+AIO_EXPORT int io_getevents(io_context_t ctx, long min_nr, long nr, struct io_event *events,
+			    struct timespec *timeout)
+{
+	return aio_getevents(ctx, min_nr, nr, events, timeout, NULL);
+}
+
+AIO_EXPORT int io_pgetevents(io_context_t ctx, long min_nr, long nr, struct io_event *events,
+			     struct timespec *timeout, sigset_t *sigmask)
+{
+	return aio_getevents(ctx, min_nr, nr, events, timeout, sigmask);
+}
+
+/*
+ * The helper thread publishes for programs that wait on an iocb's eventfd
+ * and never call in (QEMU reads the ring itself), and issues syncs the rule
+ * holds when nobody else reaps. It runs only while such requests live.
+ */
+static void *helper_main(void *arg)
+{
+	struct aio_ctx *ctx = arg;
+
+	pthread_mutex_lock(&ctx->lock);
+	while (!ctx->helper_stop) {
+		if (!ctx->helper_needs) {
+			pthread_cond_wait(&ctx->helper_cond, &ctx->lock);
+			continue;
+		}
+		publish(ctx);
+		wake_if_waiting(ctx);
+		if (ctx->helper_needs)
+			wait_for_events(ctx, NULL, NULL);
+	}
+	pthread_mutex_unlock(&ctx->lock);
+	return NULL;
+}
+
+/* The helper must not take the program's signals. */
+static void helper_start(struct aio_ctx *ctx)
+{
+	sigset_t all, old;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	ctx->helper_running = !pthread_create(&ctx->helper, NULL, helper_main, ctx);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+void helper_need(struct aio_ctx *ctx)
+{
+	if (ctx->helper_needs++)
+		return;
+	if (!ctx->helper_running)
+		helper_start(ctx);
+	else
+		pthread_cond_signal(&ctx->helper_cond);
+}
+
+void helper_done(struct aio_ctx *ctx)
+{
+	ctx->helper_needs--;
+}
+
+void helper_stop(struct aio_ctx *ctx)
+{
+	pthread_mutex_lock(&ctx->lock);
+	if (!ctx->helper_running) {
+		pthread_mutex_unlock(&ctx->lock);
+		return;
+	}
+	ctx->helper_stop = true;
+	pthread_cond_signal(&ctx->helper_cond);
+	wake_sleepers(ctx);
+	pthread_mutex_unlock(&ctx->lock);
+	pthread_join(ctx->helper, NULL);
+	ctx->helper_running = false;
+}

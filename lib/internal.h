@@ -1,0 +1,227 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * What the library's files share: the context, its requests, the ring the
+ * program sees, and the table of operations each backend fills.
+ */
+#ifndef AIO_COMPAT_INTERNAL_H
+#define AIO_COMPAT_INTERNAL_H
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "aio-compat.h"
+
+#define AIO_EXPORT __attribute__((visibility("default")))
+
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+/* The kernel's completion ring format, which programs read directly. */
+#define AIO_RING_MAGIC 0xa10a10a1
+#define AIO_RING_COMPAT_FEATURES 1
+
+struct aio_ring {
+	unsigned id;
+	unsigned nr;
+	unsigned head;
+	unsigned tail;
+	unsigned magic;
+	unsigned compat_features;
+	unsigned incompat_features;
+	unsigned header_length;
+	struct io_event io_events[];
+};
+
+/* The kernel's ABI bits of struct iocb that <libaio.h> leaves unnamed. */
+#define IOCB_FLAG_RESFD (1 << 0)
+#define IOCB_FLAG_IOPRIO (1 << 1)
+
+/*
+ * The first address past user space: the kernel answers EFAULT for
+ * anything at or above it, and for anything below the lowest mappable page.
+ */
+#if defined(__x86_64__)
+#define USER_ADDR_END 0x00007ffffffff000UL
+#else
+#define USER_ADDR_END (1UL << (sizeof(long) * 8 - 1))
+#endif
+#define USER_ADDR_MIN 4096UL
+
+static inline bool bad_user_ptr(const void *p, size_t len)
+{
+	uintptr_t a = (uintptr_t)p;
+
+	return a < USER_ADDR_MIN || a >= USER_ADDR_END || len > USER_ADDR_END - a;
+}
+
+/* A range the kernel would refuse before touching it (access_ok). */
+static inline bool bad_user_range(const void *p, size_t len)
+{
+	uintptr_t a = (uintptr_t)p;
+
+	return a > USER_ADDR_END || len > USER_ADDR_END - a;
+}
+
+/* One submitted iocb, from io_submit until its event reaches the ring. */
+struct req {
+	struct iocb kiocb;	/* the caller's iocb as submitted, checked */
+	struct iocb *obj;	/* the caller's iocb, reported in the event */
+	struct req *next;	/* free list, or the syncs closing an epoch */
+	int resfd;		/* the caller's eventfd, or -1 */
+	uint32_t epoch;		/* writes: the epoch of their fd they joined */
+	bool held;		/* a sync waiting for earlier writes */
+};
+
+static inline int req_fd(const struct req *req)
+{
+	return req->kiocb.aio_fildes;
+}
+
+static inline int req_opcode(const struct req *req)
+{
+	return req->kiocb.aio_lio_opcode;
+}
+
+static inline bool opcode_is_write(int op)
+{
+	return op == IO_CMD_PWRITE || op == IO_CMD_PWRITEV;
+}
+
+static inline bool opcode_is_sync(int op)
+{
+	return op == IO_CMD_FSYNC || op == IO_CMD_FDSYNC;
+}
+
+/* A request the engine finished, with the kernel's result. */
+struct completion {
+	struct req *req;
+	long res;
+	long res2;
+};
+
+struct aio_ctx;
+
+/* What a backend does; ae_epoll.c-sized, one file each. */
+struct engine {
+	const char *name;
+	int kind;		/* AIO_COMPAT_URING or AIO_COMPAT_NATIVE */
+	/* Sets up the kernel side for nr events; fills ctx->ring_nr. */
+	int (*setup)(struct aio_ctx *ctx, unsigned nr);
+	void (*teardown)(struct aio_ctx *ctx);
+	/* Hands reqs to the kernel: how many it took, or -errno for none. */
+	int (*submit)(struct aio_ctx *ctx, struct req **reqs, int n);
+	/* Takes up to max finished requests; never blocks. */
+	int (*reap)(struct aio_ctx *ctx, struct completion *out, int max);
+	/* Whether reap would find anything. */
+	bool (*ready)(struct aio_ctx *ctx);
+	/* Whether completions signal ctx->notify_fd (only while someone sleeps). */
+	void (*notify)(struct aio_ctx *ctx, bool on);
+	/* Cancels a request in flight: -EINPROGRESS, or the kernel's error. */
+	int (*cancel)(struct aio_ctx *ctx, struct req *req);
+};
+
+extern const struct engine native_engine;
+extern const struct engine uring_engine;
+
+/* Per fd of a context: the writes in flight, by epoch (see order.c). */
+struct fd_epoch {
+	uint32_t writes;
+	struct req *syncs;
+};
+
+struct fd_order {
+	uint32_t first;		/* oldest epoch a sync still waits on */
+	uint32_t last;		/* the epoch new writes join */
+	uint32_t mask;		/* epochs[] has mask + 1 slots */
+	struct fd_epoch *epochs;
+};
+
+#define RESFD_BATCH 8
+
+struct aio_ctx {
+	struct aio_ring *ring;	/* the handle the program holds */
+	size_t ring_bytes;
+	unsigned ring_nr;
+	unsigned tail;		/* where the next event goes */
+	unsigned max_outstanding;	/* in flight plus unreaped, at most */
+	unsigned live;		/* requests taken from reqs[] */
+	struct req *reqs;
+	struct req *free_reqs;
+	const struct engine *engine;
+	void *priv;		/* the backend's own state */
+	pthread_mutex_t lock;	/* everything below, and the engine */
+	int notify_fd;		/* eventfd that sleeping threads poll */
+	unsigned sleepers;
+	bool dead;
+	unsigned fork_gen;
+	unsigned slot;		/* in the registry */
+
+	/* Eventfds of events just posted, signalled once the tail is out. */
+	struct {
+		int fd;
+		uint64_t count;
+	} resfd[RESFD_BATCH];
+	unsigned nr_resfd;
+
+	/* The publisher thread that serves programs waiting on eventfds. */
+	unsigned helper_needs;	/* live RESFD requests + held syncs */
+	bool helper_running;
+	bool helper_stop;
+	pthread_t helper;
+	pthread_cond_t helper_cond;
+
+	/* The honest-fsync rule. */
+	bool fsync_order;
+	long held_syncs;
+	struct fd_order *fds;
+	unsigned nr_fds;
+};
+
+/* registry.c: context handles are looked up, never dereferenced blindly. */
+struct aio_ctx *ctx_get(io_context_t handle);
+void ctx_put(struct aio_ctx *ctx);
+int registry_add(struct aio_ctx *ctx);
+void registry_remove(struct aio_ctx *ctx);
+unsigned fork_generation(void);
+
+/* context.c */
+int backend_probe_uring(void);
+
+/* events.c: the publisher and the waiting. */
+void ring_post(struct aio_ctx *ctx, struct req *req, long res, long res2);
+unsigned publish(struct aio_ctx *ctx);
+unsigned ring_used(const struct aio_ctx *ctx);
+long take_events(struct aio_ctx *ctx, struct io_event *out, long nr);
+int wait_for_events(struct aio_ctx *ctx, const struct timespec *deadline,
+		    const sigset_t *sigmask);
+bool deadline_passed(const struct timespec *deadline);
+void deadline_from(struct timespec *deadline, const struct timespec *rel);
+void wake_sleepers(struct aio_ctx *ctx);
+void wake_if_waiting(struct aio_ctx *ctx);
+void helper_need(struct aio_ctx *ctx);
+void helper_done(struct aio_ctx *ctx);
+void helper_stop(struct aio_ctx *ctx);
+
+/* submit.c */
+struct req *req_alloc(struct aio_ctx *ctx);
+void req_free(struct aio_ctx *ctx, struct req *req);
+void issue_now(struct aio_ctx *ctx, struct req *req);
+
+/* order.c: the honest-fsync rule. */
+int order_submitted(struct aio_ctx *ctx, struct req *req);
+bool order_should_hold(struct aio_ctx *ctx, struct req *req);
+void order_hold(struct aio_ctx *ctx, struct req *req);
+void order_write_done(struct aio_ctx *ctx, struct req *req);
+void order_free(struct aio_ctx *ctx);
+
+/* queue.c */
+int queue_run(io_context_t handle);
+
+/* compat.c: the entry points the LIBAIO_0.1 symbols alias. */
+int aio_getevents(io_context_t handle, long min_nr, long nr, struct io_event *events,
+		  const struct timespec *timeout, const sigset_t *sigmask);
+
+#endif

@@ -1,0 +1,119 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The native backend: the kernel's AIO system calls, made directly. The
+ * kernel's completion ring is private to the library; it is read in user
+ * space, as fio's userspace_reap does, so reaping costs no system call.
+ * Every request signals the context's eventfd, which waiters poll.
+ */
+#include <errno.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define SUBMIT_MAX 64
+
+static struct aio_ring *kernel_ring(struct aio_ctx *ctx)
+{
+	return ctx->priv;
+}
+
+static int native_setup(struct aio_ctx *ctx, unsigned nr)
+{
+	unsigned long id = 0;
+
+	if (syscall(__NR_io_setup, nr, &id) < 0)
+		return -errno;
+	ctx->priv = (void *)id;
+	ctx->ring_nr = kernel_ring(ctx)->nr;
+	ctx->max_outstanding = ctx->ring_nr - 1;
+	return 0;
+}
+
+static void native_teardown(struct aio_ctx *ctx)
+{
+	syscall(__NR_io_destroy, (unsigned long)ctx->priv);
+	ctx->priv = NULL;
+}
+
+static int native_submit(struct aio_ctx *ctx, struct req **reqs, int n)
+{
+	struct iocb *iocbs[SUBMIT_MAX];
+	long ret;
+
+	if (n > SUBMIT_MAX)
+		n = SUBMIT_MAX;
+	for (int i = 0; i < n; i++) {
+		struct iocb *io = &reqs[i]->kiocb;
+
+		io->u.c.flags |= IOCB_FLAG_RESFD;
+		io->u.c.resfd = ctx->notify_fd;
+		iocbs[i] = io;
+	}
+	ret = syscall(__NR_io_submit, (unsigned long)ctx->priv, (long)n, iocbs);
+	return ret < 0 ? -errno : (int)ret;
+}
+
+static struct req *event_req(const struct io_event *ev)
+{
+	return (struct req *)((char *)ev->obj - offsetof(struct req, kiocb));
+}
+
+static int native_reap(struct aio_ctx *ctx, struct completion *out, int max)
+{
+	struct aio_ring *ring = kernel_ring(ctx);
+	unsigned head = ring->head, nr = ring->nr;
+	unsigned tail = atomic_load_explicit((_Atomic unsigned *)&ring->tail, memory_order_acquire);
+	int n = 0;
+
+	while (head != tail && n < max) {
+		const struct io_event *ev = &ring->io_events[head];
+
+		out[n].req = event_req(ev);
+		out[n].res = ev->res;
+		out[n].res2 = ev->res2;
+		n++;
+		if (++head == nr)
+			head = 0;
+	}
+	atomic_store_explicit((_Atomic unsigned *)&ring->head, head, memory_order_release);
+	return n;
+}
+
+static bool native_ready(struct aio_ctx *ctx)
+{
+	struct aio_ring *ring = kernel_ring(ctx);
+
+	return ring->head != atomic_load_explicit((_Atomic unsigned *)&ring->tail,
+						  memory_order_acquire);
+}
+
+/* The kernel signals the eventfd for every request anyway. */
+static void native_notify(struct aio_ctx *ctx, bool on)
+{
+	(void)ctx;
+	(void)on;
+}
+
+static int native_cancel(struct aio_ctx *ctx, struct req *req)
+{
+	struct io_event ev;
+
+	if (syscall(__NR_io_cancel, (unsigned long)ctx->priv, &req->kiocb, &ev) < 0)
+		return -errno;
+	return 0;
+}
+
+const struct engine native_engine = {
+	.name = "native",
+	.kind = AIO_COMPAT_NATIVE,
+	.setup = native_setup,
+	.teardown = native_teardown,
+	.submit = native_submit,
+	.reap = native_reap,
+	.ready = native_ready,
+	.notify = native_notify,
+	.cancel = native_cancel,
+};

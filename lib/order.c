@@ -1,0 +1,164 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The honest-fsync rule: an FSYNC or FDSYNC on fd F reaches the kernel only
+ * once every write to F submitted before it has completed. Neither kernel
+ * interface orders a sync after writes still in flight.
+ *
+ * Each fd's writes are counted by epoch. A sync that finds writes in
+ * flight closes the current epoch (it joins that epoch's list of syncs) and
+ * opens the next, which later writes join: so those writes never hold it
+ * back. When the oldest epochs drain, their syncs are issued, in order.
+ * IOSQE_IO_DRAIN would order the same, at the price of stalling the whole
+ * ring; this holds back only the sync.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define EPOCHS_MIN 4
+
+static struct fd_order *fd_order(struct aio_ctx *ctx, int fd)
+{
+	if ((unsigned)fd < ctx->nr_fds && ctx->fds[fd].epochs)
+		return &ctx->fds[fd];
+	return NULL;
+}
+
+static struct fd_epoch *epoch(struct fd_order *fo, uint32_t id)
+{
+	return &fo->epochs[id & fo->mask];
+}
+
+static int fd_table_grow(struct aio_ctx *ctx, int fd)
+{
+	unsigned n = ctx->nr_fds ? ctx->nr_fds : 64;
+	struct fd_order *fds;
+
+	while (n <= (unsigned)fd)
+		n *= 2;
+	fds = realloc(ctx->fds, n * sizeof(*fds));
+	if (!fds)
+		return -ENOMEM;
+	memset(fds + ctx->nr_fds, 0, (n - ctx->nr_fds) * sizeof(*fds));
+	ctx->fds = fds;
+	ctx->nr_fds = n;
+	return 0;
+}
+
+static struct fd_order *fd_order_get(struct aio_ctx *ctx, int fd)
+{
+	struct fd_order *fo;
+
+	if ((unsigned)fd >= ctx->nr_fds && fd_table_grow(ctx, fd))
+		return NULL;
+	fo = &ctx->fds[fd];
+	if (!fo->epochs) {
+		fo->epochs = calloc(EPOCHS_MIN, sizeof(*fo->epochs));
+		if (!fo->epochs)
+			return NULL;
+		fo->mask = EPOCHS_MIN - 1;
+	}
+	return fo;
+}
+
+/* Room for one more epoch; the live ones keep their ids. */
+static int epochs_grow(struct fd_order *fo)
+{
+	uint32_t slots = fo->mask + 1, live = fo->last - fo->first + 1;
+	struct fd_epoch *e;
+
+	if (live < slots)
+		return 0;
+	e = calloc(slots * 2, sizeof(*e));
+	if (!e)
+		return -ENOMEM;
+	for (uint32_t id = fo->first; id != fo->last + 1; id++)
+		e[id & (slots * 2 - 1)] = *epoch(fo, id);
+	free(fo->epochs);
+	fo->epochs = e;
+	fo->mask = slots * 2 - 1;
+	return 0;
+}
+
+/*
+ * A write the kernel has. Without memory to count it, the write is simply
+ * not waited for: the failure is the allocator's, and rare.
+ */
+int order_submitted(struct aio_ctx *ctx, struct req *req)
+{
+	struct fd_order *fo = fd_order_get(ctx, req_fd(req));
+
+	if (!fo) {
+		req->epoch = UINT32_MAX;
+		return -ENOMEM;
+	}
+	req->epoch = fo->last;
+	epoch(fo, fo->last)->writes++;
+	return 0;
+}
+
+bool order_should_hold(struct aio_ctx *ctx, struct req *req)
+{
+	struct fd_order *fo = fd_order(ctx, req_fd(req));
+
+	return fo && (fo->first != fo->last || epoch(fo, fo->last)->writes);
+}
+
+/* The sync closes the open epoch; later writes start the next one. */
+void order_hold(struct aio_ctx *ctx, struct req *req)
+{
+	struct fd_order *fo = fd_order(ctx, req_fd(req));
+	struct req **tail;
+
+	if (epochs_grow(fo)) {
+		issue_now(ctx, req);
+		return;
+	}
+	tail = &epoch(fo, fo->last)->syncs;
+	while (*tail)
+		tail = &(*tail)->next;
+	req->next = NULL;
+	req->held = true;
+	*tail = req;
+	fo->last++;
+	*epoch(fo, fo->last) = (struct fd_epoch){ 0 };
+	ctx->held_syncs++;
+	helper_need(ctx);
+}
+
+static void release_epoch(struct aio_ctx *ctx, struct fd_epoch *e)
+{
+	struct req *req = e->syncs, *next;
+
+	e->syncs = NULL;
+	for (; req; req = next) {
+		next = req->next;
+		helper_done(ctx);
+		issue_now(ctx, req);
+	}
+}
+
+void order_write_done(struct aio_ctx *ctx, struct req *req)
+{
+	struct fd_order *fo;
+
+	if (req->epoch == UINT32_MAX)
+		return;
+	fo = fd_order(ctx, req_fd(req));
+	epoch(fo, req->epoch)->writes--;
+	while (fo->first != fo->last && !epoch(fo, fo->first)->writes) {
+		release_epoch(ctx, epoch(fo, fo->first));
+		fo->first++;
+	}
+}
+
+void order_free(struct aio_ctx *ctx)
+{
+	for (unsigned i = 0; i < ctx->nr_fds; i++)
+		free(ctx->fds[i].epochs);
+	free(ctx->fds);
+	ctx->fds = NULL;
+	ctx->nr_fds = 0;
+}

@@ -1,0 +1,315 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * io_submit and io_cancel: the iocbs are checked as the kernel's
+ * io_submit_one() checks them, in the same order, so both backends refuse
+ * the same input with the same error; what is accepted goes to the engine
+ * in batches, except syncs that the honest-fsync rule holds back.
+ */
+#include <errno.h>
+#include <linux/fs.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+
+#include "internal.h"
+
+#define SUBMIT_BATCH 64
+
+/* The RWF_* bits this library passes on; the kernel judges each. */
+#define RWF_KNOWN 0xffu
+
+struct submit_state {
+	struct req *batch[SUBMIT_BATCH];
+	int nr_batch;
+	long done;
+	int err;
+	int resfd_ok;		/* an eventfd already checked in this call */
+	dev_t anon_dev;
+	ino_t anon_ino;
+};
+
+struct req *req_alloc(struct aio_ctx *ctx)
+{
+	struct req *req = ctx->free_reqs;
+
+	ctx->free_reqs = req->next;
+	ctx->live++;
+	return req;
+}
+
+void req_free(struct aio_ctx *ctx, struct req *req)
+{
+	req->obj = NULL;
+	req->held = false;
+	req->next = ctx->free_reqs;
+	ctx->free_reqs = req;
+	ctx->live--;
+}
+
+/*
+ * The kernel takes only an eventfd here. Its inode is the one all
+ * anonymous-inode files share, which is as far as fstat can tell.
+ */
+static int check_resfd(struct aio_ctx *ctx, struct submit_state *st, int fd)
+{
+	struct stat sb;
+
+	if (fd == st->resfd_ok)
+		return 0;
+	if (fd < 0 || fstat(fd, &sb))
+		return -EBADF;
+	if (!st->anon_ino) {
+		struct stat own;
+
+		if (fstat(ctx->notify_fd, &own))
+			return -EBADF;
+		st->anon_dev = own.st_dev;
+		st->anon_ino = own.st_ino;
+	}
+	if (sb.st_dev != st->anon_dev || sb.st_ino != st->anon_ino)
+		return -EINVAL;
+	st->resfd_ok = fd;
+	return 0;
+}
+
+static int check_iovec(const struct iocb *io)
+{
+	const struct iovec *iov = io->u.v.vec;
+	unsigned long nr = io->u.v.nr;
+
+	if (nr > UIO_MAXIOV)
+		return -EINVAL;
+	if (!nr)
+		return 0;
+	if (bad_user_ptr(iov, nr * sizeof(*iov)))
+		return -EFAULT;
+	for (unsigned long i = 0; i < nr; i++) {
+		if ((ssize_t)iov[i].iov_len < 0)
+			return -EINVAL;
+		if (bad_user_range(iov[i].iov_base, iov[i].iov_len))
+			return -EFAULT;
+	}
+	return 0;
+}
+
+static int check_rw(const struct iocb *io, bool vectored)
+{
+	int ret;
+
+	if (io->aio_rw_flags & ~RWF_KNOWN)
+		return -EOPNOTSUPP;
+	ret = vectored ? check_iovec(io) : 0;
+	if (!ret && !vectored && bad_user_range(io->u.c.buf, io->u.c.nbytes))
+		ret = -EFAULT;
+	if (!ret && io->u.c.offset < 0)
+		ret = -EINVAL;
+	return ret;
+}
+
+/*
+ * What io_uring would learn only at completion but the native kernel
+ * refuses at submission, as far as it can be decided without a system call.
+ */
+static int check_for_uring(const struct iocb *io)
+{
+	uint64_t buf = (uintptr_t)io->u.c.buf;
+
+	switch (io->aio_lio_opcode) {
+	case IO_CMD_PREAD:
+	case IO_CMD_PWRITE:
+		return check_rw(io, false);
+	case IO_CMD_PREADV:
+	case IO_CMD_PWRITEV:
+		return check_rw(io, true);
+	case IO_CMD_FSYNC:
+	case IO_CMD_FDSYNC:
+		if (buf || io->u.c.offset || io->u.c.nbytes || io->aio_rw_flags)
+			return -EINVAL;
+		return 0;
+	case IO_CMD_POLL:
+		if ((uint16_t)buf != buf || io->u.c.offset || io->u.c.nbytes ||
+		    io->aio_rw_flags)
+			return -EINVAL;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+/* io_submit_one()'s checks, in its order. */
+static int check_iocb(struct aio_ctx *ctx, struct submit_state *st, const struct iocb *io)
+{
+	int ret;
+
+	if (io->u.c.__pad3 || (ssize_t)io->u.c.nbytes < 0)
+		return -EINVAL;
+	if (ctx->live + ring_used(ctx) >= ctx->max_outstanding)
+		return -EAGAIN;
+	if (io->aio_fildes < 0)
+		return -EBADF;
+	if (io->u.c.flags & IOCB_FLAG_RESFD) {
+		ret = check_resfd(ctx, st, (int)io->u.c.resfd);
+		if (ret)
+			return ret;
+	}
+	if (ctx->engine->kind == AIO_COMPAT_URING)
+		return check_for_uring(io);
+	return 0;
+}
+
+/* Bookkeeping for a request the kernel now has, or that waits for writes. */
+static void accepted(struct aio_ctx *ctx, struct req *req)
+{
+	if (req->obj->key)
+		req->obj->key = 0;
+	if (req->resfd >= 0)
+		helper_need(ctx);
+	if (ctx->fsync_order && opcode_is_write(req_opcode(req)))
+		order_submitted(ctx, req);
+}
+
+/* Hands the batch to the engine; false once the kernel refused some. */
+static bool flush(struct aio_ctx *ctx, struct submit_state *st)
+{
+	int n = st->nr_batch, took;
+
+	if (!n)
+		return true;
+	st->nr_batch = 0;
+	took = ctx->engine->submit(ctx, st->batch, n);
+	if (took < 0) {
+		st->err = took;
+		took = 0;
+	}
+	for (int i = 0; i < took; i++)
+		accepted(ctx, st->batch[i]);
+	for (int i = took; i < n; i++)
+		req_free(ctx, st->batch[i]);
+	st->done += took;
+	return took == n;
+}
+
+/*
+ * Everything before a sync goes to the kernel first: the writes must be
+ * counted before the rule can judge it, and a refusal earlier in the array
+ * must stop the sync as it stops anything after it.
+ */
+static bool queue_sync(struct aio_ctx *ctx, struct submit_state *st, struct req *req)
+{
+	if (!flush(ctx, st)) {
+		req_free(ctx, req);
+		return false;
+	}
+	if (!order_should_hold(ctx, req)) {
+		st->batch[st->nr_batch++] = req;
+		return true;
+	}
+	order_hold(ctx, req);
+	accepted(ctx, req);
+	st->done++;
+	return true;
+}
+
+static bool queue_one(struct aio_ctx *ctx, struct submit_state *st, struct iocb *io)
+{
+	struct req *req;
+
+	if (bad_user_ptr(io, sizeof(*io))) {
+		st->err = -EFAULT;
+		return false;
+	}
+	st->err = check_iocb(ctx, st, io);
+	if (st->err)
+		return false;
+	req = req_alloc(ctx);
+	req->kiocb = *io;
+	req->obj = io;
+	req->epoch = UINT32_MAX;
+	req->resfd = io->u.c.flags & IOCB_FLAG_RESFD ? (int)io->u.c.resfd : -1;
+	if (ctx->fsync_order && opcode_is_sync(io->aio_lio_opcode))
+		return queue_sync(ctx, st, req);
+	st->batch[st->nr_batch++] = req;
+	return st->nr_batch < SUBMIT_BATCH || flush(ctx, st);
+}
+
+static long submit(struct aio_ctx *ctx, long nr, struct iocb **ios)
+{
+	struct submit_state st = { .resfd_ok = -1 };
+
+	if (nr > ctx->ring_nr)
+		nr = ctx->ring_nr;
+	if (bad_user_ptr(ios, nr * sizeof(*ios)))
+		return -EFAULT;
+	pthread_mutex_lock(&ctx->lock);
+	if (unlikely(ctx->dead)) {
+		pthread_mutex_unlock(&ctx->lock);
+		return -EINVAL;
+	}
+	for (long i = 0; i < nr; i++)
+		if (!queue_one(ctx, &st, ios[i]))
+			break;
+	flush(ctx, &st);
+	pthread_mutex_unlock(&ctx->lock);
+	return st.done ? st.done : st.err;
+}
+
+AIO_EXPORT int io_submit(io_context_t handle, long nr, struct iocb *ios[])
+{
+	struct aio_ctx *ctx;
+	long ret;
+
+	if (unlikely(nr < 0))
+		return -EINVAL;
+	ctx = ctx_get(handle);
+	if (unlikely(!ctx))
+		return -EINVAL;
+	ret = nr ? submit(ctx, nr, ios) : 0;
+	ctx_put(ctx);
+	return (int)ret;
+}
+
+/* Issues a sync the rule held; a refusal becomes its event. */
+void issue_now(struct aio_ctx *ctx, struct req *req)
+{
+	struct req *one[1] = { req };
+	int took;
+
+	req->held = false;
+	took = ctx->engine->submit(ctx, one, 1);
+	if (took != 1)
+		ring_post(ctx, req, took < 0 ? took : -EAGAIN, 0);
+}
+
+static struct req *find_in_flight(struct aio_ctx *ctx, const struct iocb *iocb)
+{
+	for (unsigned i = 0; i < ctx->max_outstanding; i++)
+		if (ctx->reqs[i].obj == iocb)
+			return &ctx->reqs[i];
+	return NULL;
+}
+
+/*
+ * As on the kernel's native AIO, only a poll can be cancelled: its event
+ * still arrives, with the events seen so far (none).
+ */
+AIO_EXPORT int io_cancel(io_context_t handle, struct iocb *iocb, struct io_event *result)
+{
+	struct aio_ctx *ctx;
+	struct req *req;
+	int ret = -EINVAL;
+
+	(void)result;
+	if (bad_user_ptr(iocb, sizeof(*iocb)))
+		return -EFAULT;
+	if (iocb->key)
+		return -EINVAL;
+	ctx = ctx_get(handle);
+	if (!ctx)
+		return -EINVAL;
+	pthread_mutex_lock(&ctx->lock);
+	publish(ctx);
+	req = find_in_flight(ctx, iocb);
+	if (req && !req->held && req_opcode(req) == IO_CMD_POLL)
+		ret = ctx->engine->cancel(ctx, req);
+	pthread_mutex_unlock(&ctx->lock);
+	ctx_put(ctx);
+	return ret;
+}
