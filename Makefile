@@ -35,6 +35,7 @@ EXAMPLES := $(EXAMPLE_SRCS:.c=)
 # Programs link against the freshly built library, found through the rpath.
 PROG_LDFLAGS := $(ALL_LDFLAGS) -Llib -Wl,-rpath,'$$ORIGIN/../lib'
 PROG_LIBS := -laio-compat -luring -lpthread
+CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null)
 
 .PHONY: all deps check run bench install clean format
 
@@ -63,10 +64,10 @@ examples/%: examples/%.c $(LIB_SO)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(PROG_LDFLAGS) $(PROG_LIBS)
 
 tests/%.o: tests/%.c tests/*.h include/aio-compat.h
-	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+	$(CC) $(ALL_CFLAGS) $(shell pkg-config --cflags check 2>/dev/null) -c -o $@ $<
 
 tests/test_%: tests/test_%.o $(TEST_UTIL) $(LIB_SO)
-	$(CC) $(ALL_CFLAGS) -o $@ $< $(TEST_UTIL) $(PROG_LDFLAGS) $(PROG_LIBS) -lcheck_pic -lsubunit -lm -lrt
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(TEST_UTIL) $(PROG_LDFLAGS) $(PROG_LIBS) $(CHECK_LIBS)
 
 # Installs what Build-Depends of debian/control lists and this machine lacks.
 deps:

@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -83,8 +82,6 @@ static void ctx_free(struct aio_ctx *ctx)
 		ctx->engine->teardown(ctx);
 	if (ctx->ring)
 		munmap(ctx->ring, ctx->ring_bytes);
-	if (ctx->notify_fd >= 0)
-		close(ctx->notify_fd);
 	order_free(ctx);
 	pthread_cond_destroy(&ctx->helper_cond);
 	pthread_mutex_destroy(&ctx->lock);
@@ -99,16 +96,10 @@ static int ctx_create(unsigned nr, const struct engine *engine, struct aio_ctx *
 
 	if (!ctx)
 		return -ENOMEM;
-	ctx->notify_fd = -1;
 	ctx->engine = engine;
 	ctx->fsync_order = true;
 	pthread_mutex_init(&ctx->lock, NULL);
 	pthread_cond_init(&ctx->helper_cond, NULL);
-	ctx->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (ctx->notify_fd < 0) {
-		ret = -errno;
-		goto fail;
-	}
 	ret = engine->setup(ctx, nr);
 	if (!ret)
 		ret = ring_alloc(ctx);
@@ -116,13 +107,12 @@ static int ctx_create(unsigned nr, const struct engine *engine, struct aio_ctx *
 		ret = reqs_alloc(ctx);
 	if (!ret)
 		ret = registry_add(ctx);
-	if (ret)
-		goto fail;
+	if (ret) {
+		ctx_free(ctx);
+		return ret;
+	}
 	*out = ctx;
 	return 0;
-fail:
-	ctx_free(ctx);
-	return ret;
 }
 
 static int setup(int maxevents, io_context_t *ctxp, int backend)

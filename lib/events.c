@@ -8,13 +8,12 @@
  * kernel AIO ring) into it, applies the fsync rule, and only then signals
  * the iocbs' eventfds. io_getevents takes events from that ring.
  *
- * Threads that must wait sleep in ppoll() on the context's eventfd, which
- * the engine signals while anyone sleeps, and which a thread that leaves
- * events in the ring signals for the others. ppoll gives -EINTR for a real
- * signal only, and takes io_pgetevents' signal mask.
+ * Threads that must wait sleep in the engine (io_uring_enter, or ppoll on
+ * the eventfd native requests signal); a thread that leaves events in the
+ * ring while others sleep wakes them, since the engine would not. Both
+ * give -EINTR for a real signal only, and take io_pgetevents' mask.
  */
 #include <errno.h>
-#include <poll.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <unistd.h>
@@ -120,9 +119,7 @@ long take_events(struct aio_ctx *ctx, struct io_event *out, long nr)
 
 void wake_sleepers(struct aio_ctx *ctx)
 {
-	uint64_t one = 1;
-
-	(void)!write(ctx->notify_fd, &one, sizeof(one));
+	ctx->engine->wake(ctx);
 }
 
 /* Events left in the ring while others sleep: they would not hear of them. */
@@ -169,22 +166,18 @@ bool deadline_passed(const struct timespec *deadline)
 }
 
 /*
- * Sleeps until the engine or another thread signals, the deadline passes
- * (0 either way: the caller looks again) or a signal arrives (-EINTR).
- * Called and returns with ctx->lock held; the caller has looked at the ring
- * and at ctx->dead under the same hold, so no wake-up falls in between.
+ * Sleeps until a completion or another thread's wake-up (0 either way: the
+ * caller looks again), or a real signal (-EINTR). Called and returns with
+ * ctx->lock held; the caller has looked at the ring and at ctx->dead under
+ * the same hold, and whoever changes either wakes the sleepers.
  */
 int wait_for_events(struct aio_ctx *ctx, const struct timespec *deadline, const sigset_t *sigmask)
 {
-	struct pollfd pfd = { .fd = ctx->notify_fd, .events = POLLIN };
 	struct timespec left, *timeout = NULL;
-	uint64_t count;
 	int ret = 0;
 
-	if (ctx->sleepers++ == 0)
-		ctx->engine->notify(ctx, true);
-	/* Drained before the last look, so anything after it wakes us. */
-	(void)!read(ctx->notify_fd, &count, sizeof(count));
+	ctx->sleepers++;
+	ctx->engine->arm(ctx);
 	if (ctx->engine->ready(ctx))
 		goto out;
 	if (deadline) {
@@ -193,12 +186,10 @@ int wait_for_events(struct aio_ctx *ctx, const struct timespec *deadline, const 
 		timeout = &left;
 	}
 	pthread_mutex_unlock(&ctx->lock);
-	if (ppoll(&pfd, 1, timeout, sigmask) < 0 && errno == EINTR)
-		ret = -EINTR;
+	ret = ctx->engine->wait(ctx, timeout, sigmask);
 	pthread_mutex_lock(&ctx->lock);
 out:
-	if (--ctx->sleepers == 0)
-		ctx->engine->notify(ctx, false);
+	ctx->sleepers--;
 	return ret;
 }
 

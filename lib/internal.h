@@ -117,8 +117,15 @@ struct engine {
 	int (*reap)(struct aio_ctx *ctx, struct completion *out, int max);
 	/* Whether reap would find anything. */
 	bool (*ready)(struct aio_ctx *ctx);
-	/* Whether completions signal ctx->notify_fd (only while someone sleeps). */
-	void (*notify)(struct aio_ctx *ctx, bool on);
+	/* Before the last look: whatever comes after it must end wait(). */
+	void (*arm)(struct aio_ctx *ctx);
+	/*
+	 * Sleeps, unlocked, until a completion, wake(), the timeout (NULL: no
+	 * limit) or a real signal (-EINTR); io_pgetevents' mask applies.
+	 */
+	int (*wait)(struct aio_ctx *ctx, const struct timespec *timeout, const sigset_t *sigmask);
+	/* Ends every wait() under way or about to start after arm(). */
+	void (*wake)(struct aio_ctx *ctx);
 	/* Cancels a request in flight: -EINPROGRESS, or the kernel's error. */
 	int (*cancel)(struct aio_ctx *ctx, struct req *req);
 };
@@ -153,8 +160,7 @@ struct aio_ctx {
 	const struct engine *engine;
 	void *priv;		/* the backend's own state */
 	pthread_mutex_t lock;	/* everything below, and the engine */
-	int notify_fd;		/* eventfd that sleeping threads poll */
-	unsigned sleepers;
+	unsigned sleepers;	/* threads in engine->wait() */
 	bool dead;
 	unsigned fork_gen;
 	unsigned slot;		/* in the registry */

@@ -3,11 +3,16 @@
  * The native backend: the kernel's AIO system calls, made directly. The
  * kernel's completion ring is private to the library; it is read in user
  * space, as fio's userspace_reap does, so reaping costs no system call.
- * Every request signals the context's eventfd, which waiters poll.
+ * Every request signals the context's eventfd, in which waiters ppoll:
+ * io_getevents could not wait without taking events, and returns -EINTR
+ * when io_uring task work, not a signal, interrupts it.
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -15,18 +20,41 @@
 
 #define SUBMIT_MAX 64
 
-static struct aio_ring *kernel_ring(struct aio_ctx *ctx)
+struct native {
+	unsigned long id;	/* the kernel's context, and its ring */
+	int notify_fd;
+};
+
+static struct native *native(struct aio_ctx *ctx)
 {
 	return ctx->priv;
 }
 
+static struct aio_ring *kernel_ring(struct aio_ctx *ctx)
+{
+	return (struct aio_ring *)native(ctx)->id;
+}
+
 static int native_setup(struct aio_ctx *ctx, unsigned nr)
 {
-	unsigned long id = 0;
+	struct native *n = calloc(1, sizeof(*n));
+	int ret;
 
-	if (syscall(__NR_io_setup, nr, &id) < 0)
-		return -errno;
-	ctx->priv = (void *)id;
+	if (!n)
+		return -ENOMEM;
+	n->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (n->notify_fd < 0) {
+		ret = -errno;
+		free(n);
+		return ret;
+	}
+	if (syscall(__NR_io_setup, nr, &n->id) < 0) {
+		ret = -errno;
+		close(n->notify_fd);
+		free(n);
+		return ret;
+	}
+	ctx->priv = n;
 	ctx->ring_nr = kernel_ring(ctx)->nr;
 	ctx->max_outstanding = ctx->ring_nr - 1;
 	return 0;
@@ -34,7 +62,9 @@ static int native_setup(struct aio_ctx *ctx, unsigned nr)
 
 static void native_teardown(struct aio_ctx *ctx)
 {
-	syscall(__NR_io_destroy, (unsigned long)ctx->priv);
+	syscall(__NR_io_destroy, native(ctx)->id);
+	close(native(ctx)->notify_fd);
+	free(ctx->priv);
 	ctx->priv = NULL;
 }
 
@@ -49,10 +79,10 @@ static int native_submit(struct aio_ctx *ctx, struct req **reqs, int n)
 		struct iocb *io = &reqs[i]->kiocb;
 
 		io->u.c.flags |= IOCB_FLAG_RESFD;
-		io->u.c.resfd = ctx->notify_fd;
+		io->u.c.resfd = native(ctx)->notify_fd;
 		iocbs[i] = io;
 	}
-	ret = syscall(__NR_io_submit, (unsigned long)ctx->priv, (long)n, iocbs);
+	ret = syscall(__NR_io_submit, native(ctx)->id, (long)n, iocbs);
 	return ret < 0 ? -errno : (int)ret;
 }
 
@@ -90,18 +120,36 @@ static bool native_ready(struct aio_ctx *ctx)
 						  memory_order_acquire);
 }
 
-/* The kernel signals the eventfd for every request anyway. */
-static void native_notify(struct aio_ctx *ctx, bool on)
+/* Drained before the last look, so any completion after it shows. */
+static void native_arm(struct aio_ctx *ctx)
 {
-	(void)ctx;
-	(void)on;
+	uint64_t count;
+
+	(void)!read(native(ctx)->notify_fd, &count, sizeof(count));
+}
+
+/* ppoll is never restarted after a handler ran, so a signal is -EINTR. */
+static int native_wait(struct aio_ctx *ctx, const struct timespec *timeout, const sigset_t *sigmask)
+{
+	struct pollfd pfd = { .fd = native(ctx)->notify_fd, .events = POLLIN };
+
+	if (ppoll(&pfd, 1, timeout, sigmask) < 0 && errno == EINTR)
+		return -EINTR;
+	return 0;
+}
+
+static void native_wake(struct aio_ctx *ctx)
+{
+	uint64_t one = 1;
+
+	(void)!write(native(ctx)->notify_fd, &one, sizeof(one));
 }
 
 static int native_cancel(struct aio_ctx *ctx, struct req *req)
 {
 	struct io_event ev;
 
-	if (syscall(__NR_io_cancel, (unsigned long)ctx->priv, &req->kiocb, &ev) < 0)
+	if (syscall(__NR_io_cancel, native(ctx)->id, &req->kiocb, &ev) < 0)
 		return -errno;
 	return 0;
 }
@@ -114,6 +162,8 @@ const struct engine native_engine = {
 	.submit = native_submit,
 	.reap = native_reap,
 	.ready = native_ready,
-	.notify = native_notify,
+	.arm = native_arm,
+	.wait = native_wait,
+	.wake = native_wake,
 	.cancel = native_cancel,
 };

@@ -7,8 +7,10 @@
  */
 #include <errno.h>
 #include <linux/fs.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -49,7 +51,32 @@ void req_free(struct aio_ctx *ctx, struct req *req)
  * The kernel takes only an eventfd here. Its inode is the one all
  * anonymous-inode files share, which is as far as fstat can tell.
  */
-static int check_resfd(struct aio_ctx *ctx, struct submit_state *st, int fd)
+static pthread_once_t eventfd_once = PTHREAD_ONCE_INIT;
+static dev_t eventfd_dev;
+static ino_t eventfd_ino;
+
+static void eventfd_learn(void)
+{
+	int fd = eventfd(0, EFD_CLOEXEC);
+	struct stat sb;
+
+	if (fd >= 0 && !fstat(fd, &sb)) {
+		eventfd_dev = sb.st_dev;
+		eventfd_ino = sb.st_ino;
+	}
+	if (fd >= 0)
+		close(fd);
+}
+
+static int eventfd_identity(dev_t *dev, ino_t *ino)
+{
+	pthread_once(&eventfd_once, eventfd_learn);
+	*dev = eventfd_dev;
+	*ino = eventfd_ino;
+	return eventfd_ino ? 0 : -EBADF;
+}
+
+static int check_resfd(struct submit_state *st, int fd)
 {
 	struct stat sb;
 
@@ -57,14 +84,8 @@ static int check_resfd(struct aio_ctx *ctx, struct submit_state *st, int fd)
 		return 0;
 	if (fd < 0 || fstat(fd, &sb))
 		return -EBADF;
-	if (!st->anon_ino) {
-		struct stat own;
-
-		if (fstat(ctx->notify_fd, &own))
-			return -EBADF;
-		st->anon_dev = own.st_dev;
-		st->anon_ino = own.st_ino;
-	}
+	if (!st->anon_ino && eventfd_identity(&st->anon_dev, &st->anon_ino))
+		return -EBADF;
 	if (sb.st_dev != st->anon_dev || sb.st_ino != st->anon_ino)
 		return -EINVAL;
 	st->resfd_ok = fd;
@@ -146,7 +167,7 @@ static int check_iocb(struct aio_ctx *ctx, struct submit_state *st, const struct
 	if (io->aio_fildes < 0)
 		return -EBADF;
 	if (io->u.c.flags & IOCB_FLAG_RESFD) {
-		ret = check_resfd(ctx, st, (int)io->u.c.resfd);
+		ret = check_resfd(st, (int)io->u.c.resfd);
 		if (ret)
 			return ret;
 	}

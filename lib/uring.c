@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * The io_uring backend: each iocb becomes one SQE whose user_data is the
- * request; each CQE becomes the event. The context's eventfd is registered
- * with the ring and enabled only while a thread sleeps.
+ * request; each CQE becomes the event. CQEs whose user_data is 0 are the
+ * library's own (wake-ups, poll removals) and are skipped.
  */
 #include <errno.h>
 #include <liburing.h>
@@ -140,16 +140,10 @@ static int uring_setup(struct aio_ctx *ctx, unsigned nr)
 	if (!ring)
 		return -ENOMEM;
 	ret = ring_init(ring, ctx->max_outstanding);
-	if (!ret) {
-		ret = io_uring_register_eventfd(ring, ctx->notify_fd);
-		if (ret)
-			io_uring_queue_exit(ring);
-	}
 	if (ret) {
 		free(ring);
 		return ret;
 	}
-	io_uring_cq_eventfd_toggle(ring, false);
 	ctx->priv = ring;
 	return 0;
 }
@@ -268,9 +262,44 @@ static bool uring_ready(struct aio_ctx *ctx)
 	return io_uring_cq_ready(ring) || io_uring_cq_has_overflow(ring);
 }
 
-static void uring_notify(struct aio_ctx *ctx, bool on)
+static void uring_arm(struct aio_ctx *ctx)
 {
-	io_uring_cq_eventfd_toggle(ctx->priv, on);
+	(void)ctx;
+}
+
+/*
+ * io_uring_enter runs this thread's task work while it waits and, unlike
+ * io_getevents, answers -EINTR only for a real signal.
+ */
+static int uring_wait(struct aio_ctx *ctx, const struct timespec *timeout, const sigset_t *sigmask)
+{
+	struct io_uring *ring = ctx->priv;
+	struct __kernel_timespec ts;
+	struct io_uring_getevents_arg arg = {
+		.sigmask = (uintptr_t)sigmask,
+		.sigmask_sz = _NSIG / 8,
+	};
+	int ret;
+
+	if (timeout) {
+		ts.tv_sec = timeout->tv_sec;
+		ts.tv_nsec = timeout->tv_nsec;
+		arg.ts = (uintptr_t)&ts;
+	}
+	ret = io_uring_enter2(ring->ring_fd, 0, 1, IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG,
+			      (sigset_t *)&arg, sizeof(arg));
+	return ret == -EINTR ? -EINTR : 0;
+}
+
+/* A NOP's completion ends every wait; reap skips it. */
+static void uring_wake(struct aio_ctx *ctx)
+{
+	struct io_uring *ring = ctx->priv;
+	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+
+	io_uring_prep_nop(sqe);
+	io_uring_sqe_set_data(sqe, NULL);
+	io_uring_submit(ring);
 }
 
 static int uring_cancel(struct aio_ctx *ctx, struct req *req)
@@ -292,6 +321,8 @@ const struct engine uring_engine = {
 	.submit = uring_submit,
 	.reap = uring_reap,
 	.ready = uring_ready,
-	.notify = uring_notify,
+	.arm = uring_arm,
+	.wait = uring_wait,
+	.wake = uring_wake,
 	.cancel = uring_cancel,
 };
