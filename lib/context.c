@@ -11,9 +11,6 @@
 
 #include "internal.h"
 
-/* io_setup's limits, as the kernel's ioctx_alloc() applies them. */
-#define AIO_MAX_EVENTS (0x10000000u / sizeof(struct io_event))
-
 static int backend_from_env(void)
 {
 	const char *name = getenv("AIO_COMPAT_BACKEND");
@@ -126,8 +123,6 @@ static int setup(int maxevents, io_context_t *ctxp, int backend)
 		return -EFAULT;
 	if (*ctxp || nr == 0)
 		return -EINVAL;
-	if ((size_t)nr * 2 > AIO_MAX_EVENTS)
-		return -EINVAL;
 	engine = choose_engine(backend, &ret);
 	if (!engine)
 		return ret;
@@ -146,6 +141,17 @@ AIO_EXPORT int io_setup(int maxevents, io_context_t *ctxp)
 AIO_EXPORT int aio_compat_setup(int maxevents, io_context_t *ctxp, enum aio_compat_backend backend)
 {
 	return setup(maxevents, ctxp, backend);
+}
+
+/* As the kernel's io_destroy does: a poll would never let it return. */
+static void cancel_polls(struct aio_ctx *ctx)
+{
+	for (unsigned i = 0; i < ctx->max_outstanding; i++) {
+		struct req *req = &ctx->reqs[i];
+
+		if (req->obj && req_opcode(req) == IO_CMD_POLL)
+			ctx->engine->cancel(ctx, req);
+	}
 }
 
 /*
@@ -171,6 +177,7 @@ AIO_EXPORT int io_destroy(io_context_t handle)
 	helper_stop(ctx);
 
 	pthread_mutex_lock(&ctx->lock);
+	cancel_polls(ctx);
 	while (ctx->live) {
 		publish(ctx);
 		if (ctx->live)

@@ -54,11 +54,13 @@ void ring_post(struct aio_ctx *ctx, struct req *req, long res, long res2)
 	}
 	if (opcode_is_write(req_opcode(req)))
 		order_write_done(ctx, req);
+	else if (req_opcode(req) == IO_CMD_POLL)
+		ctx->polls--;
 	req_free(ctx, req);
 }
 
 /* Signals the eventfds of events already in the ring, one write per fd. */
-static void resfd_flush(struct aio_ctx *ctx)
+void resfd_flush(struct aio_ctx *ctx)
 {
 	for (unsigned i = 0; i < ctx->nr_resfd; i++)
 		(void)!write(ctx->resfd[i].fd, &ctx->resfd[i].count, sizeof(uint64_t));
@@ -193,9 +195,23 @@ out:
 	return ret;
 }
 
+/*
+ * Native AIO does buffered I/O inside io_submit, so a caller that asks for
+ * min_nr 0 with a timeout finds it done (libaio's own tests do this).
+ * io_uring runs it asynchronously: there such a call waits, up to its
+ * timeout, for the first event while I/O other than polls is in flight.
+ */
+static bool enough(struct aio_ctx *ctx, long got, long min_nr, bool patient)
+{
+	if (got >= min_nr && (got || !patient))
+		return true;
+	return got >= min_nr && ctx->live == ctx->polls;
+}
+
 static long getevents(struct aio_ctx *ctx, long min_nr, long nr, struct io_event *events,
 		      const struct timespec *deadline, const sigset_t *sigmask)
 {
+	bool patient = !min_nr && nr && deadline && ctx->engine->kind == AIO_COMPAT_URING;
 	long got = 0, n;
 	int err = 0;
 
@@ -208,7 +224,7 @@ static long getevents(struct aio_ctx *ctx, long min_nr, long nr, struct io_event
 			break;
 		}
 		got += n;
-		if (got >= min_nr)
+		if (enough(ctx, got, min_nr, patient))
 			break;
 		if (ctx->dead) {
 			err = -EINVAL;

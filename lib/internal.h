@@ -70,6 +70,7 @@ struct req {
 	struct iocb kiocb;	/* the caller's iocb as submitted, checked */
 	struct iocb *obj;	/* the caller's iocb, reported in the event */
 	struct req *next;	/* free list, or the syncs closing an epoch */
+	struct submitter *owner;	/* uring: the thread whose io-wq runs it */
 	int resfd;		/* the caller's eventfd, or -1 */
 	uint32_t epoch;		/* writes: the epoch of their fd they joined */
 	bool held;		/* a sync waiting for earlier writes */
@@ -155,6 +156,7 @@ struct aio_ctx {
 	unsigned tail;		/* where the next event goes */
 	unsigned max_outstanding;	/* in flight plus unreaped, at most */
 	unsigned live;		/* requests taken from reqs[] */
+	unsigned polls;		/* of which polls */
 	struct req *reqs;
 	struct req *free_reqs;
 	const struct engine *engine;
@@ -191,6 +193,7 @@ struct aio_ctx *ctx_get(io_context_t handle);
 void ctx_put(struct aio_ctx *ctx);
 int registry_add(struct aio_ctx *ctx);
 void registry_remove(struct aio_ctx *ctx);
+void registry_each(void (*fn)(struct aio_ctx *ctx));
 unsigned fork_generation(void);
 
 /* context.c */
@@ -199,6 +202,7 @@ int backend_probe_uring(void);
 /* events.c: the publisher and the waiting. */
 void ring_post(struct aio_ctx *ctx, struct req *req, long res, long res2);
 unsigned publish(struct aio_ctx *ctx);
+void resfd_flush(struct aio_ctx *ctx);
 unsigned ring_used(const struct aio_ctx *ctx);
 long take_events(struct aio_ctx *ctx, struct io_event *out, long nr);
 int wait_for_events(struct aio_ctx *ctx, const struct timespec *deadline,

@@ -123,6 +123,22 @@ struct aio_ctx *ctx_get(io_context_t handle)
 	return NULL;
 }
 
+/* Calls fn on every live context, pinned as ctx_get() pins it. */
+void registry_each(void (*fn)(struct aio_ctx *ctx))
+{
+	for (unsigned i = 0; i < REGISTRY_SLOTS; i++) {
+		struct slot *s = &slots[i];
+		uintptr_t key = atomic_load_explicit(&s->key, memory_order_acquire);
+
+		if (key <= KEY_RETIRED)
+			continue;
+		atomic_fetch_add(&s->users, 1);
+		if (atomic_load(&s->key) == key && s->ctx->fork_gen == fork_generation())
+			fn(s->ctx);
+		atomic_fetch_sub(&s->users, 1);
+	}
+}
+
 void ctx_put(struct aio_ctx *ctx)
 {
 	atomic_fetch_sub_explicit(&slots[ctx->slot].users, 1, memory_order_release);

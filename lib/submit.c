@@ -6,6 +6,7 @@
  * in batches, except syncs that the honest-fsync rule holds back.
  */
 #include <errno.h>
+#include <limits.h>
 #include <linux/fs.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
@@ -18,6 +19,9 @@
 
 /* The RWF_* bits this library passes on; the kernel judges each. */
 #define RWF_KNOWN 0xffu
+#define MAX_RW_COUNT (0x7fffffffu & ~4095u)
+#define IOPRIO_CLASS_NONE 0
+#define IOPRIO_CLASS_IDLE 3
 
 struct submit_state {
 	struct req *batch[SUBMIT_BATCH];
@@ -25,6 +29,7 @@ struct submit_state {
 	long done;
 	int err;
 	int resfd_ok;		/* an eventfd already checked in this call */
+	bool resfd_checked;
 	dev_t anon_dev;
 	ino_t anon_ino;
 };
@@ -80,8 +85,6 @@ static int check_resfd(struct submit_state *st, int fd)
 {
 	struct stat sb;
 
-	if (fd == st->resfd_ok)
-		return 0;
 	if (fd < 0 || fstat(fd, &sb))
 		return -EBADF;
 	if (!st->anon_ino && eventfd_identity(&st->anon_dev, &st->anon_ino))
@@ -89,14 +92,17 @@ static int check_resfd(struct submit_state *st, int fd)
 	if (sb.st_dev != st->anon_dev || sb.st_ino != st->anon_ino)
 		return -EINVAL;
 	st->resfd_ok = fd;
+	st->resfd_checked = true;
 	return 0;
 }
 
-static int check_iovec(const struct iocb *io)
+/* The iovec array as import_iovec() judges it; *total gets its length. */
+static int check_iovec(const struct iocb *io, size_t *total)
 {
 	const struct iovec *iov = io->u.v.vec;
 	unsigned long nr = io->u.v.nr;
 
+	*total = 0;
 	if (nr > UIO_MAXIOV)
 		return -EINVAL;
 	if (!nr)
@@ -108,20 +114,38 @@ static int check_iovec(const struct iocb *io)
 			return -EINVAL;
 		if (bad_user_range(iov[i].iov_base, iov[i].iov_len))
 			return -EFAULT;
+		*total += iov[i].iov_len;
 	}
 	return 0;
 }
 
+/* ioprio_check_cap(), but for the capability, which the kernel judges. */
+static int check_ioprio(const struct iocb *io)
+{
+	int prio = (unsigned short)io->aio_reqprio, class = prio >> 13, level = prio & 7;
+
+	if (!(io->u.c.flags & IOCB_FLAG_IOPRIO))
+		return 0;
+	if (class > IOPRIO_CLASS_IDLE || (class == IOPRIO_CLASS_NONE && level))
+		return -EINVAL;
+	return 0;
+}
+
+/* aio_prep_rw(), the import of the buffer and rw_verify_area(), in order. */
 static int check_rw(const struct iocb *io, bool vectored)
 {
-	int ret;
+	size_t len = io->u.c.nbytes;
+	int ret = check_ioprio(io);
 
-	if (io->aio_rw_flags & ~RWF_KNOWN)
-		return -EOPNOTSUPP;
-	ret = vectored ? check_iovec(io) : 0;
-	if (!ret && !vectored && bad_user_range(io->u.c.buf, io->u.c.nbytes))
+	if (!ret && io->aio_rw_flags & ~RWF_KNOWN)
+		ret = -EOPNOTSUPP;
+	if (!ret && vectored)
+		ret = check_iovec(io, &len);
+	else if (!ret && bad_user_range(io->u.c.buf, len))
 		ret = -EFAULT;
-	if (!ret && io->u.c.offset < 0)
+	if (len > MAX_RW_COUNT)
+		len = MAX_RW_COUNT;
+	if (!ret && (io->u.c.offset < 0 || (unsigned long long)io->u.c.offset + len > LLONG_MAX))
 		ret = -EINVAL;
 	return ret;
 }
@@ -166,7 +190,8 @@ static int check_iocb(struct aio_ctx *ctx, struct submit_state *st, const struct
 		return -EAGAIN;
 	if (io->aio_fildes < 0)
 		return -EBADF;
-	if (io->u.c.flags & IOCB_FLAG_RESFD) {
+	if (io->u.c.flags & IOCB_FLAG_RESFD &&
+	    (!st->resfd_checked || (int)io->u.c.resfd != st->resfd_ok)) {
 		ret = check_resfd(st, (int)io->u.c.resfd);
 		if (ret)
 			return ret;
@@ -181,6 +206,8 @@ static void accepted(struct aio_ctx *ctx, struct req *req)
 {
 	if (req->obj->key)
 		req->obj->key = 0;
+	if (req_opcode(req) == IO_CMD_POLL)
+		ctx->polls++;
 	if (req->resfd >= 0)
 		helper_need(ctx);
 	if (ctx->fsync_order && opcode_is_write(req_opcode(req)))
@@ -253,7 +280,7 @@ static bool queue_one(struct aio_ctx *ctx, struct submit_state *st, struct iocb 
 
 static long submit(struct aio_ctx *ctx, long nr, struct iocb **ios)
 {
-	struct submit_state st = { .resfd_ok = -1 };
+	struct submit_state st = { 0 };
 
 	if (nr > ctx->ring_nr)
 		nr = ctx->ring_nr;
@@ -268,6 +295,15 @@ static long submit(struct aio_ctx *ctx, long nr, struct iocb **ios)
 		if (!queue_one(ctx, &st, ios[i]))
 			break;
 	flush(ctx, &st);
+	/*
+	 * What finished meanwhile goes to the ring now, for programs that
+	 * read it without calling in (fio's userspace_reap), and a held sync
+	 * refused on the spot has its eventfd signalled.
+	 */
+	if (ctx->engine->ready(ctx))
+		publish(ctx);
+	else if (unlikely(ctx->nr_resfd))
+		resfd_flush(ctx);
 	pthread_mutex_unlock(&ctx->lock);
 	return st.done ? st.done : st.err;
 }

@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <liburing.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/sysinfo.h>
@@ -16,6 +17,70 @@
 #define SQ_ENTRIES_MAX 128u
 #define CQ_ENTRIES_MAX 65536u
 #define MAX_RW_COUNT (0x7fffffffu & ~4095u)
+
+/*
+ * io_uring runs blocking work on the submitting thread's io-wq, and cancels
+ * what is still queued there when that thread exits: native AIO ties I/O
+ * to the process instead. So a thread that exits with I/O in flight waits,
+ * in its thread-specific-data destructor, until that I/O has completed.
+ * Polls are not counted: they survive their thread, and may never fire.
+ */
+struct submitter {
+	_Atomic unsigned inflight;
+};
+
+static pthread_key_t submitter_key;
+static pthread_once_t submitter_once = PTHREAD_ONCE_INIT;
+static __thread struct submitter *self;
+
+static void publish_uring(struct aio_ctx *ctx)
+{
+	if (ctx->engine != &uring_engine)
+		return;
+	pthread_mutex_lock(&ctx->lock);
+	publish(ctx);
+	wake_if_waiting(ctx);
+	pthread_mutex_unlock(&ctx->lock);
+}
+
+static void submitter_exit(void *arg)
+{
+	struct submitter *s = arg;
+	const struct timespec pause = { 0, 200000 };
+
+	while (atomic_load(&s->inflight)) {
+		registry_each(publish_uring);
+		nanosleep(&pause, NULL);
+	}
+	free(s);
+}
+
+static void submitter_key_create(void)
+{
+	pthread_key_create(&submitter_key, submitter_exit);
+}
+
+static struct submitter *submitter_self(void)
+{
+	if (likely(self))
+		return self;
+	pthread_once(&submitter_once, submitter_key_create);
+	self = calloc(1, sizeof(*self));
+	if (self)
+		pthread_setspecific(submitter_key, self);
+	return self;
+}
+
+static void owner_track(struct req *req, struct submitter *s)
+{
+	req->owner = req_opcode(req) == IO_CMD_POLL ? NULL : s;
+}
+
+static void owner_done(struct req *req)
+{
+	if (req->owner)
+		atomic_fetch_sub_explicit(&req->owner->inflight, 1, memory_order_release);
+}
 
 static const int needed_ops[] = {
 	IORING_OP_READ,  IORING_OP_WRITE,    IORING_OP_READV,       IORING_OP_WRITEV,
@@ -80,11 +145,13 @@ static unsigned long aio_max_nr(void)
 }
 
 /*
- * The ring size and the in-flight limit the kernel's ioctx_alloc() gives
- * for nr events: the ring fills whole pages, and a lone submitter runs out
- * of per-CPU request batches a few slots before the ring is full.
+ * io_setup's answers and sizes as the kernel's ioctx_alloc() gives them
+ * for nr events, in its unsigned arithmetic: the ring fills whole pages,
+ * and a lone submitter runs out of per-CPU request batches a few slots
+ * before the ring is full. (The system-wide count against aio-max-nr is
+ * the kernel's own and is not kept here.)
  */
-static void kernel_limits(struct aio_ctx *ctx, unsigned nr)
+static int kernel_limits(struct aio_ctx *ctx, unsigned nr)
 {
 	unsigned cpus = possible_cpus(), events = nr, batch;
 	size_t page = (size_t)sysconf(_SC_PAGESIZE), bytes;
@@ -92,6 +159,10 @@ static void kernel_limits(struct aio_ctx *ctx, unsigned nr)
 	if (events < cpus * 4)
 		events = cpus * 4;
 	events *= 2;
+	if (events > 0x10000000u / sizeof(struct io_event))
+		return -EINVAL;
+	if (!events || nr > aio_max_nr())
+		return -EAGAIN;
 	bytes = sizeof(struct aio_ring) + (size_t)events * sizeof(struct io_event);
 	bytes = (bytes + page - 1) / page * page;
 	ctx->ring_nr = (unsigned)((bytes - sizeof(struct aio_ring)) / sizeof(struct io_event));
@@ -99,6 +170,7 @@ static void kernel_limits(struct aio_ctx *ctx, unsigned nr)
 	if (!batch)
 		batch = 1;
 	ctx->max_outstanding = (ctx->ring_nr - 1) / batch * batch;
+	return 0;
 }
 
 static unsigned pow2_at_least(unsigned n)
@@ -133,9 +205,9 @@ static int uring_setup(struct aio_ctx *ctx, unsigned nr)
 	struct io_uring *ring;
 	int ret;
 
-	if (nr > aio_max_nr())
-		return -EAGAIN;
-	kernel_limits(ctx, nr);
+	ret = kernel_limits(ctx, nr);
+	if (ret)
+		return ret;
 	ring = calloc(1, sizeof(*ring));
 	if (!ring)
 		return -ENOMEM;
@@ -211,19 +283,40 @@ static void prep(struct io_uring_sqe *sqe, struct req *req)
 static int uring_submit(struct aio_ctx *ctx, struct req **reqs, int n)
 {
 	struct io_uring *ring = ctx->priv;
-	unsigned start = ring->sq.sqe_tail;
+	struct submitter *owner = submitter_self();
+	unsigned start = ring->sq.sqe_tail, counted = 0;
 	int ret;
 
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < n; i++) {
 		prep(io_uring_get_sqe(ring), reqs[i]);
+		owner_track(reqs[i], owner);
+		counted += reqs[i]->owner != NULL;
+	}
+	if (counted)
+		atomic_fetch_add_explicit(&owner->inflight, counted, memory_order_relaxed);
 	do
 		ret = io_uring_submit(ring);
 	while (ret == -EINTR || ret == -EAGAIN || ret == -EBUSY);
 	if (ret >= 0)
 		return n;
-	ring->sq.sqe_tail = start;
+	if (counted)
+		atomic_fetch_sub(&owner->inflight, counted);
+	ring->sq.sqe_head = ring->sq.sqe_tail = start;
 	io_uring_smp_store_release(ring->sq.ktail, start);
 	return ret;
+}
+
+/*
+ * What native AIO reports: the events asked for, with POLLERR and POLLHUP
+ * always; a cancelled poll reports the events it saw: none.
+ */
+static long poll_result(const struct req *req, int res)
+{
+	unsigned asked = (unsigned)(uintptr_t)req->kiocb.u.c.buf | POLLERR | POLLHUP;
+
+	if (res == -ECANCELED)
+		return 0;
+	return res < 0 ? res : (long)((unsigned)res & asked);
 }
 
 static int uring_reap(struct aio_ctx *ctx, struct completion *out, int max)
@@ -243,12 +336,12 @@ static int uring_reap(struct aio_ctx *ctx, struct completion *out, int max)
 		seen++;
 		if (!req)
 			continue;
+		owner_done(req);
 		out[n].req = req;
 		out[n].res = cqe->res;
 		out[n].res2 = 0;
-		/* A cancelled poll reports the events it saw: none. */
-		if (cqe->res == -ECANCELED && req_opcode(req) == IO_CMD_POLL)
-			out[n].res = 0;
+		if (req_opcode(req) == IO_CMD_POLL)
+			out[n].res = poll_result(req, cqe->res);
 		n++;
 	}
 	io_uring_cq_advance(ring, seen);

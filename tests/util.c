@@ -1,11 +1,15 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -79,4 +83,126 @@ int run_suite(Suite *s, const char *area)
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
 	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
+int submit_one(io_context_t ctx, struct iocb *cb)
+{
+	return io_submit(ctx, 1, &cb);
+}
+
+long reap_one(io_context_t ctx, struct iocb *cb)
+{
+	struct io_event ev;
+	int ret = getevents_ms(ctx, 1, 1, &ev, 2000);
+
+	ck_assert_int_eq(ret, 1);
+	ck_assert_ptr_eq(ev.obj, cb);
+	ck_assert_ptr_eq(ev.data, cb->data);
+	return (long)ev.res;
+}
+
+void reap_n(io_context_t ctx, int n, struct io_event *ev, long ms)
+{
+	struct timespec start, now;
+	int got = 0;
+
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	while (got < n) {
+		int ret = getevents_ms(ctx, 1, n - got, ev + got, 100);
+		long spent;
+
+		ck_assert_int_ge(ret, 0);
+		got += ret;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		spent = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
+		ck_assert_msg(got == n || spent < ms, "reaped %d of %d events in %ld ms", got, n, spent);
+	}
+}
+
+void expect_no_event(io_context_t ctx, long ms)
+{
+	struct io_event ev;
+
+	ck_assert_int_eq(getevents_ms(ctx, 1, 1, &ev, ms), 0);
+}
+
+void expect_error_at_submit_or_event(io_context_t ctx, struct iocb *cb, int err)
+{
+	if (ctx_is_uring(ctx)) {
+		ck_assert_int_eq(submit_one(ctx, cb), 1);
+		ck_assert_int_eq(reap_one(ctx, cb), err);
+	} else {
+		ck_assert_int_eq(submit_one(ctx, cb), err);
+	}
+	expect_no_event(ctx, 10);
+}
+
+static int count_entries(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int n = 0;
+
+	ck_assert_ptr_nonnull(d);
+	while ((de = readdir(d)))
+		n += de->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+int count_fds(void)
+{
+	return count_entries("/proc/self/fd");
+}
+
+int count_maps(void)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	int n = 0, c;
+
+	ck_assert_ptr_nonnull(f);
+	while ((c = fgetc(f)) != EOF)
+		n += c == '\n';
+	fclose(f);
+	return n;
+}
+
+unsigned kernel_ring_nr(int maxevents)
+{
+	unsigned long id = 0;
+	unsigned nr;
+
+	ck_assert_int_eq(syscall(SYS_io_setup, maxevents, &id), 0);
+	nr = ((struct aio_ring *)id)->nr;
+	ck_assert_int_eq(syscall(SYS_io_destroy, id), 0);
+	return nr;
+}
+
+int kernel_inflight_limit(int maxevents)
+{
+	unsigned long id = 0;
+	struct iocb cb;
+	struct iocb *cbp = &cb;
+	int fds[2], n = 0;
+
+	/* The kernel keeps only the iocb's address: one iocb serves every poll. */
+	ck_assert_int_eq(pipe(fds), 0);
+	ck_assert_int_eq(syscall(SYS_io_setup, maxevents, &id), 0);
+	io_prep_poll(&cb, fds[0], POLLIN);
+	while (syscall(SYS_io_submit, id, 1, &cbp) == 1)
+		n++;
+	ck_assert_int_eq(errno, EAGAIN);
+	ck_assert_int_eq(syscall(SYS_io_destroy, id), 0);
+	close(fds[0]);
+	close(fds[1]);
+	return n;
+}
+
+void pin_to_cpu0(void)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(0, &set);
+	ck_assert_int_eq(sched_setaffinity(0, sizeof(set), &set), 0);
 }

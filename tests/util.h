@@ -16,6 +16,7 @@
 #pragma weak aio_compat_queue_run
 #pragma weak aio_compat_set_fsync_order
 #pragma weak aio_compat_held_syncs
+#pragma weak aio_compat_backend_name
 #include "aio-compat.h"
 
 /* The backend this run tests: "native" or "uring" (AIO_COMPAT_BACKEND). */
@@ -30,6 +31,54 @@ void *aligned_buf(size_t size, int pattern);
 
 /* io_getevents with a timeout in milliseconds. */
 int getevents_ms(io_context_t ctx, long min_nr, long nr, struct io_event *ev, long ms);
+
+/* A pointer in the kernel half of the address space: never valid from user space. */
+#define KERNEL_PTR ((void *)0xffff800000000000UL)
+
+/* The completion ring an io_context_t points at (the kernel's struct aio_ring). */
+#define AIO_RING_MAGIC 0xa10a10a1
+struct aio_ring {
+	unsigned id;
+	unsigned nr;
+	unsigned head;
+	unsigned tail;
+	unsigned magic;
+	unsigned compat_features;
+	unsigned incompat_features;
+	unsigned header_length;
+	struct io_event io_events[];
+};
+
+/* io_submit of one iocb. */
+int submit_one(io_context_t ctx, struct iocb *cb);
+/* Reaps exactly one event within 2 s and asserts it belongs to cb; returns res. */
+long reap_one(io_context_t ctx, struct iocb *cb);
+/* Reaps exactly n events within ms milliseconds into ev; asserts the count. */
+void reap_n(io_context_t ctx, int n, struct io_event *ev, long ms);
+/* Asserts that no event arrives within ms milliseconds. */
+void expect_no_event(io_context_t ctx, long ms);
+
+/*
+ * For errors io_uring learns only when the request runs (a closed fd, a
+ * file that cannot honour a flag): native AIO fails io_submit with err,
+ * the uring backend accepts the iocb and its event carries err.
+ */
+void expect_error_at_submit_or_event(io_context_t ctx, struct iocb *cb, int err);
+
+/* Open descriptors and mappings of this process. */
+int count_fds(void);
+int count_maps(void);
+
+/*
+ * The kernel's own answers, through the raw system calls: the ring size
+ * it gives maxevents, and how many requests such a context accepts in
+ * flight from one CPU.
+ */
+unsigned kernel_ring_nr(int maxevents);
+int kernel_inflight_limit(int maxevents);
+
+/* Runs the calling thread on CPU 0 only (the per-CPU request budget is then exact). */
+void pin_to_cpu0(void);
 
 /*
  * Runs the suite and prints the Check summary after a line naming the

@@ -1,0 +1,520 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Bad input to io_submit, io_getevents and io_cancel: the kernel's error
+ * codes, partial submission, the in-flight limit. Every iocb that was
+ * accepted must complete exactly once: the fixture checks that nothing is
+ * left over.
+ */
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+static io_context_t ctx;
+static int fd;			/* a 64 KiB file on tmpfs */
+static char buf[4096];
+
+static void ctx_up(void)
+{
+	ctx = NULL;
+	ck_assert_int_eq(io_setup(32, &ctx), 0);
+	fd = tmpfile_in(NULL, 65536, O_RDWR);
+}
+
+static void ctx_down(void)
+{
+	expect_no_event(ctx, 0);
+	ck_assert_int_eq(io_destroy(ctx), 0);
+	close(fd);
+}
+
+static void prep_read(struct iocb *cb)
+{
+	io_prep_pread(cb, fd, buf, 512, 0);
+}
+
+START_TEST(submit_nr_negative)
+{
+	struct iocb cb, *list[1] = { &cb };
+
+	prep_read(&cb);
+	ck_assert_int_eq(io_submit(ctx, -1, list), -EINVAL);
+	ck_assert_int_eq(io_submit(ctx, LONG_MIN, list), -EINVAL);
+}
+END_TEST
+
+START_TEST(submit_nr_zero)
+{
+	ck_assert_int_eq(io_submit(ctx, 0, NULL), 0);
+	ck_assert_int_eq(io_submit(ctx, 0, KERNEL_PTR), 0);
+}
+END_TEST
+
+START_TEST(submit_bad_array)
+{
+	ck_assert_int_eq(io_submit(ctx, 1, NULL), -EFAULT);
+	ck_assert_int_eq(io_submit(ctx, 1, KERNEL_PTR), -EFAULT);
+}
+END_TEST
+
+START_TEST(submit_bad_iocb_first)
+{
+	struct iocb *list[1] = { NULL };
+
+	ck_assert_int_eq(io_submit(ctx, 1, list), -EFAULT);
+	list[0] = KERNEL_PTR;
+	ck_assert_int_eq(io_submit(ctx, 1, list), -EFAULT);
+}
+END_TEST
+
+/* The iocbs before a bad one are submitted; the count says how many. */
+START_TEST(submit_partial)
+{
+	struct iocb cbs[2], bad, *list[3] = { &cbs[0], &cbs[1], NULL };
+	struct io_event ev[2];
+
+	prep_read(&cbs[0]);
+	prep_read(&cbs[1]);
+	ck_assert_int_eq(io_submit(ctx, 3, list), 2);
+	reap_n(ctx, 2, ev, 2000);
+	ck_assert_ptr_ne(ev[0].obj, ev[1].obj);
+
+	list[2] = KERNEL_PTR;
+	ck_assert_int_eq(io_submit(ctx, 3, list), 2);
+	reap_n(ctx, 2, ev, 2000);
+
+	prep_read(&bad);
+	bad.aio_lio_opcode = 99;
+	list[1] = &bad;
+	ck_assert_int_eq(io_submit(ctx, 3, list), 1);
+	ck_assert_int_eq(reap_one(ctx, &cbs[0]), 512);
+
+	prep_read(&bad);
+	bad.aio_fildes = -1;
+	ck_assert_int_eq(io_submit(ctx, 3, list), 1);
+	ck_assert_int_eq(reap_one(ctx, &cbs[0]), 512);
+}
+END_TEST
+
+START_TEST(submit_kernel_buffer)
+{
+	struct iocb cb;
+
+	io_prep_pread(&cb, fd, KERNEL_PTR, 512, 0);
+	ck_assert_int_eq(submit_one(ctx, &cb), -EFAULT);
+	io_prep_pwrite(&cb, fd, KERNEL_PTR, 512, 0);
+	ck_assert_int_eq(submit_one(ctx, &cb), -EFAULT);
+	/* A buffer that ends in the kernel half. */
+	io_prep_pread(&cb, fd, (char *)KERNEL_PTR - 256, 512, 0);
+	ck_assert_int_eq(submit_one(ctx, &cb), -EFAULT);
+}
+END_TEST
+
+START_TEST(submit_kernel_iovec)
+{
+	struct iovec v[2] = { { buf, 512 }, { KERNEL_PTR, 512 } };
+	struct iocb cb;
+
+	io_prep_preadv(&cb, fd, KERNEL_PTR, 1, 0);
+	ck_assert_int_eq(submit_one(ctx, &cb), -EFAULT);
+	io_prep_pwritev(&cb, fd, KERNEL_PTR, 1, 0);
+	ck_assert_int_eq(submit_one(ctx, &cb), -EFAULT);
+	io_prep_preadv(&cb, fd, NULL, 1, 0);
+	ck_assert_int_eq(submit_one(ctx, &cb), -EFAULT);
+	io_prep_preadv(&cb, fd, v, 2, 0);
+	ck_assert_int_eq(submit_one(ctx, &cb), -EFAULT);
+	io_prep_pwritev(&cb, fd, v, 2, 0);
+	ck_assert_int_eq(submit_one(ctx, &cb), -EFAULT);
+}
+END_TEST
+
+START_TEST(submit_unknown_opcode)
+{
+	static const short ops[] = { 4, IO_CMD_NOOP, 9, 99, SHRT_MAX, -1 };
+	struct iocb cb;
+
+	for (unsigned i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+		prep_read(&cb);
+		cb.aio_lio_opcode = ops[i];
+		ck_assert_msg(submit_one(ctx, &cb) == -EINVAL, "opcode %d", ops[i]);
+	}
+}
+END_TEST
+
+START_TEST(submit_bad_fd)
+{
+	struct iocb cb;
+
+	io_prep_pread(&cb, -1, buf, 512, 0);
+	ck_assert_int_eq(submit_one(ctx, &cb), -EBADF);
+	io_prep_pwrite(&cb, INT_MIN, buf, 512, 0);
+	ck_assert_int_eq(submit_one(ctx, &cb), -EBADF);
+	io_prep_fsync(&cb, -1);
+	ck_assert_int_eq(submit_one(ctx, &cb), -EBADF);
+	io_prep_poll(&cb, -1, POLLIN);
+	ck_assert_int_eq(submit_one(ctx, &cb), -EBADF);
+}
+END_TEST
+
+START_TEST(submit_closed_fd)
+{
+	int closed = dup(fd);
+	struct iocb cb;
+
+	ck_assert_int_ge(closed, 0);
+	close(closed);
+	io_prep_pread(&cb, closed, buf, 512, 0);
+	expect_error_at_submit_or_event(ctx, &cb, -EBADF);
+	io_prep_pwrite(&cb, closed, buf, 512, 0);
+	expect_error_at_submit_or_event(ctx, &cb, -EBADF);
+	io_prep_fsync(&cb, closed);
+	expect_error_at_submit_or_event(ctx, &cb, -EBADF);
+}
+END_TEST
+
+START_TEST(submit_wrong_access_mode)
+{
+	char path[64];
+	int ro, wo;
+	struct iocb cb;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	ro = open(path, O_RDONLY);
+	wo = open(path, O_WRONLY);
+	ck_assert_int_ge(ro, 0);
+	ck_assert_int_ge(wo, 0);
+	io_prep_pwrite(&cb, ro, buf, 512, 0);
+	expect_error_at_submit_or_event(ctx, &cb, -EBADF);
+	io_prep_pread(&cb, wo, buf, 512, 0);
+	expect_error_at_submit_or_event(ctx, &cb, -EBADF);
+	close(ro);
+	close(wo);
+}
+END_TEST
+
+START_TEST(submit_negative_offset)
+{
+	struct iovec v = { buf, 512 };
+	struct iocb cb;
+
+	/* io_uring would read at the file position for -1: never here. */
+	io_prep_pread(&cb, fd, buf, 512, -1);
+	ck_assert_int_eq(submit_one(ctx, &cb), -EINVAL);
+	io_prep_pwrite(&cb, fd, buf, 512, -4096);
+	ck_assert_int_eq(submit_one(ctx, &cb), -EINVAL);
+	io_prep_preadv(&cb, fd, &v, 1, LLONG_MIN);
+	ck_assert_int_eq(submit_one(ctx, &cb), -EINVAL);
+	/* An offset whose end overflows. */
+	io_prep_pread(&cb, fd, buf, 512, LLONG_MAX);
+	ck_assert_int_eq(submit_one(ctx, &cb), -EINVAL);
+}
+END_TEST
+
+START_TEST(submit_huge_nbytes)
+{
+	struct iocb cb;
+
+	io_prep_pread(&cb, fd, buf, (size_t)1 << 63, 0);
+	ck_assert_int_eq(submit_one(ctx, &cb), -EINVAL);
+	io_prep_pwrite(&cb, fd, buf, (size_t)-1, 0);
+	ck_assert_int_eq(submit_one(ctx, &cb), -EINVAL);
+	/* For vectors nbytes is the count: -1 has the top bit set too. */
+	io_prep_preadv(&cb, fd, (struct iovec *)buf, -1, 0);
+	ck_assert_int_eq(submit_one(ctx, &cb), -EINVAL);
+}
+END_TEST
+
+START_TEST(submit_iovec_count)
+{
+	struct iovec *v = calloc(1025, sizeof(*v));
+	struct iocb cb;
+
+	for (int i = 0; i < 1025; i++)
+		v[i] = (struct iovec){ buf + i % 64, 1 };
+	io_prep_preadv(&cb, fd, v, 1025, 0);
+	ck_assert_int_eq(submit_one(ctx, &cb), -EINVAL);
+	io_prep_pwritev(&cb, fd, v, 1025, 0);
+	ck_assert_int_eq(submit_one(ctx, &cb), -EINVAL);
+	/* UIO_MAXIOV itself is fine. */
+	io_prep_preadv(&cb, fd, v, 1024, 0);
+	ck_assert_int_eq(submit_one(ctx, &cb), 1);
+	ck_assert_int_eq(reap_one(ctx, &cb), 1024);
+	free(v);
+}
+END_TEST
+
+START_TEST(submit_fsync_with_fields)
+{
+	struct iocb cb;
+
+	io_prep_fsync(&cb, fd);
+	cb.u.c.buf = buf;
+	ck_assert_int_eq(submit_one(ctx, &cb), -EINVAL);
+	io_prep_fsync(&cb, fd);
+	cb.u.c.offset = 4096;
+	ck_assert_int_eq(submit_one(ctx, &cb), -EINVAL);
+	io_prep_fdsync(&cb, fd);
+	cb.u.c.nbytes = 1;
+	ck_assert_int_eq(submit_one(ctx, &cb), -EINVAL);
+	io_prep_fdsync(&cb, fd);
+	cb.aio_rw_flags = RWF_DSYNC;
+	ck_assert_int_eq(submit_one(ctx, &cb), -EINVAL);
+}
+END_TEST
+
+START_TEST(submit_reserved_field)
+{
+	int pfd[2];
+	struct iocb cb;
+
+	ck_assert_int_eq(pipe(pfd), 0);
+	prep_read(&cb);
+	cb.u.c.__pad3 = 1;
+	ck_assert_int_eq(submit_one(ctx, &cb), -EINVAL);
+	io_prep_pwrite(&cb, fd, buf, 512, 0);
+	cb.u.c.__pad3 = -1;
+	ck_assert_int_eq(submit_one(ctx, &cb), -EINVAL);
+	io_prep_fsync(&cb, fd);
+	cb.u.c.__pad3 = 1;
+	ck_assert_int_eq(submit_one(ctx, &cb), -EINVAL);
+	io_prep_poll(&cb, pfd[1], POLLOUT);
+	cb.u.c.__pad3 = 1;
+	ck_assert_int_eq(submit_one(ctx, &cb), -EINVAL);
+	close(pfd[0]);
+	close(pfd[1]);
+}
+END_TEST
+
+START_TEST(direct_misaligned)
+{
+	int dfd = tmpfile_in("/var/tmp", 65536, O_RDWR | O_DIRECT);
+	char *ab = aligned_buf(8192, 0);
+	struct iocb cb;
+
+	/* Real blocks: a hole would be read as zeroes, aligned or not. */
+	ck_assert_int_eq(pwrite(dfd, ab, 8192, 0), 8192);
+	/* The kernel takes these and fails them in the event. */
+	io_prep_pread(&cb, dfd, ab + 1, 4096, 0);
+	ck_assert_int_eq(submit_one(ctx, &cb), 1);
+	ck_assert_int_eq(reap_one(ctx, &cb), -EINVAL);
+	io_prep_pread(&cb, dfd, ab, 4095, 0);
+	ck_assert_int_eq(submit_one(ctx, &cb), 1);
+	ck_assert_int_eq(reap_one(ctx, &cb), -EINVAL);
+	io_prep_pread(&cb, dfd, ab, 4096, 1);
+	ck_assert_int_eq(submit_one(ctx, &cb), 1);
+	ck_assert_int_eq(reap_one(ctx, &cb), -EINVAL);
+	io_prep_pwrite(&cb, dfd, ab + 1, 4096, 0);
+	ck_assert_int_eq(submit_one(ctx, &cb), 1);
+	ck_assert_int_eq(reap_one(ctx, &cb), -EINVAL);
+	free(ab);
+	close(dfd);
+}
+END_TEST
+
+START_TEST(submit_unknown_ctx)
+{
+	long on_stack[512] = { 0 };
+	struct iocb cb, *list[1] = { &cb };
+
+	prep_read(&cb);
+	ck_assert_int_eq(io_submit(NULL, 1, list), -EINVAL);
+	ck_assert_int_eq(io_submit((io_context_t)0x1000, 1, list), -EINVAL);
+	ck_assert_int_eq(io_submit((io_context_t)on_stack, 1, list), -EINVAL);
+	ck_assert_int_eq(io_submit(KERNEL_PTR, 1, list), -EINVAL);
+	/* The context is looked up before nr = 0 returns and before the array is read. */
+	ck_assert_int_eq(io_submit((io_context_t)0x1000, 0, list), -EINVAL);
+	ck_assert_int_eq(io_submit((io_context_t)0x1000, 1, NULL), -EINVAL);
+}
+END_TEST
+
+/* Polls on a pipe nobody writes to stay in flight until the test writes. */
+#define MAX_TRIES 400
+
+START_TEST(too_many_in_flight)
+{
+	static struct iocb cbs[MAX_TRIES];
+	static struct io_event ev[MAX_TRIES];
+	int pfd[2], limit, n = 0, ret;
+	io_context_t c = NULL;
+	char *seen;
+
+	/*
+	 * The kernel hands out request slots to each CPU in batches: on one
+	 * CPU the count is exact (120 for io_setup(32) on two CPUs).
+	 */
+	pin_to_cpu0();
+	limit = kernel_inflight_limit(32);
+	ck_assert_int_lt(limit, MAX_TRIES);
+	ck_assert_int_eq(pipe(pfd), 0);
+	ck_assert_int_eq(io_setup(32, &c), 0);
+	for (; n < MAX_TRIES; n++) {
+		io_prep_poll(&cbs[n], pfd[0], POLLIN);
+		ret = submit_one(c, &cbs[n]);
+		if (ret != 1)
+			break;
+	}
+	ck_assert_int_eq(ret, -EAGAIN);
+	ck_assert_int_eq(n, limit);
+	ck_assert_int_eq(write(pfd[1], "x", 1), 1);
+	reap_n(c, n, ev, 2000);
+	seen = calloc(n, 1);
+	for (int i = 0; i < n; i++) {
+		long k = ev[i].obj - cbs;
+
+		ck_assert(k >= 0 && k < n && !seen[k]);
+		seen[k] = 1;
+		ck_assert_int_eq((long)ev[i].res & POLLIN, POLLIN);
+	}
+	expect_no_event(c, 20);
+	free(seen);
+	ck_assert_int_eq(io_destroy(c), 0);
+	close(pfd[0]);
+	close(pfd[1]);
+}
+END_TEST
+
+START_TEST(batch_crossing_the_limit)
+{
+	static struct iocb cbs[MAX_TRIES];
+	static struct iocb *list[MAX_TRIES];
+	static struct io_event ev[MAX_TRIES];
+	int pfd[2], limit;
+	io_context_t c = NULL;
+
+	pin_to_cpu0();
+	limit = kernel_inflight_limit(32);
+	ck_assert_int_eq(pipe(pfd), 0);
+	ck_assert_int_eq(io_setup(32, &c), 0);
+	for (int i = 0; i < limit + 10; i++) {
+		io_prep_poll(&cbs[i], pfd[0], POLLIN);
+		list[i] = &cbs[i];
+	}
+	ck_assert_int_eq(io_submit(c, limit + 10, list), limit);
+	ck_assert_int_eq(io_submit(c, 10, list + limit), -EAGAIN);
+	ck_assert_int_eq(write(pfd[1], "x", 1), 1);
+	reap_n(c, limit, ev, 2000);
+	expect_no_event(c, 20);
+	ck_assert_int_eq(io_destroy(c), 0);
+	close(pfd[0]);
+	close(pfd[1]);
+}
+END_TEST
+
+START_TEST(getevents_bad_counts)
+{
+	struct io_event ev[2];
+
+	/* A real timeout: with none, libaio answers an empty ring without the kernel. */
+	ck_assert_int_eq(getevents_ms(ctx, 2, 1, ev, 10), -EINVAL);
+	ck_assert_int_eq(getevents_ms(ctx, -1, 1, ev, 10), -EINVAL);
+	ck_assert_int_eq(getevents_ms(ctx, 0, -1, ev, 10), -EINVAL);
+	ck_assert_int_eq(io_getevents(ctx, 2, 1, ev, NULL), -EINVAL);
+	ck_assert_int_eq(io_getevents(ctx, LONG_MIN, 1, ev, NULL), -EINVAL);
+}
+END_TEST
+
+START_TEST(getevents_bad_events_pointer)
+{
+	struct iocb cb;
+
+	prep_read(&cb);
+	ck_assert_int_eq(submit_one(ctx, &cb), 1);
+	ck_assert_int_eq(getevents_ms(ctx, 1, 1, NULL, 1000), -EFAULT);
+	ck_assert_int_eq(getevents_ms(ctx, 1, 1, KERNEL_PTR, 1000), -EFAULT);
+	/* The event was not lost. */
+	ck_assert_int_eq(reap_one(ctx, &cb), 512);
+}
+END_TEST
+
+START_TEST(getevents_unknown_ctx)
+{
+	long on_stack[512] = { 0 };
+	struct io_event ev;
+	io_context_t gone = NULL;
+
+	ck_assert_int_eq(getevents_ms(NULL, 0, 1, &ev, 10), -EINVAL);
+	ck_assert_int_eq(getevents_ms((io_context_t)on_stack, 0, 1, &ev, 10), -EINVAL);
+	/* libaio itself reads the ring a handle points at: only ours looks it up. */
+	if (!aio_compat_backend)
+		return;
+	ck_assert_int_eq(getevents_ms((io_context_t)0x1000, 0, 1, &ev, 10), -EINVAL);
+	ck_assert_int_eq(getevents_ms(KERNEL_PTR, 0, 1, &ev, 10), -EINVAL);
+	ck_assert_int_eq(io_setup(1, &gone), 0);
+	ck_assert_int_eq(io_destroy(gone), 0);
+	ck_assert_int_eq(getevents_ms(gone, 0, 1, &ev, 10), -EINVAL);
+	ck_assert_int_eq(getevents_ms(gone, 0, 1, &ev, 0), -EINVAL);
+}
+END_TEST
+
+START_TEST(cancel_bad_input)
+{
+	long on_stack[512] = { 0 };
+	struct iocb cb;
+	struct io_event ev;
+
+	prep_read(&cb);
+	ck_assert_int_eq(io_cancel((io_context_t)0x1000, &cb, &ev), -EINVAL);
+	ck_assert_int_eq(io_cancel((io_context_t)on_stack, &cb, &ev), -EINVAL);
+	ck_assert_int_eq(io_cancel(NULL, &cb, &ev), -EINVAL);
+	ck_assert_int_eq(io_cancel(ctx, NULL, &ev), -EFAULT);
+	ck_assert_int_eq(io_cancel(ctx, KERNEL_PTR, &ev), -EFAULT);
+	/* The iocb is read before the context is looked up. */
+	ck_assert_int_eq(io_cancel((io_context_t)0x1000, NULL, &ev), -EFAULT);
+	/* Never submitted, and submitted but finished. */
+	ck_assert_int_eq(io_cancel(ctx, &cb, &ev), -EINVAL);
+	ck_assert_int_eq(submit_one(ctx, &cb), 1);
+	ck_assert_int_eq(reap_one(ctx, &cb), 512);
+	ck_assert_int_eq(io_cancel(ctx, &cb, &ev), -EINVAL);
+}
+END_TEST
+
+static Suite *errors_suite(void)
+{
+	Suite *s = suite_create("errors");
+	TCase *submit = tcase_create("submit");
+	TCase *limit = tcase_create("limit");
+	TCase *reap = tcase_create("getevents-cancel");
+	TCase *all[] = { submit, limit, reap };
+
+	for (unsigned i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+		tcase_add_checked_fixture(all[i], ctx_up, ctx_down);
+		suite_add_tcase(s, all[i]);
+	}
+	tcase_add_test(submit, submit_nr_negative);
+	tcase_add_test(submit, submit_nr_zero);
+	tcase_add_test(submit, submit_bad_array);
+	tcase_add_test(submit, submit_bad_iocb_first);
+	tcase_add_test(submit, submit_partial);
+	tcase_add_test(submit, submit_kernel_buffer);
+	tcase_add_test(submit, submit_kernel_iovec);
+	tcase_add_test(submit, submit_unknown_opcode);
+	tcase_add_test(submit, submit_bad_fd);
+	tcase_add_test(submit, submit_closed_fd);
+	tcase_add_test(submit, submit_wrong_access_mode);
+	tcase_add_test(submit, submit_negative_offset);
+	tcase_add_test(submit, submit_huge_nbytes);
+	tcase_add_test(submit, submit_iovec_count);
+	tcase_add_test(submit, submit_fsync_with_fields);
+	tcase_add_test(submit, submit_reserved_field);
+	tcase_add_test(submit, direct_misaligned);
+	tcase_add_test(submit, submit_unknown_ctx);
+	tcase_add_test(limit, too_many_in_flight);
+	tcase_add_test(limit, batch_crossing_the_limit);
+	tcase_add_test(reap, getevents_bad_counts);
+	tcase_add_test(reap, getevents_bad_events_pointer);
+	tcase_add_test(reap, getevents_unknown_ctx);
+	tcase_add_test(reap, cancel_bad_input);
+	return s;
+}
+
+int main(void)
+{
+	return run_suite(errors_suite(), "errors");
+}

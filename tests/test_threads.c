@@ -1,0 +1,400 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Many threads submitting, reaping and dispatching on one context at once. */
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SUBMITTERS 4
+#define REAPERS 2
+#define PER_SUBMITTER 256
+#define TOTAL (SUBMITTERS * PER_SUBMITTER)
+#define BATCH 8
+#define DEADLINE_MS 5000
+
+/*
+ * Worker threads must not call ck_assert (it exits or jumps out of the
+ * wrong thread): they note the first thing that went wrong here and the
+ * test thread asserts on it after joining them.
+ */
+static pthread_mutex_t failure_lock = PTHREAD_MUTEX_INITIALIZER;
+static char failure[256];
+
+static void fail_later(const char *fmt, long a, long b)
+{
+	pthread_mutex_lock(&failure_lock);
+	if (!failure[0])
+		snprintf(failure, sizeof(failure), fmt, a, b);
+	pthread_mutex_unlock(&failure_lock);
+}
+
+static int failed(void)
+{
+	int ret;
+
+	pthread_mutex_lock(&failure_lock);
+	ret = failure[0] != 0;
+	pthread_mutex_unlock(&failure_lock);
+	return ret;
+}
+
+static double now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+struct shared {
+	io_context_t ctx;
+	int fd;
+	size_t block;
+	double deadline;
+	struct iocb iocbs[TOTAL];
+	unsigned char *bufs[TOTAL];
+	unsigned char *readback[TOTAL];
+	atomic_int seen[TOTAL];
+	atomic_int done;
+};
+
+static struct shared sh;
+
+static int pattern_of(long i)
+{
+	return (int)((i * 13 + 7) & 0xff);
+}
+
+static void setup_shared(const char *dir, int flags, size_t block, int maxevents)
+{
+	memset(failure, 0, sizeof(failure));
+	sh.fd = tmpfile_in(dir, block * TOTAL, flags);
+	sh.block = block;
+	sh.ctx = NULL;
+	ck_assert_int_eq(io_setup(maxevents, &sh.ctx), 0);
+	for (long i = 0; i < TOTAL; i++) {
+		sh.bufs[i] = aligned_buf(block, pattern_of(i));
+		/* The block's own number, so a misplaced write shows. */
+		memcpy(sh.bufs[i], &i, sizeof(i));
+		sh.readback[i] = aligned_buf(block, 0);
+		atomic_init(&sh.seen[i], 0);
+	}
+	atomic_init(&sh.done, 0);
+	sh.deadline = now_ms() + DEADLINE_MS;
+}
+
+static void teardown_shared(void)
+{
+	ck_assert_int_eq(io_destroy(sh.ctx), 0);
+	for (int i = 0; i < TOTAL; i++) {
+		free(sh.bufs[i]);
+		free(sh.readback[i]);
+	}
+	close(sh.fd);
+}
+
+static void check_seen_once(int times)
+{
+	for (int i = 0; i < TOTAL; i++)
+		ck_assert_msg(atomic_load(&sh.seen[i]) == times, "iocb %d completed %d times", i,
+			      atomic_load(&sh.seen[i]));
+}
+
+static void check_file(void)
+{
+	unsigned char *buf = aligned_buf(sh.block, 0);
+
+	for (long i = 0; i < TOTAL; i++) {
+		ck_assert_int_eq(pread(sh.fd, buf, sh.block, i * (off_t)sh.block),
+				 (ssize_t)sh.block);
+		ck_assert_msg(memcmp(buf, sh.bufs[i], sh.block) == 0, "block %ld differs on disk",
+			      i);
+	}
+	free(buf);
+}
+
+/* Submits ios[0..nr), nr at a time or fewer, waiting out a full ring. */
+static int submit_all(struct iocb **ios, int nr)
+{
+	int done = 0;
+
+	while (done < nr && !failed()) {
+		int n = nr - done < BATCH ? nr - done : BATCH;
+		int ret = io_submit(sh.ctx, n, ios + done);
+
+		if (ret == -EAGAIN || ret == 0) {
+			if (now_ms() > sh.deadline) {
+				fail_later("submitted %ld of %ld before the deadline", done, nr);
+				return -1;
+			}
+			usleep(100);
+			continue;
+		}
+		if (ret < 0) {
+			fail_later("io_submit returned %ld after %ld iocbs", ret, done);
+			return -1;
+		}
+		done += ret;
+	}
+	return 0;
+}
+
+static void *submitter(void *arg)
+{
+	long first = (long)(intptr_t)arg * PER_SUBMITTER;
+	struct iocb *ios[PER_SUBMITTER];
+
+	for (long i = 0; i < PER_SUBMITTER; i++) {
+		long n = first + i;
+
+		io_prep_pwrite(&sh.iocbs[n], sh.fd, sh.bufs[n], sh.block, n * (long long)sh.block);
+		sh.iocbs[n].data = sh.bufs[n];
+		ios[i] = &sh.iocbs[n];
+	}
+	submit_all(ios, PER_SUBMITTER);
+	return NULL;
+}
+
+/* Marks one completion; the iocb pointer says which one it was. */
+static int account(const struct io_event *ev)
+{
+	long i = ev->obj - sh.iocbs;
+
+	if (i < 0 || i >= TOTAL) {
+		fail_later("event for an iocb that was never submitted (index %ld)", i, 0);
+		return -1;
+	}
+	if (ev->data != sh.bufs[i]) {
+		fail_later("iocb %ld: event data is not the iocb's data", i, 0);
+		return -1;
+	}
+	if ((long)ev->res != (long)sh.block || ev->res2 != 0) {
+		fail_later("iocb %ld: res %ld", i, (long)ev->res);
+		return -1;
+	}
+	atomic_fetch_add(&sh.seen[i], 1);
+	atomic_fetch_add(&sh.done, 1);
+	return 0;
+}
+
+static void *reaper(void *arg)
+{
+	struct io_event ev[32];
+
+	(void)arg;
+	while (atomic_load(&sh.done) < TOTAL && !failed()) {
+		int ret = getevents_ms(sh.ctx, 1, 32, ev, 20);
+
+		if (ret < 0) {
+			fail_later("io_getevents returned %ld", ret, 0);
+			break;
+		}
+		for (int i = 0; i < ret; i++)
+			if (account(&ev[i]) < 0)
+				return NULL;
+		if (now_ms() > sh.deadline) {
+			fail_later("%ld of %ld completions reaped before the deadline",
+				   atomic_load(&sh.done), TOTAL);
+			break;
+		}
+	}
+	return NULL;
+}
+
+static void submit_and_reap(void)
+{
+	pthread_t subs[SUBMITTERS], reapers[REAPERS];
+
+	for (int i = 0; i < REAPERS; i++)
+		ck_assert_int_eq(pthread_create(&reapers[i], NULL, reaper, NULL), 0);
+	for (long i = 0; i < SUBMITTERS; i++)
+		ck_assert_int_eq(pthread_create(&subs[i], NULL, submitter, (void *)(intptr_t)i), 0);
+	for (int i = 0; i < SUBMITTERS; i++)
+		pthread_join(subs[i], NULL);
+	for (int i = 0; i < REAPERS; i++)
+		pthread_join(reapers[i], NULL);
+	ck_assert_msg(!failed(), "%s", failure);
+	ck_assert_int_eq(atomic_load(&sh.done), TOTAL);
+	check_seen_once(1);
+	check_file();
+}
+
+START_TEST(test_submit_reap_buffered)
+{
+	struct io_event ev;
+
+	setup_shared(NULL, 0, 512, 64);
+	submit_and_reap();
+	/* Nothing left over, nothing delivered twice. */
+	ck_assert_int_eq(getevents_ms(sh.ctx, 0, 1, &ev, 0), 0);
+	teardown_shared();
+}
+END_TEST
+
+START_TEST(test_submit_reap_direct)
+{
+	struct io_event ev;
+
+	/* O_DIRECT on a disk file: native AIO really runs in the background. */
+	setup_shared("/var/tmp", O_DIRECT, 4096, 64);
+	ck_assert_int_ne(fcntl(sh.fd, F_GETFL) & O_DIRECT, 0);
+	submit_and_reap();
+	ck_assert_int_eq(getevents_ms(sh.ctx, 0, 1, &ev, 0), 0);
+	teardown_shared();
+}
+END_TEST
+
+/*
+ * Native AIO does not tie a request to the thread that submitted it: a
+ * thread may submit and exit, and its I/O still completes (the real libaio
+ * delivers every write here whole).
+ */
+static void outlive_round(void)
+{
+	pthread_t subs[SUBMITTERS];
+	struct io_event ev[64];
+
+	setup_shared(NULL, 0, 512, TOTAL);
+	for (long i = 0; i < SUBMITTERS; i++)
+		ck_assert_int_eq(pthread_create(&subs[i], NULL, submitter, (void *)(intptr_t)i), 0);
+	for (int i = 0; i < SUBMITTERS; i++)
+		pthread_join(subs[i], NULL);
+	ck_assert_msg(!failed(), "%s", failure);
+	/* Every submitter has exited: only now is anything reaped. */
+	while (atomic_load(&sh.done) < TOTAL && !failed()) {
+		int ret = getevents_ms(sh.ctx, 1, 64, ev, 2000);
+
+		ck_assert_msg(ret > 0, "io_getevents returned %d after %d of %d completions",
+			      ret, atomic_load(&sh.done), TOTAL);
+		for (int i = 0; i < ret; i++)
+			account(&ev[i]);
+	}
+	ck_assert_msg(!failed(), "%s", failure);
+	check_seen_once(1);
+	check_file();
+	teardown_shared();
+}
+
+/* The loss depends on timing: several rounds make it show. */
+START_TEST(test_io_outlives_submitter)
+{
+	for (int round = 0; round < 8; round++)
+		outlive_round();
+}
+END_TEST
+
+/*
+ * Dispatch: each write's callback turns its iocb into a read of the same
+ * block and submits it from whichever thread runs the callback; the read's
+ * callback compares. Every iocb's callback runs exactly twice.
+ */
+static void read_back_cb(io_context_t ctx, struct iocb *iocb, long res, long res2);
+
+static void written_cb(io_context_t ctx, struct iocb *iocb, long res, long res2)
+{
+	long i = iocb - sh.iocbs;
+	int ret;
+
+	atomic_fetch_add(&sh.seen[i], 1);
+	if (res != (long)sh.block || res2 != 0) {
+		fail_later("write %ld: res %ld", i, res);
+		return;
+	}
+	io_prep_pread(iocb, sh.fd, sh.readback[i], sh.block, i * (long long)sh.block);
+	io_set_callback(iocb, read_back_cb);
+	while ((ret = io_submit(ctx, 1, &iocb)) == -EAGAIN && now_ms() < sh.deadline)
+		usleep(100);
+	if (ret != 1)
+		fail_later("read %ld: io_submit returned %ld", i, ret);
+}
+
+static void read_back_cb(io_context_t ctx, struct iocb *iocb, long res, long res2)
+{
+	long i = iocb - sh.iocbs;
+
+	(void)ctx;
+	atomic_fetch_add(&sh.seen[i], 1);
+	if (res != (long)sh.block || res2 != 0)
+		fail_later("read %ld: res %ld", i, res);
+	else if (memcmp(sh.readback[i], sh.bufs[i], sh.block) != 0)
+		fail_later("read %ld: data differs from what was written", i, 0);
+	atomic_fetch_add(&sh.done, 1);
+}
+
+static void *dispatcher(void *arg)
+{
+	(void)arg;
+	while (atomic_load(&sh.done) < TOTAL && !failed()) {
+		int ret = io_queue_run(sh.ctx);
+
+		if (ret != 0) {
+			fail_later("io_queue_run returned %ld", ret, 0);
+			break;
+		}
+		if (now_ms() > sh.deadline) {
+			fail_later("%ld of %ld reads back before the deadline",
+				   atomic_load(&sh.done), TOTAL);
+			break;
+		}
+		sched_yield();
+	}
+	return NULL;
+}
+
+START_TEST(test_queue_run_concurrent)
+{
+	enum { DISPATCHERS = 3 };
+	pthread_t threads[DISPATCHERS];
+	struct iocb *ios[TOTAL];
+
+	/*
+	 * Room for every iocb: a callback that found the ring full could wait
+	 * for ever, with every dispatcher inside a callback and none reaping.
+	 */
+	setup_shared(NULL, 0, 512, TOTAL);
+	for (long i = 0; i < TOTAL; i++) {
+		io_prep_pwrite(&sh.iocbs[i], sh.fd, sh.bufs[i], sh.block, i * (long long)sh.block);
+		io_set_callback(&sh.iocbs[i], written_cb);
+		ios[i] = &sh.iocbs[i];
+	}
+	for (int i = 0; i < DISPATCHERS; i++)
+		ck_assert_int_eq(pthread_create(&threads[i], NULL, dispatcher, NULL), 0);
+	submit_all(ios, TOTAL);
+	for (int i = 0; i < DISPATCHERS; i++)
+		pthread_join(threads[i], NULL);
+	ck_assert_msg(!failed(), "%s", failure);
+	ck_assert_int_eq(atomic_load(&sh.done), TOTAL);
+	check_seen_once(2);
+	ck_assert_int_eq(io_queue_run(sh.ctx), 0);
+	check_seen_once(2);
+	check_file();
+	teardown_shared();
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("threads");
+	TCase *reap = tcase_create("submit and reap");
+	TCase *dispatch = tcase_create("dispatch");
+
+	tcase_set_timeout(reap, 10);
+	tcase_add_test(reap, test_submit_reap_buffered);
+	tcase_add_test(reap, test_submit_reap_direct);
+	tcase_add_test(reap, test_io_outlives_submitter);
+	suite_add_tcase(s, reap);
+
+	tcase_set_timeout(dispatch, 10);
+	tcase_add_test(dispatch, test_queue_run_concurrent);
+	suite_add_tcase(s, dispatch);
+
+	return run_suite(s, "threads");
+}
