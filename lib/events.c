@@ -81,11 +81,24 @@ static void resfd_note(struct aio_ctx *ctx, int fd)
 	ctx->resfd[ctx->nr_resfd++].count = 1;
 }
 
+/* The program moved head itself: from now on, publish as things complete. */
+static void notice_direct_reader(struct aio_ctx *ctx)
+{
+	unsigned head = atomic_load_explicit((_Atomic unsigned *)&ctx->ring->head,
+					     memory_order_relaxed);
+
+	if (likely(head == ctx->lib_head || ctx->direct_reader))
+		return;
+	ctx->direct_reader = true;
+	helper_need(ctx);
+}
+
 unsigned publish(struct aio_ctx *ctx)
 {
 	struct completion done[PUBLISH_BATCH];
 	unsigned total = 0;
 
+	notice_direct_reader(ctx);
 	for (;;) {
 		unsigned room = ctx->ring_nr - 1 - ring_used(ctx);
 		int n = ctx->engine->reap(ctx, done, room < PUBLISH_BATCH ? (int)room : PUBLISH_BATCH);
@@ -114,7 +127,8 @@ long take_events(struct aio_ctx *ctx, struct io_event *out, long nr)
 	first = ctx->ring_nr - head < avail ? ctx->ring_nr - head : avail;
 	memcpy(out, &ctx->ring->io_events[head], first * sizeof(*out));
 	memcpy(out + first, ctx->ring->io_events, (avail - first) * sizeof(*out));
-	atomic_store_explicit((_Atomic unsigned *)&ctx->ring->head, (head + avail) % ctx->ring_nr,
+	ctx->lib_head = (head + avail) % ctx->ring_nr;
+	atomic_store_explicit((_Atomic unsigned *)&ctx->ring->head, ctx->lib_head,
 			      memory_order_release);
 	return avail;
 }

@@ -181,6 +181,11 @@ struct aio_ctx {
 	pthread_t helper;
 	pthread_cond_t helper_cond;
 
+	/* The head as the library last left it; if the program moved it,
+	 * it reads the ring itself, and the helper publishes eagerly. */
+	unsigned lib_head;
+	bool direct_reader;
+
 	/* The honest-fsync rule. */
 	bool fsync_order;
 	long held_syncs;
@@ -193,11 +198,15 @@ struct aio_ctx *ctx_get(io_context_t handle);
 void ctx_put(struct aio_ctx *ctx);
 int registry_add(struct aio_ctx *ctx);
 void registry_remove(struct aio_ctx *ctx);
-void registry_each(void (*fn)(struct aio_ctx *ctx));
+void registry_each(void (*fn)(struct aio_ctx *ctx, void *arg), void *arg);
 unsigned fork_generation(void);
 
 /* context.c */
 int backend_probe_uring(void);
+
+/* publisher.c: publishing for programs that read the ring themselves. */
+void publisher_kick(void);
+void publisher_try(struct aio_ctx *ctx, void *busy);
 
 /* events.c: the publisher and the waiting. */
 void ring_post(struct aio_ctx *ctx, struct req *req, long res, long res2);

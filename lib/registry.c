@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -28,6 +29,9 @@ struct slot {
 
 static struct slot slots[REGISTRY_SLOTS];
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+/* The live contexts, densely, for registry_each(). */
+static struct aio_ctx **live;
+static unsigned nr_live, live_cap;
 static _Atomic unsigned fork_gen;
 
 static unsigned slot_hash(uintptr_t key)
@@ -70,6 +74,17 @@ int registry_add(struct aio_ctx *ctx)
 
 	pthread_once(&once, registry_init);
 	pthread_mutex_lock(&registry_lock);
+	if (nr_live == live_cap) {
+		unsigned cap = live_cap ? live_cap * 2 : 16;
+		struct aio_ctx **grown = realloc(live, cap * sizeof(*live));
+
+		if (!grown) {
+			pthread_mutex_unlock(&registry_lock);
+			return -ENOMEM;
+		}
+		live = grown;
+		live_cap = cap;
+	}
 	for (unsigned n = 0; n < REGISTRY_SLOTS; n++, i = (i + 1) & (REGISTRY_SLOTS - 1)) {
 		uintptr_t k = atomic_load(&slots[i].key);
 
@@ -78,6 +93,7 @@ int registry_add(struct aio_ctx *ctx)
 		slots[i].ctx = ctx;
 		ctx->slot = i;
 		ctx->fork_gen = fork_generation();
+		live[nr_live++] = ctx;
 		atomic_store_explicit(&slots[i].key, key, memory_order_release);
 		pthread_mutex_unlock(&registry_lock);
 		return 0;
@@ -95,6 +111,14 @@ void registry_remove(struct aio_ctx *ctx)
 	while (atomic_load(&s->users) > 1)
 		usleep(100);
 	atomic_fetch_sub(&s->users, 1);
+	pthread_mutex_lock(&registry_lock);
+	for (unsigned i = 0; i < nr_live; i++) {
+		if (live[i] == ctx) {
+			live[i] = live[--nr_live];
+			break;
+		}
+	}
+	pthread_mutex_unlock(&registry_lock);
 }
 
 struct aio_ctx *ctx_get(io_context_t handle)
@@ -123,20 +147,17 @@ struct aio_ctx *ctx_get(io_context_t handle)
 	return NULL;
 }
 
-/* Calls fn on every live context, pinned as ctx_get() pins it. */
-void registry_each(void (*fn)(struct aio_ctx *ctx))
+/*
+ * Calls fn on every context not yet freed, with the registry locked: fn
+ * must not set up or destroy one, and should only try ctx->lock.
+ */
+void registry_each(void (*fn)(struct aio_ctx *ctx, void *arg), void *arg)
 {
-	for (unsigned i = 0; i < REGISTRY_SLOTS; i++) {
-		struct slot *s = &slots[i];
-		uintptr_t key = atomic_load_explicit(&s->key, memory_order_acquire);
-
-		if (key <= KEY_RETIRED)
-			continue;
-		atomic_fetch_add(&s->users, 1);
-		if (atomic_load(&s->key) == key && s->ctx->fork_gen == fork_generation())
-			fn(s->ctx);
-		atomic_fetch_sub(&s->users, 1);
-	}
+	pthread_mutex_lock(&registry_lock);
+	for (unsigned i = 0; i < nr_live; i++)
+		if (live[i]->fork_gen == fork_generation())
+			fn(live[i], arg);
+	pthread_mutex_unlock(&registry_lock);
 }
 
 void ctx_put(struct aio_ctx *ctx)

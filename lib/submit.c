@@ -305,6 +305,8 @@ static long submit(struct aio_ctx *ctx, long nr, struct iocb **ios)
 	else if (unlikely(ctx->nr_resfd))
 		resfd_flush(ctx);
 	pthread_mutex_unlock(&ctx->lock);
+	if (st.done)
+		publisher_kick();
 	return st.done ? st.done : st.err;
 }
 

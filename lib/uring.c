@@ -33,23 +33,13 @@ static pthread_key_t submitter_key;
 static pthread_once_t submitter_once = PTHREAD_ONCE_INIT;
 static __thread struct submitter *self;
 
-static void publish_uring(struct aio_ctx *ctx)
-{
-	if (ctx->engine != &uring_engine)
-		return;
-	pthread_mutex_lock(&ctx->lock);
-	publish(ctx);
-	wake_if_waiting(ctx);
-	pthread_mutex_unlock(&ctx->lock);
-}
-
 static void submitter_exit(void *arg)
 {
 	struct submitter *s = arg;
 	const struct timespec pause = { 0, 200000 };
 
 	while (atomic_load(&s->inflight)) {
-		registry_each(publish_uring);
+		registry_each(publisher_try, NULL);
 		nanosleep(&pause, NULL);
 	}
 	free(s);
@@ -361,27 +351,19 @@ static void uring_arm(struct aio_ctx *ctx)
 }
 
 /*
- * io_uring_enter runs this thread's task work while it waits and, unlike
- * io_getevents, answers -EINTR only for a real signal.
+ * The ring's fd polls readable while CQEs wait. ppoll is never restarted
+ * after a handler ran, so a signal is -EINTR, while io_uring's task work
+ * (which may have to post our CQEs) restarts it unseen; and a tool like
+ * valgrind knows ppoll blocks, as it does not know of io_uring_enter.
  */
 static int uring_wait(struct aio_ctx *ctx, const struct timespec *timeout, const sigset_t *sigmask)
 {
 	struct io_uring *ring = ctx->priv;
-	struct __kernel_timespec ts;
-	struct io_uring_getevents_arg arg = {
-		.sigmask = (uintptr_t)sigmask,
-		.sigmask_sz = _NSIG / 8,
-	};
-	int ret;
+	struct pollfd pfd = { .fd = ring->ring_fd, .events = POLLIN };
 
-	if (timeout) {
-		ts.tv_sec = timeout->tv_sec;
-		ts.tv_nsec = timeout->tv_nsec;
-		arg.ts = (uintptr_t)&ts;
-	}
-	ret = io_uring_enter2(ring->ring_fd, 0, 1, IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG,
-			      (sigset_t *)&arg, sizeof(arg));
-	return ret == -EINTR ? -EINTR : 0;
+	if (ppoll(&pfd, 1, timeout, sigmask) < 0 && errno == EINTR)
+		return -EINTR;
+	return 0;
 }
 
 /* A NOP's completion ends every wait; reap skips it. */

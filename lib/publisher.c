@@ -1,0 +1,121 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The kernel fills an AIO ring as requests complete, whether the program
+ * calls in or not, and some programs rely on it: fio with userspace_reap
+ * spins on the ring's tail. Here completions reach the ring when a thread
+ * publishes them, so while any context has requests in flight a ticker
+ * thread publishes what has finished, every millisecond. It costs nothing
+ * per request. A context whose program is then seen to move the ring's
+ * head itself gets its helper thread, which publishes each completion as
+ * it arrives (events.c).
+ */
+#include <stdatomic.h>
+#include <time.h>
+
+#include "internal.h"
+
+#define TICK_NS 1000000L
+
+static pthread_mutex_t ticker_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t ticker_cond = PTHREAD_COND_INITIALIZER;
+static atomic_bool ticking;
+static bool started, kicked;
+
+/* Publishes what is ready, unless a program thread holds the context. */
+void publisher_try(struct aio_ctx *ctx, void *busy)
+{
+	if (pthread_mutex_trylock(&ctx->lock)) {
+		if (busy)
+			*(bool *)busy = true;
+		return;
+	}
+	if (ctx->live) {
+		publish(ctx);
+		wake_if_waiting(ctx);
+		if (busy && ctx->live)
+			*(bool *)busy = true;
+	}
+	pthread_mutex_unlock(&ctx->lock);
+}
+
+static bool tick(void)
+{
+	const struct timespec pause = { 0, TICK_NS };
+	bool busy = false;
+
+	nanosleep(&pause, NULL);
+	registry_each(publisher_try, &busy);
+	return busy;
+}
+
+/*
+ * Idle once a pass finds nothing in flight. ticking is cleared before that
+ * last pass, so a submission after it sees it clear and kicks.
+ */
+static void *ticker_main(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		while (tick())
+			;
+		atomic_store(&ticking, false);
+		if (tick()) {
+			atomic_store(&ticking, true);
+			continue;
+		}
+		pthread_mutex_lock(&ticker_lock);
+		while (!kicked)
+			pthread_cond_wait(&ticker_cond, &ticker_lock);
+		kicked = false;
+		atomic_store(&ticking, true);
+		pthread_mutex_unlock(&ticker_lock);
+	}
+	return NULL;
+}
+
+static void ticker_forked(void)
+{
+	pthread_mutex_init(&ticker_lock, NULL);
+	pthread_cond_init(&ticker_cond, NULL);
+	atomic_store(&ticking, false);
+	started = kicked = false;
+}
+
+static void ticker_atfork(void)
+{
+	pthread_atfork(NULL, NULL, ticker_forked);
+}
+
+static void ticker_start(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	sigset_t all, old;
+	pthread_t thread;
+
+	pthread_once(&once, ticker_atfork);
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	if (!pthread_create(&thread, NULL, ticker_main, NULL)) {
+		pthread_detach(thread);
+		started = true;
+	} else {
+		atomic_store(&ticking, false);
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+/* After a submission: one load while the ticker runs. */
+void publisher_kick(void)
+{
+	if (likely(atomic_load(&ticking)))
+		return;
+	pthread_mutex_lock(&ticker_lock);
+	if (!started) {
+		atomic_store(&ticking, true);
+		ticker_start();
+	} else {
+		kicked = true;
+		pthread_cond_signal(&ticker_cond);
+	}
+	pthread_mutex_unlock(&ticker_lock);
+}
