@@ -23,7 +23,7 @@ extern "C" {
 int io_queue_wait(io_context_t ctx, struct timespec *timeout);
 
 enum aio_compat_backend {
-	AIO_COMPAT_AUTO = 0,	/* io_uring where the kernel allows it */
+	AIO_COMPAT_AUTO = 0, /* io_uring where the kernel allows it */
 	AIO_COMPAT_URING = 1,
 	AIO_COMPAT_NATIVE = 2,
 };
@@ -33,8 +33,7 @@ enum aio_compat_backend {
  * the AIO_COMPAT_BACKEND environment variable, as io_setup() does. A
  * backend that this kernel refuses fails with the kernel's error.
  */
-int aio_compat_setup(int maxevents, io_context_t *ctxp,
-		     enum aio_compat_backend backend);
+int aio_compat_setup(int maxevents, io_context_t *ctxp, enum aio_compat_backend backend);
 
 /* The backend a context runs on (URING or NATIVE), or -EINVAL. */
 int aio_compat_backend(io_context_t ctx);

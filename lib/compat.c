@@ -5,9 +5,9 @@
  */
 #include "internal.h"
 
-#define SYMVER(fn, name) __asm__(".symver " #fn "," #name)
+#define SYMVER(fn, name) __asm__(".symver " #fn "," name)
 
-SYMVER(compat_io_cancel_0_1, io_cancel@LIBAIO_0.1);
+SYMVER(compat_io_cancel_0_1, "io_cancel@LIBAIO_0.1");
 AIO_EXPORT int compat_io_cancel_0_1(io_context_t ctx, struct iocb *iocb);
 int compat_io_cancel_0_1(io_context_t ctx, struct iocb *iocb)
 {
@@ -16,7 +16,7 @@ int compat_io_cancel_0_1(io_context_t ctx, struct iocb *iocb)
 	return io_cancel(ctx, iocb, &event);
 }
 
-SYMVER(compat_io_queue_wait_0_1, io_queue_wait@LIBAIO_0.1);
+SYMVER(compat_io_queue_wait_0_1, "io_queue_wait@LIBAIO_0.1");
 AIO_EXPORT int compat_io_queue_wait_0_1(io_context_t ctx, struct timespec *when);
 int compat_io_queue_wait_0_1(io_context_t ctx, struct timespec *when)
 {
@@ -24,7 +24,7 @@ int compat_io_queue_wait_0_1(io_context_t ctx, struct timespec *when)
 }
 
 /* The old io_getevents had no min_nr: it waited for one. */
-SYMVER(compat_io_getevents_0_1, io_getevents@LIBAIO_0.1);
+SYMVER(compat_io_getevents_0_1, "io_getevents@LIBAIO_0.1");
 AIO_EXPORT int compat_io_getevents_0_1(io_context_t ctx, long nr, struct io_event *events,
 				       const struct timespec *timeout);
 int compat_io_getevents_0_1(io_context_t ctx, long nr, struct io_event *events,

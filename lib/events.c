@@ -47,7 +47,8 @@ void ring_post(struct aio_ctx *ctx, struct req *req, long res, long res2)
 	ev->res2 = res2;
 	if (++ctx->tail == ctx->ring_nr)
 		ctx->tail = 0;
-	atomic_store_explicit((_Atomic unsigned *)&ctx->ring->tail, ctx->tail, memory_order_release);
+	atomic_store_explicit((_Atomic unsigned *)&ctx->ring->tail, ctx->tail,
+			      memory_order_release);
 	if (req->resfd >= 0) {
 		resfd_note(ctx, req->resfd);
 		helper_done(ctx);
@@ -84,8 +85,8 @@ static void resfd_note(struct aio_ctx *ctx, int fd)
 /* The program moved head itself: from now on, publish as things complete. */
 static void notice_direct_reader(struct aio_ctx *ctx)
 {
-	unsigned head = atomic_load_explicit((_Atomic unsigned *)&ctx->ring->head,
-					     memory_order_relaxed);
+	unsigned head =
+	    atomic_load_explicit((_Atomic unsigned *)&ctx->ring->head, memory_order_relaxed);
 
 	if (likely(head == ctx->lib_head || ctx->direct_reader))
 		return;
@@ -101,7 +102,8 @@ unsigned publish(struct aio_ctx *ctx)
 	notice_direct_reader(ctx);
 	for (;;) {
 		unsigned room = ctx->ring_nr - 1 - ring_used(ctx);
-		int n = ctx->engine->reap(ctx, done, room < PUBLISH_BATCH ? (int)room : PUBLISH_BATCH);
+		int n =
+		    ctx->engine->reap(ctx, done, room < PUBLISH_BATCH ? (int)room : PUBLISH_BATCH);
 
 		if (n <= 0)
 			break;

@@ -67,13 +67,13 @@ static inline bool bad_user_range(const void *p, size_t len)
 
 /* One submitted iocb, from io_submit until its event reaches the ring. */
 struct req {
-	struct iocb kiocb;	/* the caller's iocb as submitted, checked */
-	struct iocb *obj;	/* the caller's iocb, reported in the event */
-	struct req *next;	/* free list, or the syncs closing an epoch */
-	struct submitter *owner;	/* uring: the thread whose io-wq runs it */
-	int resfd;		/* the caller's eventfd, or -1 */
-	uint32_t epoch;		/* writes: the epoch of their fd they joined */
-	bool held;		/* a sync waiting for earlier writes */
+	struct iocb kiocb;	 /* the caller's iocb as submitted, checked */
+	struct iocb *obj;	 /* the caller's iocb, reported in the event */
+	struct req *next;	 /* free list, or the syncs closing an epoch */
+	struct submitter *owner; /* uring: the thread whose io-wq runs it */
+	int resfd;		 /* the caller's eventfd, or -1 */
+	uint32_t epoch;		 /* writes: the epoch of their fd they joined */
+	bool held;		 /* a sync waiting for earlier writes */
 };
 
 static inline int req_fd(const struct req *req)
@@ -108,7 +108,7 @@ struct aio_ctx;
 /* What a backend does; ae_epoll.c-sized, one file each. */
 struct engine {
 	const char *name;
-	int kind;		/* AIO_COMPAT_URING or AIO_COMPAT_NATIVE */
+	int kind; /* AIO_COMPAT_URING or AIO_COMPAT_NATIVE */
 	/* Sets up the kernel side for nr events; fills ctx->ring_nr. */
 	int (*setup)(struct aio_ctx *ctx, unsigned nr);
 	void (*teardown)(struct aio_ctx *ctx);
@@ -141,31 +141,31 @@ struct fd_epoch {
 };
 
 struct fd_order {
-	uint32_t first;		/* oldest epoch a sync still waits on */
-	uint32_t last;		/* the epoch new writes join */
-	uint32_t mask;		/* epochs[] has mask + 1 slots */
+	uint32_t first; /* oldest epoch a sync still waits on */
+	uint32_t last;	/* the epoch new writes join */
+	uint32_t mask;	/* epochs[] has mask + 1 slots */
 	struct fd_epoch *epochs;
 };
 
 #define RESFD_BATCH 8
 
 struct aio_ctx {
-	struct aio_ring *ring;	/* the handle the program holds */
+	struct aio_ring *ring; /* the handle the program holds */
 	size_t ring_bytes;
 	unsigned ring_nr;
-	unsigned tail;		/* where the next event goes */
-	unsigned max_outstanding;	/* in flight plus unreaped, at most */
-	unsigned live;		/* requests taken from reqs[] */
-	unsigned polls;		/* of which polls */
+	unsigned tail;		  /* where the next event goes */
+	unsigned max_outstanding; /* in flight plus unreaped, at most */
+	unsigned live;		  /* requests taken from reqs[] */
+	unsigned polls;		  /* of which polls */
 	struct req *reqs;
 	struct req *free_reqs;
 	const struct engine *engine;
-	void *priv;		/* the backend's own state */
-	pthread_mutex_t lock;	/* everything below, and the engine */
-	unsigned sleepers;	/* threads in engine->wait() */
+	void *priv;	      /* the backend's own state */
+	pthread_mutex_t lock; /* everything below, and the engine */
+	unsigned sleepers;    /* threads in engine->wait() */
 	bool dead;
 	unsigned fork_gen;
-	unsigned slot;		/* in the registry */
+	unsigned slot; /* in the registry */
 
 	/* Eventfds of events just posted, signalled once the tail is out. */
 	struct {
@@ -175,7 +175,7 @@ struct aio_ctx {
 	unsigned nr_resfd;
 
 	/* The publisher thread that serves programs waiting on eventfds. */
-	unsigned helper_needs;	/* live RESFD requests + held syncs */
+	unsigned helper_needs; /* live RESFD requests + held syncs */
 	bool helper_running;
 	bool helper_stop;
 	pthread_t helper;
@@ -214,8 +214,7 @@ unsigned publish(struct aio_ctx *ctx);
 void resfd_flush(struct aio_ctx *ctx);
 unsigned ring_used(const struct aio_ctx *ctx);
 long take_events(struct aio_ctx *ctx, struct io_event *out, long nr);
-int wait_for_events(struct aio_ctx *ctx, const struct timespec *deadline,
-		    const sigset_t *sigmask);
+int wait_for_events(struct aio_ctx *ctx, const struct timespec *deadline, const sigset_t *sigmask);
 bool deadline_passed(const struct timespec *deadline);
 void deadline_from(struct timespec *deadline, const struct timespec *rel);
 void wake_sleepers(struct aio_ctx *ctx);

@@ -21,7 +21,7 @@
 #define SUBMIT_MAX 64
 
 struct native {
-	unsigned long id;	/* the kernel's context, and its ring */
+	unsigned long id; /* the kernel's context, and its ring */
 	int notify_fd;
 };
 
@@ -116,8 +116,8 @@ static bool native_ready(struct aio_ctx *ctx)
 {
 	struct aio_ring *ring = kernel_ring(ctx);
 
-	return ring->head != atomic_load_explicit((_Atomic unsigned *)&ring->tail,
-						  memory_order_acquire);
+	return ring->head !=
+	       atomic_load_explicit((_Atomic unsigned *)&ring->tail, memory_order_acquire);
 }
 
 /* Drained before the last look, so any completion after it shows. */

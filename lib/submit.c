@@ -28,7 +28,7 @@ struct submit_state {
 	int nr_batch;
 	long done;
 	int err;
-	int resfd_ok;		/* an eventfd already checked in this call */
+	int resfd_ok; /* an eventfd already checked in this call */
 	bool resfd_checked;
 	dev_t anon_dev;
 	ino_t anon_ino;
@@ -171,8 +171,7 @@ static int check_for_uring(const struct iocb *io)
 			return -EINVAL;
 		return 0;
 	case IO_CMD_POLL:
-		if ((uint16_t)buf != buf || io->u.c.offset || io->u.c.nbytes ||
-		    io->aio_rw_flags)
+		if ((uint16_t)buf != buf || io->u.c.offset || io->u.c.nbytes || io->aio_rw_flags)
 			return -EINVAL;
 		return 0;
 	}

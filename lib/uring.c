@@ -73,7 +73,7 @@ static void owner_done(struct req *req)
 }
 
 static const int needed_ops[] = {
-	IORING_OP_READ,  IORING_OP_WRITE,    IORING_OP_READV,       IORING_OP_WRITEV,
+	IORING_OP_READ,	 IORING_OP_WRITE,    IORING_OP_READV,	    IORING_OP_WRITEV,
 	IORING_OP_FSYNC, IORING_OP_POLL_ADD, IORING_OP_POLL_REMOVE,
 };
 
@@ -224,18 +224,22 @@ static void prep_rw(struct io_uring_sqe *sqe, const struct iocb *io)
 
 	switch (io->aio_lio_opcode) {
 	case IO_CMD_PREAD:
-		io_uring_prep_read(sqe, fd, io->u.c.buf, len > MAX_RW_COUNT ? MAX_RW_COUNT : (unsigned)len,
+		io_uring_prep_read(sqe, fd, io->u.c.buf,
+				   len > MAX_RW_COUNT ? MAX_RW_COUNT : (unsigned)len,
 				   (uint64_t)io->u.c.offset);
 		break;
 	case IO_CMD_PWRITE:
-		io_uring_prep_write(sqe, fd, io->u.c.buf, len > MAX_RW_COUNT ? MAX_RW_COUNT : (unsigned)len,
+		io_uring_prep_write(sqe, fd, io->u.c.buf,
+				    len > MAX_RW_COUNT ? MAX_RW_COUNT : (unsigned)len,
 				    (uint64_t)io->u.c.offset);
 		break;
 	case IO_CMD_PREADV:
-		io_uring_prep_readv(sqe, fd, io->u.v.vec, (unsigned)io->u.v.nr, (uint64_t)io->u.v.offset);
+		io_uring_prep_readv(sqe, fd, io->u.v.vec, (unsigned)io->u.v.nr,
+				    (uint64_t)io->u.v.offset);
 		break;
 	default:
-		io_uring_prep_writev(sqe, fd, io->u.v.vec, (unsigned)io->u.v.nr, (uint64_t)io->u.v.offset);
+		io_uring_prep_writev(sqe, fd, io->u.v.vec, (unsigned)io->u.v.nr,
+				     (uint64_t)io->u.v.offset);
 		break;
 	}
 	/* Native AIO ignores RWF_HIPRI (nobody polls); a plain ring refuses it. */
@@ -318,7 +322,7 @@ static int uring_reap(struct aio_ctx *ctx, struct completion *out, int max)
 
 	if (!io_uring_cq_ready(ring) && io_uring_cq_has_overflow(ring))
 		io_uring_get_events(ring);
-	io_uring_for_each_cqe(ring, head, cqe) {
+	io_uring_for_each_cqe (ring, head, cqe) {
 		struct req *req = io_uring_cqe_get_data(cqe);
 
 		if (n == max)
