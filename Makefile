@@ -101,13 +101,14 @@ format:
 
 clean:
 	rm -f lib/*.o lib/*.so* lib/*.a $(LIB_PC) tests/*.o $(TESTS) $(EXAMPLES)
-	rm -f tools/*.o tools/aio-compat-bench
+	rm -f tools/*.o tools/aio-compat-bench $(filter-out tests/util,$(basename $(wildcard tests/*.c)))
 
 # The Debian packages, built into the parent directory as dpkg-buildpackage
-# does (their build runs make check), then checked by lintian.
+# does (their build runs make check, and the tree is cleaned after), then
+# checked by lintian.
 .PHONY: deb
 deb:
 	@sh tools/deps.sh lintian
-	dpkg-buildpackage -us -uc -b
+	dpkg-buildpackage -us -uc -b --post-clean
 	lintian --fail-on error,warning \
 		../libaio-compat_$$(dpkg-parsechangelog -S Version)_$$(dpkg-architecture -qDEB_HOST_ARCH).changes

@@ -1,0 +1,272 @@
+#!/bin/sh
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# Unmodified libaio programs on the library, through tools/aio-compat-run:
+# a small program built against the system <libaio.h> and linked with
+# -laio, and Debian's fio with its libaio engine, on each backend.
+# Prints one line per check and ends with "N passed, N failed"; exits
+# non-zero when a check failed.
+#
+#   AIO_COMPAT_LIB   the library to preload (default: lib/libaio-compat.so.1)
+#   CC               the compiler for tests/preload-client.c (default: cc)
+
+cd "$(dirname "$0")/.." || exit 1
+
+lib=${AIO_COMPAT_LIB:-$(pwd)/lib/libaio-compat.so.1}
+run=tools/aio-compat-run
+client=tests/preload-client
+limit=60	# seconds for one fio run; a few suffice, a hang is a failure
+passed=0
+failed=0
+tmp=$(mktemp -d /tmp/aio-compat-preload.XXXXXX) || exit 1
+files=
+
+cleanup() {
+	rm -rf "$tmp"
+	# shellcheck disable=SC2086 # a list of paths without spaces
+	[ -z "$files" ] || rm -f $files
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+pass() {
+	passed=$((passed + 1))
+	echo "ok: $*"
+}
+
+fail() {
+	failed=$((failed + 1))
+	echo "FAIL: $*"
+}
+
+skip() {
+	echo "skipped: $*"
+}
+
+# A check passes when the command exits 0; its output is shown on failure.
+expect_ok() {
+	what=$1
+	shift
+	if "$@" >"$tmp/out" 2>&1; then
+		pass "$what"
+	else
+		fail "$what (exit $?)"
+		sed 's/^/    /' "$tmp/out"
+	fi
+}
+
+# expect_status STATUS WHAT COMMAND...
+expect_status() {
+	want=$1 what=$2
+	shift 2
+	"$@" >/dev/null 2>&1
+	got=$?
+	if [ "$got" = "$want" ]; then
+		pass "$what"
+	else
+		fail "$what (exit $got)"
+	fi
+}
+
+# scratch VAR DIR: a new file in DIR, named in VAR and removed at exit.
+scratch() {
+	f=$(mktemp "$2/aio-compat-preload.XXXXXX") || return 1
+	files="$files $f"
+	eval "$1=\$f"
+}
+
+backends() {
+	echo native
+	if [ "$(cat /proc/sys/kernel/io_uring_disabled 2>/dev/null || echo 0)" != 0 ]; then
+		skip "uring backend: kernel.io_uring_disabled is set" >&2
+	else
+		echo uring
+	fi
+}
+
+launcher_checks() {
+	expect_ok "aio-compat-run --version" sh -c "$run --version | grep -qx 'aio-compat-run [0-9.]*'"
+	expect_ok "aio-compat-run --help" sh -c "$run --help | grep -q '^usage: aio-compat-run'"
+	expect_status 2 "aio-compat-run: an unknown backend exits 2" \
+		"$run" --lib "$lib" --backend=bogus true
+	expect_status 2 "aio-compat-run: a missing library exits 2" \
+		"$run" --lib /nonexistent/libaio-compat.so.1 true
+	expect_status 2 "aio-compat-run: no program exits 2" "$run" --lib "$lib"
+	expect_status 127 "aio-compat-run: a missing program exits 127" \
+		"$run" --lib "$lib" /nonexistent/program
+
+	env=$(LD_PRELOAD='' AIO_COMPAT_LIB=$lib "$run" --backend=native env)
+	if echo "$env" | grep -qx "AIO_COMPAT_BACKEND=native" &&
+		echo "$env" | grep -qx "LD_PRELOAD=$lib"; then
+		pass "aio-compat-run sets AIO_COMPAT_BACKEND and LD_PRELOAD"
+	else
+		fail "aio-compat-run sets AIO_COMPAT_BACKEND and LD_PRELOAD"
+		echo "$env" | grep -E '^(AIO_COMPAT|LD_PRELOAD)' | sed 's/^/    /'
+	fi
+	env=$(LD_PRELOAD=$lib "$run" --lib "$lib" --backend=uring env)
+	if echo "$env" | grep -qx "LD_PRELOAD=$lib:$lib"; then
+		pass "aio-compat-run keeps an existing LD_PRELOAD after the library"
+	else
+		fail "aio-compat-run keeps an existing LD_PRELOAD after the library"
+	fi
+}
+
+client_checks() {
+	if ! ${CC:-cc} -std=gnu17 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror \
+		-o "$client" tests/preload-client.c -laio -ldl >"$tmp/out" 2>&1; then
+		fail "preload-client builds against <libaio.h> with -laio"
+		sed 's/^/    /' "$tmp/out"
+		return
+	fi
+	pass "preload-client builds against <libaio.h> with -laio"
+	# Without the launcher libaio serves it: the checks below tell the two apart.
+	expect_ok "preload-client on libaio itself" "./$client" /dev/shm libaio
+	for b in $(backends); do
+		for dir in /dev/shm /var/tmp; do
+			expect_ok "preload-client in $dir under aio-compat-run --backend=$b" \
+				"$run" --lib "$lib" --backend="$b" "./$client" "$dir" "$b"
+		done
+	done
+}
+
+# fio's terse line: field 5 is the error, 6 the KiB read, 47 the KiB written.
+# A write job with verify reads everything back, so both must be the size.
+fio_terse_ok() {
+	awk -F';' -v kib="$1" '
+		$1 == "3" { seen = 1; if ($5 != 0 || $6 != kib || $47 != kib) bad = 1 }
+		END { exit !(seen && !bad) }' "$tmp/out"
+}
+
+# fio_verify WHAT BACKEND FILE DIRECT [OPTION...]
+fio_verify() {
+	what=$1 b=$2 f=$3 direct=$4
+	shift 4
+	timeout -k 5 "$limit" "$run" --lib "$lib" --backend="$b" fio --name=verify \
+		--ioengine=libaio --filename="$f" --size=16M --direct="$direct" \
+		--rw=randwrite --bs=4k --iodepth=16 --verify=crc32c \
+		--output-format=terse "$@" >"$tmp/out" 2>&1
+	status=$?
+	if [ $status = 0 ] && fio_terse_ok 16384; then
+		pass "$what"
+	elif [ $status = 124 ] || [ $status = 137 ]; then
+		fail "$what (no progress: killed after $limit s)"
+	else
+		fail "$what (exit $status)"
+		sed 's/^/    /' "$tmp/out" | cut -c1-200
+	fi
+}
+
+# The dynamic linker's own account of where fio's libaio imports went.
+fio_binding() {
+	b=$1 f=$2
+	rm -f "$tmp"/ld.*
+	if ! LD_DEBUG=bindings LD_DEBUG_OUTPUT=$tmp/ld timeout -k 5 "$limit" "$run" --lib "$lib" \
+		--backend="$b" fio --name=binding --ioengine=libaio --filename="$f" \
+		--size=1M --rw=randread --bs=4k --iodepth=4 --output-format=terse \
+		>"$tmp/out" 2>&1; then
+		fail "fio's libaio imports bind to the library, $b (fio failed)"
+		sed 's/^/    /' "$tmp/out"
+		return
+	fi
+	cat "$tmp"/ld.* | grep 'binding file fio \[0\] to .*symbol `io_' >"$tmp/bindings"
+	ok=1
+	for sym in io_queue_init@LIBAIO_0.1 io_submit@LIBAIO_0.1 io_getevents@LIBAIO_0.4 \
+		io_destroy@LIBAIO_0.4; do
+		name=${sym%@*} version=${sym#*@}
+		grep -q "to [^ ]*libaio-compat\.so\.1 \[0\]: normal symbol \`$name' \[$version\]" \
+			"$tmp/bindings" || ok=0
+	done
+	grep -q 'to [^ ]*/libaio\.so\.1 ' "$tmp/bindings" && ok=0
+	if [ $ok = 1 ]; then
+		pass "fio's libaio imports bind to the library, $b"
+	else
+		fail "fio's libaio imports bind to the library, $b"
+		sed 's/^ *[0-9]*:[[:space:]]*/    /' "$tmp/bindings"
+	fi
+}
+
+# Counts the system calls named in an strace log.
+calls() {
+	grep -c "^[0-9]* *$1(" "$tmp/strace" || true
+}
+
+fio_strace() {
+	b=$1 f=$2
+	if ! command -v strace >/dev/null; then
+		skip "fio on $b under strace: strace is not installed"
+		return
+	fi
+	if ! timeout -k 5 "$limit" strace -f -qq -o "$tmp/strace" -e trace=io_submit,io_uring_enter \
+		"$run" --lib "$lib" --backend="$b" fio --name=strace --ioengine=libaio \
+		--filename="$f" --size=4M --rw=randread --bs=4k --iodepth=16 \
+		--output-format=terse >"$tmp/out" 2>&1; then
+		fail "fio on $b under strace"
+		sed 's/^/    /' "$tmp/out"
+		return
+	fi
+	enter=$(calls io_uring_enter)
+	submit=$(calls io_submit)
+	if [ "$b" = uring ]; then
+		[ "$enter" -gt 0 ] && [ "$submit" -eq 0 ]
+	else
+		[ "$submit" -gt 0 ] && [ "$enter" -eq 0 ]
+	fi
+	# shellcheck disable=SC2181 # the test just above
+	if [ $? = 0 ]; then
+		pass "fio on $b issues $enter io_uring_enter, $submit io_submit"
+	else
+		fail "fio on $b issues $enter io_uring_enter, $submit io_submit"
+	fi
+}
+
+fio_checks() {
+	if ! command -v fio >/dev/null; then
+		skip "fio checks: fio is not installed (make deps installs it)"
+		return
+	fi
+	if ! ldd "$(command -v fio)" | grep -q 'libaio\.so\.1'; then
+		skip "fio checks: $(command -v fio) is not linked to libaio.so.1"
+		return
+	fi
+	shm='' disk=''
+	if ! scratch shm /dev/shm || ! scratch disk /var/tmp; then
+		fail "scratch files for fio"
+		return
+	fi
+	for b in $(backends); do
+		fio_verify "fio randwrite verify=crc32c on /dev/shm, $b" "$b" "$shm" 0
+		fio_verify "fio randwrite verify=crc32c on /var/tmp direct=1, $b" "$b" "$disk" 1
+		fio_verify "fio userspace_reap=1 verify=crc32c on /dev/shm, $b" "$b" "$shm" 0 \
+			--userspace_reap=1
+		# Only with iodepth_batch_complete_min=0 does fio read the ring
+		# itself, calling nothing until it sees a completion there.
+		fio_verify "fio reaping from the ring on /dev/shm, $b" "$b" "$shm" 0 \
+			--userspace_reap=1 --iodepth_batch_complete_min=0
+		fio_verify "fio reaping from the ring on /var/tmp direct=1, $b" "$b" "$disk" 1 \
+			--userspace_reap=1 --iodepth_batch_complete_min=0
+		fio_binding "$b" "$shm"
+		fio_strace "$b" "$shm"
+	done
+}
+
+# A library built with SANITIZE=1 brings the ASan runtime into programs that
+# were not built with it: it cannot come first there, and fio's own leaks
+# are not the library's.
+sanitized() {
+	ldd "$lib" 2>/dev/null | grep -q 'libasan\.so'
+}
+
+if [ ! -r "$lib" ]; then
+	fail "library $lib: not built"
+else
+	if sanitized; then
+		echo "note: $lib is built with ASan: verify_asan_link_order=0, detect_leaks=0"
+		ASAN_OPTIONS=verify_asan_link_order=0:detect_leaks=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}
+		export ASAN_OPTIONS
+	fi
+	launcher_checks
+	client_checks
+	fio_checks
+fi
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
