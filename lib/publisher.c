@@ -21,7 +21,10 @@ static pthread_cond_t ticker_cond = PTHREAD_COND_INITIALIZER;
 static atomic_bool ticking;
 static bool started, kicked;
 
-/* Publishes what is ready, unless a program thread holds the context. */
+/*
+ * Publishes what is ready, unless a program thread holds the context.
+ * Polls alone do not keep the ticker going: one may wait for days.
+ */
 void publisher_try(struct aio_ctx *ctx, void *busy)
 {
 	if (pthread_mutex_trylock(&ctx->lock)) {
@@ -32,7 +35,7 @@ void publisher_try(struct aio_ctx *ctx, void *busy)
 	if (ctx->live) {
 		publish(ctx);
 		wake_if_waiting(ctx);
-		if (busy && ctx->live)
+		if (busy && ctx->live > ctx->polls)
 			*(bool *)busy = true;
 	}
 	pthread_mutex_unlock(&ctx->lock);
