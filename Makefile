@@ -31,13 +31,15 @@ TEST_SRCS := $(filter-out tests/util.c,$(wildcard tests/test_*.c))
 TESTS := $(TEST_SRCS:.c=)
 EXAMPLE_SRCS := $(wildcard examples/*.c)
 EXAMPLES := $(EXAMPLE_SRCS:.c=)
+BENCH := tools/aio-compat-bench
+BENCH_SRCS := tools/aio-compat-bench.c $(wildcard tools/bench-*.c)
 
 # Programs link against the freshly built library, found through the rpath.
 PROG_LDFLAGS := $(ALL_LDFLAGS) -Llib -Wl,-rpath,'$$ORIGIN/../lib'
 PROG_LIBS := -laio-compat -luring -lpthread
 CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null)
 
-.PHONY: all deps check run bench install clean format
+.PHONY: all deps check run bench install clean format deb
 
 all: $(LIB_SO).1 $(LIB_SO) $(LIB_A) $(LIB_PC) $(EXAMPLES)
 
@@ -63,6 +65,10 @@ $(LIB_PC): lib/aio-compat.pc.in Makefile
 examples/%: examples/%.c $(LIB_SO)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(PROG_LDFLAGS) $(PROG_LIBS)
 
+# Installed as it is built: no rpath; make bench and check point it at lib/.
+$(BENCH): $(BENCH_SRCS) tools/bench.h include/aio-compat.h $(LIB_SO)
+	$(CC) $(ALL_CFLAGS) -o $@ $(BENCH_SRCS) $(ALL_LDFLAGS) -Llib $(PROG_LIBS) -ldl
+
 tests/%.o: tests/%.c tests/*.h include/aio-compat.h
 	$(CC) $(ALL_CFLAGS) $(shell pkg-config --cflags check 2>/dev/null) -c -o $@ $<
 
@@ -74,15 +80,21 @@ deps:
 	@sh tools/deps.sh
 
 check: deps
-	$(MAKE) all $(TESTS)
+	$(MAKE) all $(TESTS) $(BENCH)
 	sh tests/run.sh $(TESTS)
+	sh tests/preload.sh
+	LD_LIBRARY_PATH=lib ./$(BENCH) --quick > /dev/null
+	@echo "aio-compat-bench --quick: every contender ran and checked its results"
+
+bench: deps
+	$(MAKE) all $(BENCH)
+	LD_LIBRARY_PATH=lib ./$(BENCH)
 
 run: deps
 	$(MAKE) all
 	./examples/wal-demo
 
-# Tools and manual pages are installed as far as they exist.
-install: all $(if $(wildcard tools/aio-compat-bench.c),tools/aio-compat-bench)
+install: all $(BENCH)
 	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR)
 	install -m 0644 $(LIB_SO).1 $(DESTDIR)$(LIBDIR)/libaio-compat.so.$(VERSION)
 	ln -sf libaio-compat.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
@@ -91,22 +103,20 @@ install: all $(if $(wildcard tools/aio-compat-bench.c),tools/aio-compat-bench)
 	install -m 0644 $(LIB_PC) $(DESTDIR)$(LIBDIR)/pkgconfig/
 	install -m 0644 include/aio-compat.h $(DESTDIR)$(INCLUDEDIR)/
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3
-	$(if $(wildcard tools/aio-compat-run),install -m 0755 tools/aio-compat-run $(DESTDIR)$(BINDIR)/)
-	$(if $(wildcard tools/aio-compat-bench.c),install -m 0755 tools/aio-compat-bench $(DESTDIR)$(BINDIR)/)
-	$(if $(wildcard man/*.1),install -m 0644 $(wildcard man/*.1) $(DESTDIR)$(MANDIR)/man1/)
-	$(if $(wildcard man/*.3),install -m 0644 $(wildcard man/*.3) $(DESTDIR)$(MANDIR)/man3/)
+	install -m 0755 tools/aio-compat-run $(BENCH) $(DESTDIR)$(BINDIR)/
+	install -m 0644 man/*.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 man/*.3 $(DESTDIR)$(MANDIR)/man3/
 
 format:
 	clang-format -i lib/*.c lib/*.h include/*.h tests/*.c tests/*.h examples/*.c
 
 clean:
 	rm -f lib/*.o lib/*.so* lib/*.a $(LIB_PC) tests/*.o $(TESTS) $(EXAMPLES)
-	rm -f tools/*.o tools/aio-compat-bench $(filter-out tests/util,$(basename $(wildcard tests/*.c)))
+	rm -f tools/*.o $(BENCH) $(filter-out tests/util,$(basename $(wildcard tests/*.c)))
 
 # The Debian packages, built into the parent directory as dpkg-buildpackage
 # does (their build runs make check, and the tree is cleaned after), then
 # checked by lintian.
-.PHONY: deb
 deb:
 	@sh tools/deps.sh lintian
 	dpkg-buildpackage -us -uc -b --post-clean

@@ -167,13 +167,13 @@ AIO_EXPORT int io_destroy(io_context_t handle)
 		return -EINVAL;
 	pthread_mutex_lock(&ctx->lock);
 	if (ctx->dead) {
-		pthread_mutex_unlock(&ctx->lock);
+		ctx_unlock(ctx);
 		ctx_put(ctx);
 		return -EINVAL;
 	}
 	ctx->dead = true;
 	wake_sleepers(ctx);
-	pthread_mutex_unlock(&ctx->lock);
+	ctx_unlock(ctx);
 	helper_stop(ctx);
 
 	pthread_mutex_lock(&ctx->lock);
@@ -181,9 +181,9 @@ AIO_EXPORT int io_destroy(io_context_t handle)
 	while (ctx->live) {
 		publish(ctx);
 		if (ctx->live)
-			wait_for_events(ctx, NULL, NULL);
+			wait_for_events(ctx, NULL, NULL, false);
 	}
-	pthread_mutex_unlock(&ctx->lock);
+	ctx_unlock(ctx);
 	registry_remove(ctx);
 	ctx_free(ctx);
 	return 0;
@@ -224,7 +224,7 @@ AIO_EXPORT int aio_compat_set_fsync_order(io_context_t handle, int on)
 	pthread_mutex_lock(&ctx->lock);
 	was = ctx->fsync_order;
 	ctx->fsync_order = on != 0;
-	pthread_mutex_unlock(&ctx->lock);
+	ctx_unlock(ctx);
 	ctx_put(ctx);
 	return was;
 }
@@ -238,7 +238,7 @@ AIO_EXPORT long aio_compat_held_syncs(io_context_t handle)
 		return -EINVAL;
 	pthread_mutex_lock(&ctx->lock);
 	n = ctx->held_syncs;
-	pthread_mutex_unlock(&ctx->lock);
+	ctx_unlock(ctx);
 	ctx_put(ctx);
 	return n;
 }

@@ -24,17 +24,34 @@
 
 static unsigned ring_head(const struct aio_ctx *ctx)
 {
+	unsigned head =
+	    atomic_load_explicit((_Atomic unsigned *)&ctx->ring->head, memory_order_acquire);
+
 	/* The program may write head itself: keep it inside the ring. */
-	return atomic_load_explicit((_Atomic unsigned *)&ctx->ring->head, memory_order_acquire) %
-	       ctx->ring_nr;
+	return likely(head < ctx->ring_nr) ? head : head % ctx->ring_nr;
 }
 
 unsigned ring_used(const struct aio_ctx *ctx)
 {
-	return (ctx->tail + ctx->ring_nr - ring_head(ctx)) % ctx->ring_nr;
+	unsigned head = ring_head(ctx);
+
+	return ctx->tail >= head ? ctx->tail - head : ctx->tail + ctx->ring_nr - head;
 }
 
-static void resfd_note(struct aio_ctx *ctx, int fd);
+/* Its eventfd is signalled once the lock is released (ctx_unlock). */
+static void resfd_note(struct aio_ctx *ctx, int fd)
+{
+	for (unsigned i = 0; i < ctx->nr_resfd; i++) {
+		if (ctx->resfd[i].fd == fd) {
+			ctx->resfd[i].count++;
+			return;
+		}
+	}
+	if (ctx->nr_resfd == RESFD_BATCH)
+		resfd_flush(ctx);
+	ctx->resfd[ctx->nr_resfd].fd = fd;
+	ctx->resfd[ctx->nr_resfd++].count = 1;
+}
 
 /* The event goes in at the tail; the tail is published at once. */
 void ring_post(struct aio_ctx *ctx, struct req *req, long res, long res2)
@@ -68,18 +85,27 @@ void resfd_flush(struct aio_ctx *ctx)
 	ctx->nr_resfd = 0;
 }
 
-static void resfd_note(struct aio_ctx *ctx, int fd)
+/*
+ * Every hold of ctx->lock ends here: the helper is woken if it has work,
+ * and the eventfds of what was published are signalled after the lock is
+ * released, so that the program they wake finds it free.
+ */
+void ctx_unlock(struct aio_ctx *ctx)
 {
-	for (unsigned i = 0; i < ctx->nr_resfd; i++) {
-		if (ctx->resfd[i].fd == fd) {
-			ctx->resfd[i].count++;
-			return;
-		}
+	struct resfd_signal sig[RESFD_BATCH];
+	unsigned n = ctx->nr_resfd;
+
+	if (unlikely(ctx->helper_needs && !ctx->helper_awake && !ctx->helper_stop))
+		helper_kick(ctx);
+	if (likely(!n)) {
+		pthread_mutex_unlock(&ctx->lock);
+		return;
 	}
-	if (ctx->nr_resfd == RESFD_BATCH)
-		resfd_flush(ctx);
-	ctx->resfd[ctx->nr_resfd].fd = fd;
-	ctx->resfd[ctx->nr_resfd++].count = 1;
+	memcpy(sig, ctx->resfd, n * sizeof(*sig));
+	ctx->nr_resfd = 0;
+	pthread_mutex_unlock(&ctx->lock);
+	for (unsigned i = 0; i < n; i++)
+		(void)!write(sig[i].fd, &sig[i].count, sizeof(uint64_t));
 }
 
 /* The program moved head itself: from now on, publish as things complete. */
@@ -110,9 +136,9 @@ unsigned publish(struct aio_ctx *ctx)
 		for (int i = 0; i < n; i++)
 			ring_post(ctx, done[i].req, done[i].res, done[i].res2);
 		total += n;
+		if (n < PUBLISH_BATCH)
+			break;
 	}
-	if (ctx->nr_resfd)
-		resfd_flush(ctx);
 	return total;
 }
 
@@ -129,7 +155,7 @@ long take_events(struct aio_ctx *ctx, struct io_event *out, long nr)
 	first = ctx->ring_nr - head < avail ? ctx->ring_nr - head : avail;
 	memcpy(out, &ctx->ring->io_events[head], first * sizeof(*out));
 	memcpy(out + first, ctx->ring->io_events, (avail - first) * sizeof(*out));
-	ctx->lib_head = (head + avail) % ctx->ring_nr;
+	ctx->lib_head = head + avail < ctx->ring_nr ? head + avail : head + avail - ctx->ring_nr;
 	atomic_store_explicit((_Atomic unsigned *)&ctx->ring->head, ctx->lib_head,
 			      memory_order_release);
 	return avail;
@@ -140,11 +166,16 @@ void wake_sleepers(struct aio_ctx *ctx)
 	ctx->engine->wake(ctx);
 }
 
-/* Events left in the ring while others sleep: they would not hear of them. */
+/*
+ * Events left in the ring while reapers sleep: the engine will not tell
+ * them. Once per sleep: a reaper already woken needs no second call.
+ */
 void wake_if_waiting(struct aio_ctx *ctx)
 {
-	if (ctx->sleepers && ring_used(ctx))
+	if (ctx->reapers && !ctx->woken && ring_used(ctx)) {
+		ctx->woken = true;
 		wake_sleepers(ctx);
+	}
 }
 
 void deadline_from(struct timespec *deadline, const struct timespec *rel)
@@ -189,12 +220,16 @@ bool deadline_passed(const struct timespec *deadline)
  * ctx->lock held; the caller has looked at the ring and at ctx->dead under
  * the same hold, and whoever changes either wakes the sleepers.
  */
-int wait_for_events(struct aio_ctx *ctx, const struct timespec *deadline, const sigset_t *sigmask)
+int wait_for_events(struct aio_ctx *ctx, const struct timespec *deadline, const sigset_t *sigmask,
+		    bool reaper)
 {
 	struct timespec left, *timeout = NULL;
 	int ret = 0;
 
-	ctx->sleepers++;
+	if (reaper) {
+		ctx->reapers++;
+		ctx->woken = false;
+	}
 	ctx->engine->arm(ctx);
 	if (ctx->engine->ready(ctx))
 		goto out;
@@ -203,11 +238,12 @@ int wait_for_events(struct aio_ctx *ctx, const struct timespec *deadline, const 
 			goto out;
 		timeout = &left;
 	}
-	pthread_mutex_unlock(&ctx->lock);
+	ctx_unlock(ctx);
 	ret = ctx->engine->wait(ctx, timeout, sigmask);
 	pthread_mutex_lock(&ctx->lock);
 out:
-	ctx->sleepers--;
+	if (reaper)
+		ctx->reapers--;
 	return ret;
 }
 
@@ -248,12 +284,12 @@ static long getevents(struct aio_ctx *ctx, long min_nr, long nr, struct io_event
 		}
 		if (deadline && deadline_passed(deadline))
 			break;
-		err = wait_for_events(ctx, deadline, sigmask);
+		err = wait_for_events(ctx, deadline, sigmask, true);
 		if (err)
 			break;
 	}
 	wake_if_waiting(ctx);
-	pthread_mutex_unlock(&ctx->lock);
+	ctx_unlock(ctx);
 	return got ? got : err;
 }
 
@@ -302,15 +338,17 @@ static void *helper_main(void *arg)
 	pthread_mutex_lock(&ctx->lock);
 	while (!ctx->helper_stop) {
 		if (!ctx->helper_needs) {
+			ctx->helper_awake = false;
+			resfd_flush(ctx);
 			pthread_cond_wait(&ctx->helper_cond, &ctx->lock);
 			continue;
 		}
 		publish(ctx);
 		wake_if_waiting(ctx);
 		if (ctx->helper_needs)
-			wait_for_events(ctx, NULL, NULL);
+			wait_for_events(ctx, NULL, NULL, false);
 	}
-	pthread_mutex_unlock(&ctx->lock);
+	ctx_unlock(ctx);
 	return NULL;
 }
 
@@ -325,14 +363,19 @@ static void helper_start(struct aio_ctx *ctx)
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
-void helper_need(struct aio_ctx *ctx)
+/* Starts the helper, or wakes it from waiting for work. */
+void helper_kick(struct aio_ctx *ctx)
 {
-	if (ctx->helper_needs++)
-		return;
+	ctx->helper_awake = true;
 	if (!ctx->helper_running)
 		helper_start(ctx);
 	else
 		pthread_cond_signal(&ctx->helper_cond);
+}
+
+void helper_need(struct aio_ctx *ctx)
+{
+	ctx->helper_needs++;
 }
 
 void helper_done(struct aio_ctx *ctx)
@@ -340,14 +383,15 @@ void helper_done(struct aio_ctx *ctx)
 	ctx->helper_needs--;
 }
 
+/* For good: io_destroy's own waiting must not start it again. */
 void helper_stop(struct aio_ctx *ctx)
 {
 	pthread_mutex_lock(&ctx->lock);
+	ctx->helper_stop = true;
 	if (!ctx->helper_running) {
 		pthread_mutex_unlock(&ctx->lock);
 		return;
 	}
-	ctx->helper_stop = true;
 	pthread_cond_signal(&ctx->helper_cond);
 	wake_sleepers(ctx);
 	pthread_mutex_unlock(&ctx->lock);

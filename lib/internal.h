@@ -149,6 +149,11 @@ struct fd_order {
 
 #define RESFD_BATCH 8
 
+struct resfd_signal {
+	int fd;
+	uint64_t count;
+};
+
 struct aio_ctx {
 	struct aio_ring *ring; /* the handle the program holds */
 	size_t ring_bytes;
@@ -162,21 +167,20 @@ struct aio_ctx {
 	const struct engine *engine;
 	void *priv;	      /* the backend's own state */
 	pthread_mutex_t lock; /* everything below, and the engine */
-	unsigned sleepers;    /* threads in engine->wait() */
+	unsigned reapers;     /* threads waiting in io_getevents, io_queue_wait */
+	bool woken;	      /* and woken since the last one went to sleep */
 	bool dead;
 	unsigned fork_gen;
 	unsigned slot; /* in the registry */
 
-	/* Eventfds of events just posted, signalled once the tail is out. */
-	struct {
-		int fd;
-		uint64_t count;
-	} resfd[RESFD_BATCH];
+	/* Eventfds of events just posted, signalled once the lock is out. */
+	struct resfd_signal resfd[RESFD_BATCH];
 	unsigned nr_resfd;
 
 	/* The publisher thread that serves programs waiting on eventfds. */
 	unsigned helper_needs; /* live RESFD requests + held syncs */
 	bool helper_running;
+	bool helper_awake; /* not waiting for work */
 	bool helper_stop;
 	pthread_t helper;
 	pthread_cond_t helper_cond;
@@ -214,12 +218,15 @@ unsigned publish(struct aio_ctx *ctx);
 void resfd_flush(struct aio_ctx *ctx);
 unsigned ring_used(const struct aio_ctx *ctx);
 long take_events(struct aio_ctx *ctx, struct io_event *out, long nr);
-int wait_for_events(struct aio_ctx *ctx, const struct timespec *deadline, const sigset_t *sigmask);
+int wait_for_events(struct aio_ctx *ctx, const struct timespec *deadline, const sigset_t *sigmask,
+		    bool reaper);
+void ctx_unlock(struct aio_ctx *ctx);
 bool deadline_passed(const struct timespec *deadline);
 void deadline_from(struct timespec *deadline, const struct timespec *rel);
 void wake_sleepers(struct aio_ctx *ctx);
 void wake_if_waiting(struct aio_ctx *ctx);
 void helper_need(struct aio_ctx *ctx);
+void helper_kick(struct aio_ctx *ctx);
 void helper_done(struct aio_ctx *ctx);
 void helper_stop(struct aio_ctx *ctx);
 

@@ -38,7 +38,7 @@ void publisher_try(struct aio_ctx *ctx, void *busy)
 		if (busy && ctx->live > ctx->polls)
 			*(bool *)busy = true;
 	}
-	pthread_mutex_unlock(&ctx->lock);
+	ctx_unlock(ctx);
 }
 
 static bool tick(void)

@@ -37,7 +37,7 @@ static long take_batch(io_context_t handle, struct io_event *ev)
 	publish(ctx);
 	n = take_events(ctx, ev, RUN_BATCH);
 	wake_if_waiting(ctx);
-	pthread_mutex_unlock(&ctx->lock);
+	ctx_unlock(ctx);
 	ctx_put(ctx);
 	return n;
 }
@@ -97,12 +97,12 @@ static int queue_wait(struct aio_ctx *ctx, const struct timespec *deadline)
 			break;
 		if (deadline && deadline_passed(deadline))
 			break;
-		ret = wait_for_events(ctx, deadline, NULL);
+		ret = wait_for_events(ctx, deadline, NULL, true);
 		if (ret)
 			break;
 	}
 	wake_if_waiting(ctx);
-	pthread_mutex_unlock(&ctx->lock);
+	ctx_unlock(ctx);
 	return ret;
 }
 

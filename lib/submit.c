@@ -245,6 +245,9 @@ static bool queue_sync(struct aio_ctx *ctx, struct submit_state *st, struct req 
 		req_free(ctx, req);
 		return false;
 	}
+	/* Writes that finished inside io_submit (native buffered I/O) are done. */
+	if (ctx->engine->ready(ctx))
+		publish(ctx);
 	if (!order_should_hold(ctx, req)) {
 		st->batch[st->nr_batch++] = req;
 		return true;
@@ -279,15 +282,20 @@ static bool queue_one(struct aio_ctx *ctx, struct submit_state *st, struct iocb 
 
 static long submit(struct aio_ctx *ctx, long nr, struct iocb **ios)
 {
-	struct submit_state st = { 0 };
+	struct submit_state st;
 
+	st.nr_batch = 0;
+	st.done = 0;
+	st.err = 0;
+	st.resfd_checked = false;
+	st.anon_ino = 0;
 	if (nr > ctx->ring_nr)
 		nr = ctx->ring_nr;
 	if (bad_user_ptr(ios, nr * sizeof(*ios)))
 		return -EFAULT;
 	pthread_mutex_lock(&ctx->lock);
 	if (unlikely(ctx->dead)) {
-		pthread_mutex_unlock(&ctx->lock);
+		ctx_unlock(ctx);
 		return -EINVAL;
 	}
 	for (long i = 0; i < nr; i++)
@@ -296,14 +304,11 @@ static long submit(struct aio_ctx *ctx, long nr, struct iocb **ios)
 	flush(ctx, &st);
 	/*
 	 * What finished meanwhile goes to the ring now, for programs that
-	 * read it without calling in (fio's userspace_reap), and a held sync
-	 * refused on the spot has its eventfd signalled.
+	 * read it without calling in (fio's userspace_reap).
 	 */
 	if (ctx->engine->ready(ctx))
 		publish(ctx);
-	else if (unlikely(ctx->nr_resfd))
-		resfd_flush(ctx);
-	pthread_mutex_unlock(&ctx->lock);
+	ctx_unlock(ctx);
 	if (st.done)
 		publisher_kick();
 	return st.done ? st.done : st.err;
@@ -367,7 +372,7 @@ AIO_EXPORT int io_cancel(io_context_t handle, struct iocb *iocb, struct io_event
 	req = find_in_flight(ctx, iocb);
 	if (req && !req->held && req_opcode(req) == IO_CMD_POLL)
 		ret = ctx->engine->cancel(ctx, req);
-	pthread_mutex_unlock(&ctx->lock);
+	ctx_unlock(ctx);
 	ctx_put(ctx);
 	return ret;
 }
