@@ -245,9 +245,6 @@ static bool queue_sync(struct aio_ctx *ctx, struct submit_state *st, struct req 
 		req_free(ctx, req);
 		return false;
 	}
-	/* Writes that finished inside io_submit (native buffered I/O) are done. */
-	if (ctx->engine->ready(ctx))
-		publish(ctx);
 	if (!order_should_hold(ctx, req)) {
 		st->batch[st->nr_batch++] = req;
 		return true;
