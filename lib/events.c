@@ -144,7 +144,7 @@ unsigned publish(struct aio_ctx *ctx)
 
 long take_events(struct aio_ctx *ctx, struct io_event *out, long nr)
 {
-	unsigned head = ring_head(ctx), avail = ring_used(ctx), first;
+	unsigned head = ring_head(ctx), avail = ring_used(ctx);
 
 	if ((unsigned long)nr < avail)
 		avail = (unsigned)nr;
@@ -152,9 +152,11 @@ long take_events(struct aio_ctx *ctx, struct io_event *out, long nr)
 		return 0;
 	if (bad_user_ptr(out, avail * sizeof(*out)))
 		return -EFAULT;
-	first = ctx->ring_nr - head < avail ? ctx->ring_nr - head : avail;
-	memcpy(out, &ctx->ring->io_events[head], first * sizeof(*out));
-	memcpy(out + first, ctx->ring->io_events, (avail - first) * sizeof(*out));
+	for (unsigned i = 0, slot = head; i < avail; i++) {
+		out[i] = ctx->ring->io_events[slot];
+		if (++slot == ctx->ring_nr)
+			slot = 0;
+	}
 	ctx->lib_head = head + avail < ctx->ring_nr ? head + avail : head + avail - ctx->ring_nr;
 	atomic_store_explicit((_Atomic unsigned *)&ctx->ring->head, ctx->lib_head,
 			      memory_order_release);

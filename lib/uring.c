@@ -66,10 +66,26 @@ static void owner_track(struct req *req, struct submitter *s)
 	req->owner = req_opcode(req) == IO_CMD_POLL ? NULL : s;
 }
 
-static void owner_done(struct req *req)
+/* Counts finished requests down, one atomic operation per run of an owner. */
+struct owner_tally {
+	struct submitter *owner;
+	unsigned done;
+};
+
+static void owner_settle(struct owner_tally *t)
 {
-	if (req->owner)
-		atomic_fetch_sub_explicit(&req->owner->inflight, 1, memory_order_release);
+	if (t->owner && t->done)
+		atomic_fetch_sub_explicit(&t->owner->inflight, t->done, memory_order_release);
+	t->done = 0;
+}
+
+static void owner_done(struct owner_tally *t, struct req *req)
+{
+	if (req->owner != t->owner) {
+		owner_settle(t);
+		t->owner = req->owner;
+	}
+	t->done++;
 }
 
 static const int needed_ops[] = {
@@ -316,6 +332,7 @@ static long poll_result(const struct req *req, int res)
 static int uring_reap(struct aio_ctx *ctx, struct completion *out, int max)
 {
 	struct io_uring *ring = ctx->priv;
+	struct owner_tally tally = { 0 };
 	struct io_uring_cqe *cqe;
 	unsigned head, seen = 0;
 	int n = 0;
@@ -330,7 +347,7 @@ static int uring_reap(struct aio_ctx *ctx, struct completion *out, int max)
 		seen++;
 		if (!req)
 			continue;
-		owner_done(req);
+		owner_done(&tally, req);
 		out[n].req = req;
 		out[n].res = cqe->res;
 		out[n].res2 = 0;
@@ -339,6 +356,7 @@ static int uring_reap(struct aio_ctx *ctx, struct completion *out, int max)
 		n++;
 	}
 	io_uring_cq_advance(ring, seen);
+	owner_settle(&tally);
 	return n;
 }
 
