@@ -39,9 +39,25 @@ PROG_LDFLAGS := $(ALL_LDFLAGS) -Llib -Wl,-rpath,'$$ORIGIN/../lib'
 PROG_LIBS := -laio-compat -luring -lpthread
 CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null)
 
-.PHONY: all deps check run bench install clean format deb
+# The POSIX face: <aio.h> on the same engine (posix/).
+POSIX_SRCS := $(wildcard posix/*.c)
+POSIX_OBJS := $(POSIX_SRCS:.c=.o)
+POSIX_SO := lib/libaio-compat-posix.so
+POSIX_SONAME := libaio-compat-posix.so.1
+POSIX_A := lib/libaio-compat-posix.a
+POSIX_PC := lib/aio-compat-posix.pc
 
-all: $(LIB_SO).1 $(LIB_SO) $(LIB_A) $(LIB_PC) $(EXAMPLES)
+FUZZ_CC ?= clang
+FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+ifeq ($(VALGRIND),1)
+export CHECK_WRAPPER := valgrind -q --error-exitcode=1 --suppressions=tests/valgrind.supp
+export CK_TIMEOUT_MULTIPLIER := 10
+endif
+
+.PHONY: all deps check run bench install clean format deb fuzz posix-compare
+
+all: $(LIB_SO).1 $(LIB_SO) $(LIB_A) $(LIB_PC) $(POSIX_SO).1 $(POSIX_SO) $(POSIX_A) $(POSIX_PC) \
+	$(EXAMPLES)
 
 lib/%.o: lib/%.c lib/*.h include/aio-compat.h
 	$(CC) $(ALL_CFLAGS) -fPIC -fvisibility=hidden -c -o $@ $<
@@ -62,6 +78,26 @@ $(LIB_PC): lib/aio-compat.pc.in Makefile
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
 		-e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
 
+posix/%.o: posix/%.c posix/*.h include/aio-compat.h
+	$(CC) $(ALL_CFLAGS) -fPIC -fvisibility=hidden -c -o $@ $<
+
+# Linked against libaio-compat.so.1 (NEEDED), found beside it ($$ORIGIN).
+$(POSIX_SO).1: $(POSIX_OBJS) posix/libaio-compat-posix.map $(LIB_SO)
+	$(CC) $(ALL_CFLAGS) -shared -Wl,-soname,$(POSIX_SONAME) \
+		-Wl,--version-script=posix/libaio-compat-posix.map -Wl,-z,defs \
+		-Wl,-rpath,'$$ORIGIN' -o $@ $(POSIX_OBJS) $(ALL_LDFLAGS) -Llib -laio-compat -lpthread
+
+$(POSIX_SO): $(POSIX_SO).1
+	ln -sf $(POSIX_SONAME) $@
+
+$(POSIX_A): $(POSIX_OBJS)
+	rm -f $@
+	$(AR) rcs $@ $^
+
+$(POSIX_PC): posix/aio-compat-posix.pc.in Makefile
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
+		-e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
+
 examples/%: examples/%.c $(LIB_SO)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(PROG_LDFLAGS) $(PROG_LIBS)
 
@@ -75,16 +111,50 @@ tests/%.o: tests/%.c tests/*.h include/aio-compat.h
 tests/test_%: tests/test_%.o $(TEST_UTIL) $(LIB_SO)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(TEST_UTIL) $(PROG_LDFLAGS) $(PROG_LIBS) $(CHECK_LIBS)
 
+# test_posix runs on the POSIX face; the same object without it runs on glibc's.
+tests/test_posix: tests/test_posix.o $(TEST_UTIL) $(LIB_SO) $(POSIX_SO)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(TEST_UTIL) $(PROG_LDFLAGS) -laio-compat-posix $(PROG_LIBS) $(CHECK_LIBS)
+
+tests/test_posix-glibc: tests/test_posix.o $(TEST_UTIL) $(LIB_SO)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(TEST_UTIL) $(PROG_LDFLAGS) $(PROG_LIBS) $(CHECK_LIBS)
+
+tests/posix-compare: tests/posix-compare.c $(POSIX_SO)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(PROG_LDFLAGS) -laio-compat-posix
+
+tests/posix-compare-glibc: tests/posix-compare.c
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(ALL_LDFLAGS)
+
+# Where glibc's <aio.h> answers differently: a table, then the suite on glibc.
+posix-compare: tests/posix-compare tests/posix-compare-glibc tests/test_posix-glibc
+	sh tests/posix-compare.sh
+	-AIO_COMPAT_BACKEND=uring ./tests/test_posix-glibc
+
+tests/diff-libaio: tests/diff-libaio.c $(LIB_SO)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(PROG_LDFLAGS) $(PROG_LIBS) -ldl
+
+# The fuzzer links the library's sources, built with its instrumentation.
+fuzz: tests/fuzz_submit
+
+tests/fuzz_submit: tests/fuzz_submit.c $(LIB_SRCS) lib/*.h include/aio-compat.h
+	$(FUZZ_CC) $(BASE_CFLAGS) $(FUZZ_FLAGS) -o $@ tests/fuzz_submit.c $(LIB_SRCS) -luring -lpthread
+
 # Installs what Build-Depends of debian/control lists and this machine lacks.
 deps:
 	@sh tools/deps.sh
 
 check: deps
-	$(MAKE) all $(TESTS) $(BENCH)
+	$(MAKE) all $(TESTS) $(BENCH) tests/diff-libaio
 	sh tests/run.sh $(TESTS)
+	AIO_COMPAT_BACKEND=native ./tests/diff-libaio -s 1 -n 500
 	sh tests/preload.sh
 	LD_LIBRARY_PATH=lib ./$(BENCH) --quick > /dev/null
 	@echo "aio-compat-bench --quick: every contender ran and checked its results"
+ifneq ($(VALGRIND)$(SANITIZE),)
+	@echo "fuzz run skipped under VALGRIND or SANITIZE (the fuzzer has its own sanitizers)"
+else
+	if command -v $(FUZZ_CC) > /dev/null; then $(MAKE) fuzz && FUZZ_SECONDS=20 sh tests/fuzz.sh; \
+	else echo "$(FUZZ_CC) missing: fuzz run skipped"; fi
+endif
 
 bench: deps
 	$(MAKE) all $(BENCH)
@@ -100,18 +170,26 @@ install: all $(BENCH)
 	ln -sf libaio-compat.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libaio-compat.so
 	install -m 0644 $(LIB_A) $(DESTDIR)$(LIBDIR)/
-	install -m 0644 $(LIB_PC) $(DESTDIR)$(LIBDIR)/pkgconfig/
+	install -m 0644 $(LIB_PC) $(POSIX_PC) $(DESTDIR)$(LIBDIR)/pkgconfig/
+	install -m 0644 $(POSIX_SO).1 $(DESTDIR)$(LIBDIR)/libaio-compat-posix.so.$(VERSION)
+	ln -sf libaio-compat-posix.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(POSIX_SONAME)
+	ln -sf $(POSIX_SONAME) $(DESTDIR)$(LIBDIR)/libaio-compat-posix.so
+	install -m 0644 $(POSIX_A) $(DESTDIR)$(LIBDIR)/
 	install -m 0644 include/aio-compat.h $(DESTDIR)$(INCLUDEDIR)/
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3
 	install -m 0755 tools/aio-compat-run $(BENCH) $(DESTDIR)$(BINDIR)/
 	install -m 0644 man/*.1 $(DESTDIR)$(MANDIR)/man1/
 	install -m 0644 man/*.3 $(DESTDIR)$(MANDIR)/man3/
+	install -d $(DESTDIR)$(MANDIR)/man7
+	install -m 0644 man/*.7 $(DESTDIR)$(MANDIR)/man7/
 
 format:
-	clang-format -i lib/*.c lib/*.h include/*.h tests/*.c tests/*.h examples/*.c
+	clang-format -i lib/*.c lib/*.h include/*.h posix/*.c posix/*.h tests/*.c tests/*.h \
+		examples/*.c tools/*.c tools/*.h
 
 clean:
-	rm -f lib/*.o lib/*.so* lib/*.a $(LIB_PC) tests/*.o $(TESTS) $(EXAMPLES)
+	rm -f lib/*.o lib/*.so* lib/*.a $(LIB_PC) $(POSIX_PC) posix/*.o tests/*.o $(TESTS) $(EXAMPLES)
+	rm -f tests/test_posix-glibc
 	rm -f tools/*.o $(BENCH) $(filter-out tests/util,$(basename $(wildcard tests/*.c)))
 
 # The Debian packages, built into the parent directory as dpkg-buildpackage

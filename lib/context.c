@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -79,6 +80,7 @@ static void ctx_free(struct aio_ctx *ctx)
 		ctx->engine->teardown(ctx);
 	if (ctx->ring)
 		munmap(ctx->ring, ctx->ring_bytes);
+	close(ctx->wake_fd);
 	order_free(ctx);
 	pthread_cond_destroy(&ctx->helper_cond);
 	pthread_mutex_destroy(&ctx->lock);
@@ -95,6 +97,13 @@ static int ctx_create(unsigned nr, const struct engine *engine, struct aio_ctx *
 		return -ENOMEM;
 	ctx->engine = engine;
 	ctx->fsync_order = true;
+	ctx->helper_fd = -1;
+	ctx->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (ctx->wake_fd < 0) {
+		ret = -errno;
+		free(ctx);
+		return ret;
+	}
 	pthread_mutex_init(&ctx->lock, NULL);
 	pthread_cond_init(&ctx->helper_cond, NULL);
 	ret = engine->setup(ctx, nr);
@@ -143,6 +152,13 @@ AIO_EXPORT int aio_compat_setup(int maxevents, io_context_t *ctxp, enum aio_comp
 	return setup(maxevents, ctxp, backend);
 }
 
+/* Events of a context being destroyed go nowhere, as with the kernel. */
+static void discard_events(struct aio_ctx *ctx)
+{
+	ctx->lib_head = ctx->tail;
+	ctx->ring->head = ctx->tail;
+}
+
 /* As the kernel's io_destroy does: a poll would never let it return. */
 static void cancel_polls(struct aio_ctx *ctx)
 {
@@ -180,8 +196,9 @@ AIO_EXPORT int io_destroy(io_context_t handle)
 	cancel_polls(ctx);
 	while (ctx->live) {
 		publish(ctx);
+		discard_events(ctx);
 		if (ctx->live)
-			wait_for_events(ctx, NULL, NULL, false);
+			wait_for_events(ctx, NULL, NULL, true);
 	}
 	ctx_unlock(ctx);
 	registry_remove(ctx);

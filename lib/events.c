@@ -14,6 +14,8 @@
  * give -EINTR for a real signal only, and take io_pgetevents' mask.
  */
 #include <errno.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <unistd.h>
@@ -85,16 +87,45 @@ void resfd_flush(struct aio_ctx *ctx)
 	ctx->nr_resfd = 0;
 }
 
+static void eventfd_post(int fd)
+{
+	uint64_t one = 1;
+
+	(void)!write(fd, &one, sizeof(one));
+}
+
+/* io_destroy: every reaper must look again, and find the context dead. */
+void wake_sleepers(struct aio_ctx *ctx)
+{
+	eventfd_post(ctx->wake_fd);
+}
+
 /*
- * Every hold of ctx->lock ends here: the helper is woken if it has work,
- * and the eventfds of what was published are signalled after the lock is
- * released, so that the program they wake finds it free.
+ * Events left in the ring while reapers sleep: the engine will not tell
+ * them, its completions having been taken. Once per sleep: woken stays
+ * set until a reaper goes to sleep again, and only reapers drain wake_fd.
+ */
+static void wake_reapers(struct aio_ctx *ctx)
+{
+	if (ctx->reapers && !ctx->woken && ring_used(ctx)) {
+		ctx->woken = true;
+		eventfd_post(ctx->wake_fd);
+	}
+}
+
+/*
+ * Every hold of ctx->lock ends here: sleeping reapers are woken for events
+ * left in the ring, the helper if it has work, and the eventfds of what
+ * was published are signalled after the lock is released, so that the
+ * program they wake finds it free.
  */
 void ctx_unlock(struct aio_ctx *ctx)
 {
 	struct resfd_signal sig[RESFD_BATCH];
 	unsigned n = ctx->nr_resfd;
 
+	if (unlikely(ctx->reapers))
+		wake_reapers(ctx);
 	if (unlikely(ctx->helper_needs && !ctx->helper_awake && !ctx->helper_stop))
 		helper_kick(ctx);
 	if (likely(!n)) {
@@ -163,23 +194,6 @@ long take_events(struct aio_ctx *ctx, struct io_event *out, long nr)
 	return avail;
 }
 
-void wake_sleepers(struct aio_ctx *ctx)
-{
-	ctx->engine->wake(ctx);
-}
-
-/*
- * Events left in the ring while reapers sleep: the engine will not tell
- * them. Once per sleep: a reaper already woken needs no second call.
- */
-void wake_if_waiting(struct aio_ctx *ctx)
-{
-	if (ctx->reapers && !ctx->woken && ring_used(ctx)) {
-		ctx->woken = true;
-		wake_sleepers(ctx);
-	}
-}
-
 void deadline_from(struct timespec *deadline, const struct timespec *rel)
 {
 	clock_gettime(CLOCK_MONOTONIC, deadline);
@@ -217,20 +231,31 @@ bool deadline_passed(const struct timespec *deadline)
 }
 
 /*
- * Sleeps until a completion or another thread's wake-up (0 either way: the
- * caller looks again), or a real signal (-EINTR). Called and returns with
- * ctx->lock held; the caller has looked at the ring and at ctx->dead under
- * the same hold, and whoever changes either wakes the sleepers.
+ * Sleeps until a completion or a wake-up (0 either way: the caller looks
+ * again), or a real signal (-EINTR): ppoll is never restarted after a
+ * handler ran, while io_uring's task work, which may have to post our
+ * CQEs, restarts it unseen. Called and returns with ctx->lock held; the
+ * caller has looked at the ring and at ctx->dead under the same hold.
+ * Reapers also wait on wake_fd, for events others publish (others may have
+ * taken the completions the engine's fd told of); the helper on its own
+ * eventfd, which only its stop writes.
  */
 int wait_for_events(struct aio_ctx *ctx, const struct timespec *deadline, const sigset_t *sigmask,
 		    bool reaper)
 {
+	struct pollfd pfd[2] = {
+		{ .fd = ctx->engine->wait_fd(ctx), .events = POLLIN },
+		{ .fd = reaper ? ctx->wake_fd : ctx->helper_fd, .events = POLLIN },
+	};
 	struct timespec left, *timeout = NULL;
+	uint64_t count;
 	int ret = 0;
 
 	if (reaper) {
-		ctx->reapers++;
+		if (ctx->woken)
+			(void)!read(ctx->wake_fd, &count, sizeof(count));
 		ctx->woken = false;
+		ctx->reapers++;
 	}
 	ctx->engine->arm(ctx);
 	if (ctx->engine->ready(ctx))
@@ -241,7 +266,8 @@ int wait_for_events(struct aio_ctx *ctx, const struct timespec *deadline, const 
 		timeout = &left;
 	}
 	ctx_unlock(ctx);
-	ret = ctx->engine->wait(ctx, timeout, sigmask);
+	if (ppoll(pfd, 2, timeout, sigmask) < 0 && errno == EINTR)
+		ret = -EINTR;
 	pthread_mutex_lock(&ctx->lock);
 out:
 	if (reaper)
@@ -271,6 +297,11 @@ static long getevents(struct aio_ctx *ctx, long min_nr, long nr, struct io_event
 
 	pthread_mutex_lock(&ctx->lock);
 	for (;;) {
+		/* As the kernel's: a context being destroyed is dead at once. */
+		if (ctx->dead) {
+			err = -EINVAL;
+			break;
+		}
 		publish(ctx);
 		n = take_events(ctx, events + got, nr - got);
 		if (n < 0) {
@@ -280,17 +311,12 @@ static long getevents(struct aio_ctx *ctx, long min_nr, long nr, struct io_event
 		got += n;
 		if (enough(ctx, got, min_nr, patient))
 			break;
-		if (ctx->dead) {
-			err = -EINVAL;
-			break;
-		}
 		if (deadline && deadline_passed(deadline))
 			break;
 		err = wait_for_events(ctx, deadline, sigmask, true);
 		if (err)
 			break;
 	}
-	wake_if_waiting(ctx);
 	ctx_unlock(ctx);
 	return got ? got : err;
 }
@@ -346,7 +372,6 @@ static void *helper_main(void *arg)
 			continue;
 		}
 		publish(ctx);
-		wake_if_waiting(ctx);
 		if (ctx->helper_needs)
 			wait_for_events(ctx, NULL, NULL, false);
 	}
@@ -359,10 +384,17 @@ static void helper_start(struct aio_ctx *ctx)
 {
 	sigset_t all, old;
 
+	ctx->helper_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (ctx->helper_fd < 0)
+		return;
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	ctx->helper_running = !pthread_create(&ctx->helper, NULL, helper_main, ctx);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (!ctx->helper_running) {
+		close(ctx->helper_fd);
+		ctx->helper_fd = -1;
+	}
 }
 
 /* Starts the helper, or wakes it from waiting for work. */
@@ -395,8 +427,10 @@ void helper_stop(struct aio_ctx *ctx)
 		return;
 	}
 	pthread_cond_signal(&ctx->helper_cond);
-	wake_sleepers(ctx);
+	eventfd_post(ctx->helper_fd);
 	pthread_mutex_unlock(&ctx->lock);
 	pthread_join(ctx->helper, NULL);
 	ctx->helper_running = false;
+	close(ctx->helper_fd);
+	ctx->helper_fd = -1;
 }

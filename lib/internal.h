@@ -35,6 +35,9 @@ struct aio_ring {
 	struct io_event io_events[];
 };
 
+/* The most one read or write moves, as the kernel clamps it. */
+#define MAX_RW_COUNT (0x7fffffffu & ~4095u)
+
 /* The kernel's ABI bits of struct iocb that <libaio.h> leaves unnamed. */
 #define IOCB_FLAG_RESFD (1 << 0)
 #define IOCB_FLAG_IOPRIO (1 << 1)
@@ -118,15 +121,10 @@ struct engine {
 	int (*reap)(struct aio_ctx *ctx, struct completion *out, int max);
 	/* Whether reap would find anything. */
 	bool (*ready)(struct aio_ctx *ctx);
-	/* Before the last look: whatever comes after it must end wait(). */
+	/* Before the last look: whatever completes after it makes wait_fd ready. */
 	void (*arm)(struct aio_ctx *ctx);
-	/*
-	 * Sleeps, unlocked, until a completion, wake(), the timeout (NULL: no
-	 * limit) or a real signal (-EINTR); io_pgetevents' mask applies.
-	 */
-	int (*wait)(struct aio_ctx *ctx, const struct timespec *timeout, const sigset_t *sigmask);
-	/* Ends every wait() under way or about to start after arm(). */
-	void (*wake)(struct aio_ctx *ctx);
+	/* Polls readable when completions may be waiting. */
+	int (*wait_fd)(struct aio_ctx *ctx);
 	/* Cancels a request in flight: -EINPROGRESS, or the kernel's error. */
 	int (*cancel)(struct aio_ctx *ctx, struct req *req);
 };
@@ -167,6 +165,7 @@ struct aio_ctx {
 	const struct engine *engine;
 	void *priv;	      /* the backend's own state */
 	pthread_mutex_t lock; /* everything below, and the engine */
+	int wake_fd;	      /* eventfd that wakes reapers */
 	unsigned reapers;     /* threads waiting in io_getevents, io_queue_wait */
 	bool woken;	      /* and woken since the last one went to sleep */
 	bool dead;
@@ -179,6 +178,7 @@ struct aio_ctx {
 
 	/* The publisher thread that serves programs waiting on eventfds. */
 	unsigned helper_needs; /* live RESFD requests + held syncs */
+	int helper_fd;	       /* eventfd that stops it waiting */
 	bool helper_running;
 	bool helper_awake; /* not waiting for work */
 	bool helper_stop;
@@ -224,7 +224,6 @@ void ctx_unlock(struct aio_ctx *ctx);
 bool deadline_passed(const struct timespec *deadline);
 void deadline_from(struct timespec *deadline, const struct timespec *rel);
 void wake_sleepers(struct aio_ctx *ctx);
-void wake_if_waiting(struct aio_ctx *ctx);
 void helper_need(struct aio_ctx *ctx);
 void helper_kick(struct aio_ctx *ctx);
 void helper_done(struct aio_ctx *ctx);

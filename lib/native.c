@@ -8,7 +8,6 @@
  * when io_uring task work, not a signal, interrupts it.
  */
 #include <errno.h>
-#include <poll.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -128,21 +127,9 @@ static void native_arm(struct aio_ctx *ctx)
 	(void)!read(native(ctx)->notify_fd, &count, sizeof(count));
 }
 
-/* ppoll is never restarted after a handler ran, so a signal is -EINTR. */
-static int native_wait(struct aio_ctx *ctx, const struct timespec *timeout, const sigset_t *sigmask)
+static int native_wait_fd(struct aio_ctx *ctx)
 {
-	struct pollfd pfd = { .fd = native(ctx)->notify_fd, .events = POLLIN };
-
-	if (ppoll(&pfd, 1, timeout, sigmask) < 0 && errno == EINTR)
-		return -EINTR;
-	return 0;
-}
-
-static void native_wake(struct aio_ctx *ctx)
-{
-	uint64_t one = 1;
-
-	(void)!write(native(ctx)->notify_fd, &one, sizeof(one));
+	return native(ctx)->notify_fd;
 }
 
 static int native_cancel(struct aio_ctx *ctx, struct req *req)
@@ -163,7 +150,6 @@ const struct engine native_engine = {
 	.reap = native_reap,
 	.ready = native_ready,
 	.arm = native_arm,
-	.wait = native_wait,
-	.wake = native_wake,
+	.wait_fd = native_wait_fd,
 	.cancel = native_cancel,
 };

@@ -12,6 +12,7 @@
  * ring; this holds back only the sync.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,11 +48,15 @@ static int fd_table_grow(struct aio_ctx *ctx, int fd)
 	return 0;
 }
 
+/*
+ * The table is indexed by fd. io_uring takes a write on any fd number and
+ * fails it later: a number that is not open is not worth a table that big.
+ */
 static struct fd_order *fd_order_get(struct aio_ctx *ctx, int fd)
 {
 	struct fd_order *fo;
 
-	if ((unsigned)fd >= ctx->nr_fds && fd_table_grow(ctx, fd))
+	if ((unsigned)fd >= ctx->nr_fds && (fcntl(fd, F_GETFD) < 0 || fd_table_grow(ctx, fd)))
 		return NULL;
 	fo = &ctx->fds[fd];
 	if (!fo->epochs) {

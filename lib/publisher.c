@@ -34,7 +34,6 @@ void publisher_try(struct aio_ctx *ctx, void *busy)
 	}
 	if (ctx->live) {
 		publish(ctx);
-		wake_if_waiting(ctx);
 		if (busy && ctx->live > ctx->polls)
 			*(bool *)busy = true;
 	}

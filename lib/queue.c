@@ -36,7 +36,6 @@ static long take_batch(io_context_t handle, struct io_event *ev)
 	pthread_mutex_lock(&ctx->lock);
 	publish(ctx);
 	n = take_events(ctx, ev, RUN_BATCH);
-	wake_if_waiting(ctx);
 	ctx_unlock(ctx);
 	ctx_put(ctx);
 	return n;
@@ -101,7 +100,6 @@ static int queue_wait(struct aio_ctx *ctx, const struct timespec *deadline)
 		if (ret)
 			break;
 	}
-	wake_if_waiting(ctx);
 	ctx_unlock(ctx);
 	return ret;
 }

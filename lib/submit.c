@@ -6,6 +6,7 @@
  * in batches, except syncs that the honest-fsync rule holds back.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <linux/fs.h>
 #include <sys/eventfd.h>
@@ -19,7 +20,6 @@
 
 /* The RWF_* bits this library passes on; the kernel judges each. */
 #define RWF_KNOWN 0xffu
-#define MAX_RW_COUNT (0x7fffffffu & ~4095u)
 #define IOPRIO_CLASS_NONE 0
 #define IOPRIO_CLASS_IDLE 3
 
@@ -110,11 +110,16 @@ static int check_iovec(const struct iocb *io, size_t *total)
 	if (bad_user_ptr(iov, nr * sizeof(*iov)))
 		return -EFAULT;
 	for (unsigned long i = 0; i < nr; i++) {
-		if ((ssize_t)iov[i].iov_len < 0)
+		size_t len = iov[i].iov_len;
+
+		if ((ssize_t)len < 0)
 			return -EINVAL;
-		if (bad_user_range(iov[i].iov_base, iov[i].iov_len))
+		/* Like import_iovec(): what passes MAX_RW_COUNT is not looked at. */
+		if (len > MAX_RW_COUNT - *total)
+			len = MAX_RW_COUNT - *total;
+		if (bad_user_range(iov[i].iov_base, len))
 			return -EFAULT;
-		*total += iov[i].iov_len;
+		*total += len;
 	}
 	return 0;
 }
@@ -139,15 +144,33 @@ static int check_rw(const struct iocb *io, bool vectored)
 
 	if (!ret && io->aio_rw_flags & ~RWF_KNOWN)
 		ret = -EOPNOTSUPP;
+	if (len > MAX_RW_COUNT)
+		len = MAX_RW_COUNT;
 	if (!ret && vectored)
 		ret = check_iovec(io, &len);
 	else if (!ret && bad_user_range(io->u.c.buf, len))
 		ret = -EFAULT;
-	if (len > MAX_RW_COUNT)
-		len = MAX_RW_COUNT;
 	if (!ret && (io->u.c.offset < 0 || (unsigned long long)io->u.c.offset + len > LLONG_MAX))
 		ret = -EINVAL;
 	return ret;
+}
+
+/*
+ * aio_fsync()'s checks: no fields beyond the fd, and a file that has an
+ * fsync; regular files, directories and block devices do, pipes, sockets,
+ * anonymous inodes and most character devices not. One fstat, for a sync.
+ */
+static int check_sync(const struct iocb *io)
+{
+	struct stat sb;
+
+	if (io->u.c.buf || io->u.c.offset || io->u.c.nbytes || io->aio_rw_flags)
+		return -EINVAL;
+	if (fstat(io->aio_fildes, &sb))
+		return -EBADF;
+	if (!S_ISREG(sb.st_mode) && !S_ISDIR(sb.st_mode) && !S_ISBLK(sb.st_mode))
+		return -EINVAL;
+	return 0;
 }
 
 /*
@@ -167,9 +190,7 @@ static int check_for_uring(const struct iocb *io)
 		return check_rw(io, true);
 	case IO_CMD_FSYNC:
 	case IO_CMD_FDSYNC:
-		if (buf || io->u.c.offset || io->u.c.nbytes || io->aio_rw_flags)
-			return -EINVAL;
-		return 0;
+		return check_sync(io);
 	case IO_CMD_POLL:
 		if ((uint16_t)buf != buf || io->u.c.offset || io->u.c.nbytes || io->aio_rw_flags)
 			return -EINVAL;
@@ -195,9 +216,13 @@ static int check_iocb(struct aio_ctx *ctx, struct submit_state *st, const struct
 		if (ret)
 			return ret;
 	}
-	if (ctx->engine->kind == AIO_COMPAT_URING)
-		return check_for_uring(io);
-	return 0;
+	if (ctx->engine->kind != AIO_COMPAT_URING)
+		return 0;
+	/* The kernel looks the fd up first: a refusal names a bad one as such. */
+	ret = check_for_uring(io);
+	if (unlikely(ret) && fcntl(io->aio_fildes, F_GETFD) < 0)
+		ret = -EBADF;
+	return ret;
 }
 
 /* Bookkeeping for a request the kernel now has, or that waits for writes. */
@@ -248,6 +273,12 @@ static bool queue_sync(struct aio_ctx *ctx, struct submit_state *st, struct req 
 	if (!order_should_hold(ctx, req)) {
 		st->batch[st->nr_batch++] = req;
 		return true;
+	}
+	/* The kernel will not see it now: what it would refuse, refuse here. */
+	st->err = ctx->engine->kind == AIO_COMPAT_NATIVE ? check_sync(&req->kiocb) : 0;
+	if (st->err) {
+		req_free(ctx, req);
+		return false;
 	}
 	order_hold(ctx, req);
 	accepted(ctx, req);

@@ -16,7 +16,6 @@
 
 #define SQ_ENTRIES_MAX 128u
 #define CQ_ENTRIES_MAX 65536u
-#define MAX_RW_COUNT (0x7fffffffu & ~4095u)
 
 /*
  * io_uring runs blocking work on the submitting thread's io-wq, and cancels
@@ -372,31 +371,10 @@ static void uring_arm(struct aio_ctx *ctx)
 	(void)ctx;
 }
 
-/*
- * The ring's fd polls readable while CQEs wait. ppoll is never restarted
- * after a handler ran, so a signal is -EINTR, while io_uring's task work
- * (which may have to post our CQEs) restarts it unseen; and a tool like
- * valgrind knows ppoll blocks, as it does not know of io_uring_enter.
- */
-static int uring_wait(struct aio_ctx *ctx, const struct timespec *timeout, const sigset_t *sigmask)
+/* The ring's fd polls readable while CQEs wait. */
+static int uring_wait_fd(struct aio_ctx *ctx)
 {
-	struct io_uring *ring = ctx->priv;
-	struct pollfd pfd = { .fd = ring->ring_fd, .events = POLLIN };
-
-	if (ppoll(&pfd, 1, timeout, sigmask) < 0 && errno == EINTR)
-		return -EINTR;
-	return 0;
-}
-
-/* A NOP's completion ends every wait; reap skips it. */
-static void uring_wake(struct aio_ctx *ctx)
-{
-	struct io_uring *ring = ctx->priv;
-	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
-
-	io_uring_prep_nop(sqe);
-	io_uring_sqe_set_data(sqe, NULL);
-	io_uring_submit(ring);
+	return ((struct io_uring *)ctx->priv)->ring_fd;
 }
 
 static int uring_cancel(struct aio_ctx *ctx, struct req *req)
@@ -419,7 +397,6 @@ const struct engine uring_engine = {
 	.reap = uring_reap,
 	.ready = uring_ready,
 	.arm = uring_arm,
-	.wait = uring_wait,
-	.wake = uring_wake,
+	.wait_fd = uring_wait_fd,
 	.cancel = uring_cancel,
 };
