@@ -497,75 +497,6 @@ START_TEST(test_sync_covers_all_earlier_writes)
 END_TEST
 
 /*
- * Nor does a sync wait for writes submitted after it. A write larger than
- * a pipe's buffer stays in flight until the pipe is read, which makes a
- * later write that does not finish: the sync must complete all the same
- * (with the kernel's answer for a pipe, -EINVAL). Only io_uring leaves such
- * a write in flight; native AIO performs it inside io_submit.
- */
-START_TEST(test_sync_not_held_by_later_writes)
-{
-	io_context_t ctx = ctx_new();
-	static char big[2 * 4096];
-	struct io_event ev[4];
-	struct iocb first, sync, later, *ptrs[3] = { &first, &sync, &later };
-	int pfd[2], got, sync_seen = 0;
-	char drain[sizeof(big)];
-
-	if (!ctx_is_uring(ctx)) {
-		printf("backend %s: a write held in flight needs io_uring, skipped\n", test_backend());
-		ck_assert_int_eq(io_destroy(ctx), 0);
-		return;
-	}
-	ck_assert_int_eq(pipe2(pfd, O_CLOEXEC), 0);
-	ck_assert_int_eq(fcntl(pfd[1], F_SETPIPE_SZ, 4096), 4096);
-	io_prep_pwrite(&first, pfd[1], big, 1, 0);
-	io_prep_fsync(&sync, pfd[1]);
-	io_prep_pwrite(&later, pfd[1], big, sizeof(big), 0);
-	ck_assert_int_eq(io_submit(ctx, 3, ptrs), 3);
-	/* The one-byte write may be seen done at once; then nothing waits. */
-	if (held(ctx) != 1)
-		printf("backend %s: the sync after a one-byte pipe write was not held\n",
-		       test_backend());
-
-	while (!sync_seen) {
-		got = getevents_ms(ctx, 1, 4, ev, 2000);
-		ck_assert_msg(got > 0, "a sync with its earlier write done did not complete in 2 s "
-				       "while a later write was in flight: it waited for that write");
-		for (int i = 0; i < got; i++) {
-			ck_assert_msg(ev[i].obj != &later, "the write larger than the pipe completed (res %ld) with nobody reading",
-				      (long)ev[i].res);
-			if (ev[i].obj == &first)
-				ck_assert_int_eq(ev[i].res, 1);
-			if (ev[i].obj == &sync) {
-				ck_assert_msg((long)ev[i].res == -EINVAL,
-					      "FSYNC on a pipe: res %ld, expected %d", (long)ev[i].res,
-					      -EINVAL);
-				sync_seen = 1;
-			}
-		}
-	}
-	/* Reading lets the later write finish (short, as pipe writes may). */
-	ck_assert_int_eq(fcntl(pfd[0], F_SETFL, O_NONBLOCK), 0);
-	for (int tries = 0;; tries++) {
-		ck_assert_msg(tries < 200, "the later write did not complete with the pipe drained");
-		while (read(pfd[0], drain, sizeof(drain)) > 0)
-			;
-		got = getevents_ms(ctx, 0, 1, ev, 10);
-		if (got == 1)
-			break;
-		ck_assert_int_eq(got, 0);
-	}
-	ck_assert_ptr_eq(ev[0].obj, &later);
-	ck_assert_msg(ev[0].res > 0 && ev[0].res <= sizeof(big), "later write: res %ld",
-		      (long)ev[0].res);
-	ck_assert_int_eq(io_destroy(ctx), 0);
-	close(pfd[0]);
-	close(pfd[1]);
-}
-END_TEST
-
-/*
  * Without the rule the sync goes to the kernel at once: the held count
  * stays. Whether it then overtakes a write depends on timing, so the
  * rounds where it did are only counted and printed.
@@ -1043,7 +974,6 @@ static Suite *fsync_order_suite(void)
 
 	tcase_set_timeout(not_held, 30);
 	tcase_add_test(not_held, test_later_write_not_held);
-	tcase_add_test(not_held, test_sync_not_held_by_later_writes);
 	tcase_add_test(not_held, test_reads_and_other_fd_not_held);
 	tcase_add_test(not_held, test_sync_without_writes_not_held);
 	suite_add_tcase(s, not_held);
