@@ -37,6 +37,7 @@ BENCH_SRCS := tools/aio-compat-bench.c $(wildcard tools/bench-*.c)
 # Programs link against the freshly built library, found through the rpath.
 PROG_LDFLAGS := $(ALL_LDFLAGS) -Llib -Wl,-rpath,'$$ORIGIN/../lib'
 PROG_LIBS := -laio-compat -luring -lpthread
+POSIX_LIBS := -laio-compat-posix -Wl,--no-as-needed -laio-compat -Wl,--as-needed
 CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null)
 
 # The POSIX face: <aio.h> on the same engine (posix/).
@@ -81,11 +82,12 @@ $(LIB_PC): lib/aio-compat.pc.in Makefile
 posix/%.o: posix/%.c posix/*.h include/aio-compat.h
 	$(CC) $(ALL_CFLAGS) -fPIC -fvisibility=hidden -c -o $@ $<
 
-# Linked against libaio-compat.so.1 (NEEDED), found beside it ($$ORIGIN).
+# Linked against libaio-compat.so.1 (NEEDED); programs in the tree load
+# that one through their own rpath, so it is named explicitly for them.
 $(POSIX_SO).1: $(POSIX_OBJS) posix/libaio-compat-posix.map $(LIB_SO)
 	$(CC) $(ALL_CFLAGS) -shared -Wl,-soname,$(POSIX_SONAME) \
 		-Wl,--version-script=posix/libaio-compat-posix.map -Wl,-z,defs \
-		-Wl,-rpath,'$$ORIGIN' -o $@ $(POSIX_OBJS) $(ALL_LDFLAGS) -Llib -laio-compat -lpthread
+		-o $@ $(POSIX_OBJS) $(ALL_LDFLAGS) -Llib -laio-compat -lpthread
 
 $(POSIX_SO): $(POSIX_SO).1
 	ln -sf $(POSIX_SONAME) $@
@@ -113,13 +115,13 @@ tests/test_%: tests/test_%.o $(TEST_UTIL) $(LIB_SO)
 
 # test_posix runs on the POSIX face; the same object without it runs on glibc's.
 tests/test_posix: tests/test_posix.o $(TEST_UTIL) $(LIB_SO) $(POSIX_SO)
-	$(CC) $(ALL_CFLAGS) -o $@ $< $(TEST_UTIL) $(PROG_LDFLAGS) -laio-compat-posix $(PROG_LIBS) $(CHECK_LIBS)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(TEST_UTIL) $(PROG_LDFLAGS) $(POSIX_LIBS) $(PROG_LIBS) $(CHECK_LIBS)
 
 tests/test_posix-glibc: tests/test_posix.o $(TEST_UTIL) $(LIB_SO)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(TEST_UTIL) $(PROG_LDFLAGS) $(PROG_LIBS) $(CHECK_LIBS)
 
 tests/posix-compare: tests/posix-compare.c $(POSIX_SO)
-	$(CC) $(ALL_CFLAGS) -o $@ $< $(PROG_LDFLAGS) -laio-compat-posix
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(PROG_LDFLAGS) $(POSIX_LIBS)
 
 tests/posix-compare-glibc: tests/posix-compare.c
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(ALL_LDFLAGS)
