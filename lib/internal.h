@@ -230,9 +230,26 @@ void helper_done(struct aio_ctx *ctx);
 void helper_stop(struct aio_ctx *ctx);
 
 /* submit.c */
-struct req *req_alloc(struct aio_ctx *ctx);
-void req_free(struct aio_ctx *ctx, struct req *req);
 void issue_now(struct aio_ctx *ctx, struct req *req);
+
+/* A request slot; the submission checked there is one (max_outstanding). */
+static inline struct req *req_alloc(struct aio_ctx *ctx)
+{
+	struct req *req = ctx->free_reqs;
+
+	ctx->free_reqs = req->next;
+	ctx->live++;
+	return req;
+}
+
+static inline void req_free(struct aio_ctx *ctx, struct req *req)
+{
+	req->obj = NULL;
+	req->held = false;
+	req->next = ctx->free_reqs;
+	ctx->free_reqs = req;
+	ctx->live--;
+}
 
 /* order.c: the honest-fsync rule. */
 int order_submitted(struct aio_ctx *ctx, struct req *req);

@@ -28,29 +28,12 @@ struct submit_state {
 	int nr_batch;
 	long done;
 	int err;
-	int resfd_ok; /* an eventfd already checked in this call */
+	unsigned ring_used; /* events not yet reaped, when the call began */
+	int resfd_ok;	    /* an eventfd already checked in this call */
 	bool resfd_checked;
 	dev_t anon_dev;
 	ino_t anon_ino;
 };
-
-struct req *req_alloc(struct aio_ctx *ctx)
-{
-	struct req *req = ctx->free_reqs;
-
-	ctx->free_reqs = req->next;
-	ctx->live++;
-	return req;
-}
-
-void req_free(struct aio_ctx *ctx, struct req *req)
-{
-	req->obj = NULL;
-	req->held = false;
-	req->next = ctx->free_reqs;
-	ctx->free_reqs = req;
-	ctx->live--;
-}
 
 /*
  * The kernel takes only an eventfd here. Its inode is the one all
@@ -206,7 +189,7 @@ static int check_iocb(struct aio_ctx *ctx, struct submit_state *st, const struct
 
 	if (io->u.c.__pad3 || (ssize_t)io->u.c.nbytes < 0)
 		return -EINVAL;
-	if (ctx->live + ring_used(ctx) >= ctx->max_outstanding)
+	if (ctx->live + st->ring_used >= ctx->max_outstanding)
 		return -EAGAIN;
 	if (io->aio_fildes < 0)
 		return -EBADF;
@@ -326,6 +309,8 @@ static long submit(struct aio_ctx *ctx, long nr, struct iocb **ios)
 		ctx_unlock(ctx);
 		return -EINVAL;
 	}
+	/* Posting an event frees its request: live + ring_used stays put. */
+	st.ring_used = ring_used(ctx);
 	for (long i = 0; i < nr; i++)
 		if (!queue_one(ctx, &st, ios[i]))
 			break;
