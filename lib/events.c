@@ -356,8 +356,8 @@ AIO_EXPORT int io_pgetevents(io_context_t ctx, long min_nr, long nr, struct io_e
 
 /*
  * The helper thread publishes for programs that wait on an iocb's eventfd
- * and never call in (QEMU reads the ring itself), and issues syncs the rule
- * holds when nobody else reaps. It runs only while such requests live.
+ * and never call in (QEMU reads the ring itself), and for programs seen to
+ * read the ring themselves. It runs only while such requests live.
  */
 static void *helper_main(void *arg)
 {

@@ -177,7 +177,7 @@ struct aio_ctx {
 	unsigned nr_resfd;
 
 	/* The publisher thread that serves programs waiting on eventfds. */
-	unsigned helper_needs; /* live RESFD requests + held syncs */
+	unsigned helper_needs; /* live RESFD requests, and a direct reader */
 	int helper_fd;	       /* eventfd that stops it waiting */
 	bool helper_running;
 	bool helper_awake; /* not waiting for work */

@@ -9,7 +9,9 @@
  * opens the next, which later writes join: so those writes never hold it
  * back. When the oldest epochs drain, their syncs are issued, in order.
  * IOSQE_IO_DRAIN would order the same, at the price of stalling the whole
- * ring; this holds back only the sync.
+ * ring; this holds back only the sync. Whoever publishes the writes'
+ * completions issues it: a reaper, the helper of an eventfd waiter, or the
+ * ticker (publisher.c) when nobody calls in.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -130,7 +132,6 @@ void order_hold(struct aio_ctx *ctx, struct req *req)
 	fo->last++;
 	*epoch(fo, fo->last) = (struct fd_epoch){ 0 };
 	ctx->held_syncs++;
-	helper_need(ctx);
 }
 
 static void release_epoch(struct aio_ctx *ctx, struct fd_epoch *e)
@@ -140,7 +141,6 @@ static void release_epoch(struct aio_ctx *ctx, struct fd_epoch *e)
 	e->syncs = NULL;
 	for (; req; req = next) {
 		next = req->next;
-		helper_done(ctx);
 		issue_now(ctx, req);
 	}
 }
