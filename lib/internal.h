@@ -110,7 +110,6 @@ struct aio_ctx;
 
 /* What a backend does; ae_epoll.c-sized, one file each. */
 struct engine {
-	const char *name;
 	int kind; /* AIO_COMPAT_URING or AIO_COMPAT_NATIVE */
 	/* Sets up the kernel side for nr events; fills ctx->ring_nr. */
 	int (*setup)(struct aio_ctx *ctx, unsigned nr);

@@ -142,7 +142,6 @@ static int native_cancel(struct aio_ctx *ctx, struct req *req)
 }
 
 const struct engine native_engine = {
-	.name = "native",
 	.kind = AIO_COMPAT_NATIVE,
 	.setup = native_setup,
 	.teardown = native_teardown,

@@ -389,7 +389,6 @@ static int uring_cancel(struct aio_ctx *ctx, struct req *req)
 }
 
 const struct engine uring_engine = {
-	.name = "uring",
 	.kind = AIO_COMPAT_URING,
 	.setup = uring_setup,
 	.teardown = uring_teardown,
