@@ -427,5 +427,6 @@ int main(int argc, char **argv)
 	       ruled);
 	ref.api.destroy(ref.ctx);
 	lib.api.destroy(lib.ctx);
+	free(init);
 	return failures ? 1 : 0;
 }
