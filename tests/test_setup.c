@@ -166,18 +166,6 @@ END_TEST
  */
 #define MAPS_SLACK 4
 
-/* AddressSanitizer owns malloc and maps shadow memory as it goes. */
-#if defined(__SANITIZE_ADDRESS__)
-#define UNDER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define UNDER_ASAN 1
-#endif
-#endif
-#ifndef UNDER_ASAN
-#define UNDER_ASAN 0
-#endif
-
 static void *setup_destroy_loop(void *arg)
 {
 	long rounds = (long)arg;

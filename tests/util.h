@@ -19,6 +19,18 @@
 #pragma weak aio_compat_backend_name
 #include "aio-compat.h"
 
+/* AddressSanitizer owns malloc and maps shadow memory as it goes. */
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+#ifndef UNDER_ASAN
+#define UNDER_ASAN 0
+#endif
+
 /* The backend this run tests: "native" or "uring" (AIO_COMPAT_BACKEND). */
 const char *test_backend(void);
 /* True when the context runs on io_uring (false under the real libaio). */
