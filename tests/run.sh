@@ -1,11 +1,15 @@
 #!/bin/sh
 # Runs every suite once per backend; the line before each Check summary
-# names the backend. Exits non-zero if any suite failed. CHECK_WRAPPER
+# names the backend. Exits non-zero if any suite failed, after naming the
+# failures last, where a truncated log still shows them. CHECK_WRAPPER
 # (make check VALGRIND=1) runs each under valgrind.
-status=0
+failed=
 for backend in native uring; do
 	for t in "$@"; do
-		AIO_COMPAT_BACKEND=$backend $CHECK_WRAPPER "./$t" || status=1
+		AIO_COMPAT_BACKEND=$backend $CHECK_WRAPPER "./$t" ||
+			failed="$failed $backend:${t#tests/}($?)"
 	done
 done
-exit $status
+[ -z "$failed" ] && exit 0
+echo "FAILED suites (backend:suite(exit status)):$failed"
+exit 1
