@@ -147,7 +147,7 @@ deps:
 check: deps
 	$(MAKE) all $(TESTS) $(BENCH) tests/diff-libaio
 	sh tests/run.sh $(TESTS)
-	AIO_COMPAT_BACKEND=native ./tests/diff-libaio -s 1 -n 500
+	for b in native uring; do AIO_COMPAT_BACKEND=$$b ./tests/diff-libaio -s 1 -n 500 || exit 1; done
 	sh tests/preload.sh
 	LD_LIBRARY_PATH=lib ./$(BENCH) --quick > /dev/null
 	@echo "aio-compat-bench --quick: every contender ran and checked its results"

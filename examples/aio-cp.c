@@ -14,7 +14,7 @@
  * write it, so it goes through a second, buffered descriptor.
  */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE		/* O_DIRECT */
+#define _GNU_SOURCE /* O_DIRECT */
 #endif
 #include <aio-compat.h>
 
@@ -33,41 +33,40 @@
 /* <libaio.h> leaves this one commented out; libaio and this library export it. */
 int io_queue_wait(io_context_t ctx, struct timespec *timeout);
 
-#define DIRECT_ALIGN	4096
-#define STALL_SECONDS	30
+#define DIRECT_ALIGN 4096
+#define STALL_SECONDS 30
 
-#define container_of(ptr, type, member) \
-	((type *)((char *)(ptr) - offsetof(type, member)))
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 struct copy;
 
 struct block {
 	struct iocb iocb;
 	struct copy *cp;
-	long long offset;	/* of the block, in SRC and DST alike */
+	long long offset; /* of the block, in SRC and DST alike */
 	size_t len;
-	size_t done;		/* bytes of the current read or write */
+	size_t done; /* bytes of the current read or write */
 	bool writing;
-	struct block *next;	/* on the free or retry list */
+	struct block *next; /* on the free or retry list */
 	char *buf;
 };
 
 struct copy {
 	io_context_t ctx;
 	const char *src_name, *dst_name;
-	int src, dst;			/* O_DIRECT with --direct */
-	int src_tail, dst_tail;		/* buffered, for an unaligned last block */
+	int src, dst;		/* O_DIRECT with --direct */
+	int src_tail, dst_tail; /* buffered, for an unaligned last block */
 	bool direct;
 	size_t bs;
 	unsigned depth;
 	long long size;
-	long long next_offset;		/* of the next block to read */
+	long long next_offset; /* of the next block to read */
 	long long copied;
 	unsigned inflight;
 	unsigned long completions;
 	struct block *blocks;
 	struct block *free;
-	struct block *retry;		/* io_submit said EAGAIN in a callback */
+	struct block *retry; /* io_submit said EAGAIN in a callback */
 	bool synced;
 	int error;
 };
@@ -88,7 +87,9 @@ static void io_error(struct copy *cp, const struct block *b, long res)
 		return;
 	fprintf(stderr, "aio-cp: %s %s at offset %lld: %s\n", b->writing ? "write" : "read",
 		b->writing ? cp->dst_name : cp->src_name, b->offset + (long long)b->done,
-		res < 0 ? strerror(err) : b->writing ? "wrote nothing" : "unexpected end of file");
+		res < 0	     ? strerror(err)
+		: b->writing ? "wrote nothing"
+			     : "unexpected end of file");
 	cp->error = err;
 }
 
@@ -406,7 +407,8 @@ static int parse_options(int argc, char **argv, struct copy *cp, int *backend)
 			else if (!strcmp(optarg, "native"))
 				*backend = AIO_COMPAT_NATIVE;
 			else
-				return fprintf(stderr, "aio-cp: --backend is auto, uring or native\n"),
+				return fprintf(stderr,
+					       "aio-cp: --backend is auto, uring or native\n"),
 				       -1;
 			break;
 		case 'h':
@@ -422,8 +424,10 @@ static int parse_options(int argc, char **argv, struct copy *cp, int *backend)
 		return -1;
 	}
 	if (cp->direct && cp->bs % DIRECT_ALIGN)
-		return fprintf(stderr, "aio-cp: --direct needs a block size that is a multiple of %d\n",
-			       DIRECT_ALIGN), -1;
+		return fprintf(stderr,
+			       "aio-cp: --direct needs a block size that is a multiple of %d\n",
+			       DIRECT_ALIGN),
+		       -1;
 	cp->src_name = argv[optind];
 	cp->dst_name = argv[optind + 1];
 	return 0;

@@ -34,21 +34,20 @@
 /* <libaio.h> leaves this one commented out; libaio and this library export it. */
 int io_queue_wait(io_context_t ctx, struct timespec *timeout);
 
-#define RECORD_SIZE	512
-#define RECORD_MAGIC	0x57414c31u	/* "WAL1" */
-#define HEADER_SIZE	24
-#define PAYLOAD_MAX	(RECORD_SIZE - HEADER_SIZE)
-#define DEFAULT_SECONDS	2.0
-#define STALL_SECONDS	10
+#define RECORD_SIZE 512
+#define RECORD_MAGIC 0x57414c31u /* "WAL1" */
+#define HEADER_SIZE 24
+#define PAYLOAD_MAX (RECORD_SIZE - HEADER_SIZE)
+#define DEFAULT_SECONDS 2.0
+#define STALL_SECONDS 10
 
-#define container_of(ptr, type, member) \
-	((type *)((char *)(ptr) - offsetof(type, member)))
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 struct record {
 	uint32_t magic;
-	uint32_t len;		/* payload bytes that the CRC covers */
+	uint32_t len; /* payload bytes that the CRC covers */
 	uint64_t seq;
-	uint32_t crc;		/* CRC32C of payload[0, len) */
+	uint32_t crc; /* CRC32C of payload[0, len) */
 	uint32_t reserved;
 	uint8_t payload[PAYLOAD_MAX];
 };
@@ -60,9 +59,9 @@ struct wal;
 struct slot {
 	struct iocb iocb;
 	struct wal *wal;
-	uint64_t first_seq;	/* sync: the records it commits */
+	uint64_t first_seq; /* sync: the records it commits */
 	uint64_t nrecords;
-	bool writing;		/* a record write in flight */
+	bool writing; /* a record write in flight */
 	struct slot *next_free;
 	struct record *rec;
 };
@@ -72,7 +71,7 @@ struct wal {
 	int fd;
 	unsigned group;
 	unsigned depth;
-	uint64_t limit;		/* records to append; 0: run for DEFAULT_SECONDS */
+	uint64_t limit; /* records to append; 0: run for DEFAULT_SECONDS */
 	struct timespec start;
 
 	struct slot *slots;
@@ -81,12 +80,12 @@ struct wal {
 	unsigned nbatch;
 	unsigned inflight;
 
-	uint64_t next_seq;	/* next record to queue */
-	uint64_t group_start;	/* first record not yet covered by a queued sync */
-	uint64_t written;	/* records whose write completed */
-	uint64_t committed;	/* records covered by a completed sync */
+	uint64_t next_seq;    /* next record to queue */
+	uint64_t group_start; /* first record not yet covered by a queued sync */
+	uint64_t written;     /* records whose write completed */
+	uint64_t committed;   /* records covered by a completed sync */
 	uint64_t syncs;
-	uint64_t completions;	/* callbacks run, failed or not */
+	uint64_t completions; /* callbacks run, failed or not */
 	bool stopping;
 	int error;
 };
@@ -173,8 +172,8 @@ static void write_done(io_context_t ctx, struct iocb *iocb, long res, long res2)
 	w->completions++;
 	if (res != RECORD_SIZE) {
 		if (!w->error)
-			fprintf(stderr, "wal-demo: write of record %" PRIu64 ": %s\n",
-				s->rec->seq, res < 0 ? strerror((int)-res) : "short write");
+			fprintf(stderr, "wal-demo: write of record %" PRIu64 ": %s\n", s->rec->seq,
+				res < 0 ? strerror((int)-res) : "short write");
 		fail(w, res < 0 ? (int)-res : EIO);
 	} else {
 		w->written++;
@@ -374,16 +373,17 @@ static int record_check(const struct record *rec, uint64_t seq)
 {
 	if (rec->magic != RECORD_MAGIC)
 		return fprintf(stderr, "wal-demo: record %" PRIu64 ": bad magic %#x\n", seq,
-			       rec->magic), -1;
-	if (rec->seq != seq)
-		return fprintf(stderr, "wal-demo: record %" PRIu64 ": sequence %" PRIu64 "\n",
-			       seq, rec->seq), -1;
-	if (rec->len == 0 || rec->len > PAYLOAD_MAX)
-		return fprintf(stderr, "wal-demo: record %" PRIu64 ": length %u\n", seq,
-			       rec->len), -1;
-	if (crc32c(rec->payload, rec->len) != rec->crc)
-		return fprintf(stderr, "wal-demo: record %" PRIu64 ": CRC32C mismatch\n", seq),
+			       rec->magic),
 		       -1;
+	if (rec->seq != seq)
+		return fprintf(stderr, "wal-demo: record %" PRIu64 ": sequence %" PRIu64 "\n", seq,
+			       rec->seq),
+		       -1;
+	if (rec->len == 0 || rec->len > PAYLOAD_MAX)
+		return fprintf(stderr, "wal-demo: record %" PRIu64 ": length %u\n", seq, rec->len),
+		       -1;
+	if (crc32c(rec->payload, rec->len) != rec->crc)
+		return fprintf(stderr, "wal-demo: record %" PRIu64 ": CRC32C mismatch\n", seq), -1;
 	return 0;
 }
 
@@ -617,7 +617,8 @@ int main(int argc, char **argv)
 	if (!ret) {
 		ret = wal_verify(path, w.committed);
 		if (!ret)
-			printf("wal-demo: verified %" PRIu64 " records: sequence and CRC32C intact\n",
+			printf("wal-demo: verified %" PRIu64
+			       " records: sequence and CRC32C intact\n",
 			       w.committed);
 	}
 	if (!o.path && !o.keep)

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -78,6 +79,8 @@ static void ctx_free(struct aio_ctx *ctx)
 {
 	if (ctx->priv)
 		ctx->engine->teardown(ctx);
+	if (ctx->judge)
+		syscall(__NR_io_destroy, ctx->judge);
 	if (ctx->ring)
 		munmap(ctx->ring, ctx->ring_bytes);
 	close(ctx->wake_fd);

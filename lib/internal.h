@@ -163,6 +163,7 @@ struct aio_ctx {
 	struct req *free_reqs;
 	const struct engine *engine;
 	void *priv;	      /* the backend's own state */
+	unsigned long judge;  /* a native context that names refusals on uring */
 	pthread_mutex_t lock; /* everything below, and the engine */
 	int wake_fd;	      /* eventfd that wakes reapers */
 	unsigned reapers;     /* threads waiting in io_getevents, io_queue_wait */
@@ -230,6 +231,7 @@ void helper_stop(struct aio_ctx *ctx);
 
 /* submit.c */
 void issue_now(struct aio_ctx *ctx, struct req *req);
+int kernel_refusal(struct aio_ctx *ctx, const struct iocb *io, int ours);
 
 /* A request slot; the submission checked there is one (max_outstanding). */
 static inline struct req *req_alloc(struct aio_ctx *ctx)

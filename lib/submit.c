@@ -11,6 +11,7 @@
 #include <linux/fs.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -182,6 +183,31 @@ static int check_for_uring(const struct iocb *io)
 	return -EINVAL;
 }
 
+/*
+ * Which error names a refused iocb can hang on the open file: its mode,
+ * whether it takes RWF_NOWAIT, whether it can be read at all. So the
+ * native kernel is asked, through a context of its own made at the first
+ * refusal, with a copy of the iocb whose offset of -1 fails the kernel's
+ * last check: the copy is refused, never run. Only where native AIO is
+ * missing does the library's own answer stand, a closed fd named first.
+ */
+int kernel_refusal(struct aio_ctx *ctx, const struct iocb *io, int ours)
+{
+	struct iocb copy = *io, *one = &copy;
+	struct io_event ev;
+
+	if (!ctx->judge && syscall(__NR_io_setup, 1, &ctx->judge) < 0) {
+		ctx->judge = 0;
+		return fcntl(io->aio_fildes, F_GETFD) < 0 ? -EBADF : ours;
+	}
+	copy.u.c.offset = -1;
+	if (syscall(__NR_io_submit, ctx->judge, 1L, &one) < 0)
+		return -errno;
+	/* A file that takes negative offsets ran it: ours is all there is. */
+	syscall(__NR_io_getevents, ctx->judge, 1L, 1L, &ev, NULL);
+	return ours;
+}
+
 /* io_submit_one()'s checks, in its order. */
 static int check_iocb(struct aio_ctx *ctx, struct submit_state *st, const struct iocb *io)
 {
@@ -201,11 +227,8 @@ static int check_iocb(struct aio_ctx *ctx, struct submit_state *st, const struct
 	}
 	if (ctx->engine->kind != AIO_COMPAT_URING)
 		return 0;
-	/* The kernel looks the fd up first: a refusal names a bad one as such. */
 	ret = check_for_uring(io);
-	if (unlikely(ret) && fcntl(io->aio_fildes, F_GETFD) < 0)
-		ret = -EBADF;
-	return ret;
+	return unlikely(ret) ? kernel_refusal(ctx, io, ret) : 0;
 }
 
 /* Bookkeeping for a request the kernel now has, or that waits for writes. */

@@ -328,6 +328,21 @@ static long poll_result(const struct req *req, int res)
 	return res < 0 ? res : (long)((unsigned)res & asked);
 }
 
+/*
+ * io_uring looks at the fd's mode before the flags and the priority,
+ * native AIO after: where both are wrong, the flags' error is native's.
+ */
+static long rw_result(struct aio_ctx *ctx, const struct req *req, int res)
+{
+	const struct iocb *io = &req->kiocb;
+	int native;
+
+	if (likely(res != -EBADF) || !(io->aio_rw_flags || io->u.c.flags & IOCB_FLAG_IOPRIO))
+		return res;
+	native = kernel_refusal(ctx, io, res);
+	return native == -EOPNOTSUPP || native == -EPERM ? native : res;
+}
+
 static int uring_reap(struct aio_ctx *ctx, struct completion *out, int max)
 {
 	struct io_uring *ring = ctx->priv;
@@ -348,10 +363,11 @@ static int uring_reap(struct aio_ctx *ctx, struct completion *out, int max)
 			continue;
 		owner_done(&tally, req);
 		out[n].req = req;
-		out[n].res = cqe->res;
 		out[n].res2 = 0;
 		if (req_opcode(req) == IO_CMD_POLL)
 			out[n].res = poll_result(req, cqe->res);
+		else
+			out[n].res = rw_result(ctx, req, cqe->res);
 		n++;
 	}
 	io_uring_cq_advance(ring, seen);

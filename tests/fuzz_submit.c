@@ -49,15 +49,15 @@ static io_context_t contexts[2];
 static int fds[12];
 static int nr_fds;
 static int file_fd, direct_fd, pipe_r, pipe_w, event_fd;
-static char *buf;		/* every valid pointer lands in here */
-static struct iovec *iovecs;	/* so does every iovec array */
+static char *buf;	     /* every valid pointer lands in here */
+static struct iovec *iovecs; /* so does every iovec array */
 
 /* What the harness knows of each iocb of the pool. */
 static struct iocb iocbs[MAX_IOCBS];
 static int in_flight[MAX_IOCBS];
 static long max_res[MAX_IOCBS];
 static int nr_in_flight;
-static int trace;	/* FUZZ_TRACE=1: print every call, to reproduce a crash by hand */
+static int trace; /* FUZZ_TRACE=1: print every call, to reproduce a crash by hand */
 
 #define die(...)                                                                                   \
 	do {                                                                                       \
@@ -122,7 +122,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	fds[nr_fds++] = open_or_die("/dev/null", O_RDWR);
 	fds[nr_fds++] = open_or_die("/tmp", O_RDONLY | O_DIRECTORY);
 	fds[nr_fds++] = -1;
-	fds[nr_fds++] = 1000;	/* closed */
+	fds[nr_fds++] = 1000; /* closed */
 	fds[nr_fds++] = INT_MAX;
 	return 0;
 }
@@ -162,9 +162,22 @@ static int valid_submit_error(int err)
 static int valid_event_error(long err)
 {
 	switch (-err) {
-	case EINVAL: case EFAULT: case EBADF: case EAGAIN: case EOPNOTSUPP: case ESPIPE:
-	case EPERM: case EFBIG: case ENOSPC: case EIO: case EISDIR: case ENXIO: case ENODEV:
-	case EINTR: case ECANCELED: case EROFS:
+	case EINVAL:
+	case EFAULT:
+	case EBADF:
+	case EAGAIN:
+	case EOPNOTSUPP:
+	case ESPIPE:
+	case EPERM:
+	case EFBIG:
+	case ENOSPC:
+	case EIO:
+	case EISDIR:
+	case ENXIO:
+	case ENODEV:
+	case EINTR:
+	case ECANCELED:
+	case EROFS:
 		return 1;
 	}
 	return 0;
@@ -181,7 +194,7 @@ static void make_iocb(struct iocb *cb, const uint8_t *r)
 
 	memset(cb, 0, sizeof(*cb));
 	cb->aio_fildes = fds[fdsel % nr_fds];
-	cb->aio_lio_opcode = op < 200 ? op % 10 : op;	/* 0-8 and some unknown ones */
+	cb->aio_lio_opcode = op < 200 ? op % 10 : op; /* 0-8 and some unknown ones */
 	if (misc & 1)
 		off = (int64_t)((uint64_t)off % (4 * FILE_SIZE));
 	if (misc & 2)
@@ -193,11 +206,12 @@ static void make_iocb(struct iocb *cb, const uint8_t *r)
 			nr = (unsigned)(len % 9);
 		for (unsigned i = 0; i < nr && i + first < NR_IOVECS; i++) {
 			size_t iroom;
-			void *ip = pick_pointer(r[25] + (uint8_t)i, (uint32_t)(get(r, 26, 2) * i), &iroom);
+			void *ip =
+			    pick_pointer(r[25] + (uint8_t)i, (uint32_t)(get(r, 26, 2) * i), &iroom);
 			size_t ilen = (size_t)get(r, 28, 2) >> (i % 4);
 
-			iovecs[first + i] = (struct iovec){ ip, iroom ? (ilen < iroom ? ilen : iroom)
-								      : ilen };
+			iovecs[first + i] =
+			    (struct iovec){ ip, iroom ? (ilen < iroom ? ilen : iroom) : ilen };
 		}
 		/* An array in buf would hold whatever reads left there: never used. */
 		cb->u.v.vec = (misc & 8) && !room ? p : (void *)(iovecs + first);
@@ -213,7 +227,8 @@ static void make_iocb(struct iocb *cb, const uint8_t *r)
 		if (cb->aio_lio_opcode == IO_CMD_POLL)
 			cb->u.c.buf = (void *)(uintptr_t)(r[24] | r[25] << 8);
 		if ((cb->aio_lio_opcode == IO_CMD_FSYNC || cb->aio_lio_opcode == IO_CMD_FDSYNC ||
-		     cb->aio_lio_opcode == IO_CMD_POLL) && !(misc & 32)) {
+		     cb->aio_lio_opcode == IO_CMD_POLL) &&
+		    !(misc & 32)) {
 			cb->u.c.nbytes = 0;
 			cb->u.c.offset = 0;
 			if (cb->aio_lio_opcode != IO_CMD_POLL)
@@ -223,7 +238,7 @@ static void make_iocb(struct iocb *cb, const uint8_t *r)
 	if (misc & 64)
 		cb->aio_rw_flags = (int)get(r, 20, 4);
 	else if (r[20] & 1)
-		cb->aio_rw_flags = r[21] & 0x1f;	/* HIPRI DSYNC SYNC NOWAIT APPEND */
+		cb->aio_rw_flags = r[21] & 0x1f; /* HIPRI DSYNC SYNC NOWAIT APPEND */
 	if (r[5] & 1) {
 		cb->u.c.flags |= IOCB_FLAG_RESFD;
 		cb->u.c.resfd = r[5] & 2 ? event_fd : fds[r[6] % nr_fds];
@@ -257,7 +272,8 @@ static long result_bound(const struct iocb *cb)
 	case IO_CMD_PWRITEV:
 		if (!is_ours(cb->u.v.vec))
 			return 0;
-		for (unsigned long i = 0; i < cb->u.v.nr && cb->u.v.vec + i < iovecs + NR_IOVECS; i++)
+		for (unsigned long i = 0; i < cb->u.v.nr && cb->u.v.vec + i < iovecs + NR_IOVECS;
+		     i++)
 			total += (long)cb->u.v.vec[i].iov_len;
 		return total;
 	case IO_CMD_POLL:
@@ -313,12 +329,13 @@ static void do_submit(io_context_t ctx, const uint8_t *r)
 	if (trace) {
 		fprintf(stderr, "io_submit(%d) = %d\n", n, ret);
 		for (int i = 0; i < n; i++)
-			fprintf(stderr, "  [%ld] opcode %d fd %d buf %p nbytes %lu offset %lld "
+			fprintf(stderr,
+				"  [%ld] opcode %d fd %d buf %p nbytes %lu offset %lld "
 				"rw_flags %#x flags %#x resfd %u prio %d key %u\n",
-				(long)(list[i] - iocbs), list[i]->aio_lio_opcode, list[i]->aio_fildes,
-				list[i]->u.c.buf, list[i]->u.c.nbytes, list[i]->u.c.offset,
-				list[i]->aio_rw_flags, list[i]->u.c.flags, list[i]->u.c.resfd,
-				list[i]->aio_reqprio, list[i]->key);
+				(long)(list[i] - iocbs), list[i]->aio_lio_opcode,
+				list[i]->aio_fildes, list[i]->u.c.buf, list[i]->u.c.nbytes,
+				list[i]->u.c.offset, list[i]->aio_rw_flags, list[i]->u.c.flags,
+				list[i]->u.c.resfd, list[i]->aio_reqprio, list[i]->key);
 	}
 	if (ret < 0 ? !valid_submit_error(ret) : ret > n)
 		die("io_submit of %d returned %d", n, ret);
@@ -398,14 +415,16 @@ static void drain(io_context_t ctx)
 		if (now.tv_sec - start.tv_sec > 5) {
 			for (int i = 0; i < MAX_IOCBS; i++)
 				if (in_flight[i])
-					fprintf(stderr, "lost: %s opcode %d fd %d buf %p nbytes %lu "
-						"offset %lld rw_flags %#x flags %#x resfd %u prio %d\n",
-						aio_compat_backend_name(aio_compat_backend(ctx)),
-						iocbs[i].aio_lio_opcode, iocbs[i].aio_fildes,
-						iocbs[i].u.c.buf, iocbs[i].u.c.nbytes,
-						iocbs[i].u.c.offset, iocbs[i].aio_rw_flags,
-						iocbs[i].u.c.flags, iocbs[i].u.c.resfd,
-						iocbs[i].aio_reqprio);
+					fprintf(
+					    stderr,
+					    "lost: %s opcode %d fd %d buf %p nbytes %lu "
+					    "offset %lld rw_flags %#x flags %#x resfd %u prio %d\n",
+					    aio_compat_backend_name(aio_compat_backend(ctx)),
+					    iocbs[i].aio_lio_opcode, iocbs[i].aio_fildes,
+					    iocbs[i].u.c.buf, iocbs[i].u.c.nbytes,
+					    iocbs[i].u.c.offset, iocbs[i].aio_rw_flags,
+					    iocbs[i].u.c.flags, iocbs[i].u.c.resfd,
+					    iocbs[i].aio_reqprio);
 			die("%d accepted iocbs never completed", nr_in_flight);
 		}
 	}

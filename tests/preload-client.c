@@ -25,10 +25,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define NBLOCKS		64
-#define BLOCK		4096
-#define BATCH		16
-#define AIO_RING_MAGIC	0xa10a10a1u
+#define NBLOCKS 64
+#define BLOCK 4096
+#define BATCH 16
+#define AIO_RING_MAGIC 0xa10a10a1u
 
 /* The kernel's completion ring layout, which io_context_t points at. */
 struct aio_ring {
@@ -45,14 +45,14 @@ struct aio_ring {
 
 static int failures;
 
-#define check(cond, ...)                                              \
-	do {                                                          \
-		if (!(cond)) {                                        \
-			printf("preload-client: FAIL %s:%d: ", __FILE__, __LINE__); \
-			printf(__VA_ARGS__);                          \
-			printf("\n");                                 \
-			failures++;                                   \
-		}                                                     \
+#define check(cond, ...)                                                                           \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			printf("preload-client: FAIL %s:%d: ", __FILE__, __LINE__);                \
+			printf(__VA_ARGS__);                                                       \
+			printf("\n");                                                              \
+			failures++;                                                                \
+		}                                                                                  \
 	} while (0)
 
 static char *blocks;
@@ -108,9 +108,9 @@ static void check_binding(const char *expect)
 static void check_backend(io_context_t ctx, const char *expect)
 {
 	int (*backend_of)(io_context_t) =
-		(int (*)(io_context_t))dlsym(RTLD_DEFAULT, "aio_compat_backend");
-	const char *(*name_of)(int) = (const char *(*)(int))dlsym(RTLD_DEFAULT,
-								   "aio_compat_backend_name");
+	    (int (*)(io_context_t))dlsym(RTLD_DEFAULT, "aio_compat_backend");
+	const char *(*name_of)(int) =
+	    (const char *(*)(int))dlsym(RTLD_DEFAULT, "aio_compat_backend_name");
 	const char *name;
 
 	if (!strcmp(expect, "libaio")) {
@@ -123,8 +123,7 @@ static void check_backend(io_context_t ctx, const char *expect)
 		return;
 	name = name_of(backend_of(ctx));
 	printf("preload-client: backend %s\n", name ? name : "?");
-	check(name && !strcmp(name, expect), "backend %s, expected %s", name ? name : "?",
-	      expect);
+	check(name && !strcmp(name, expect), "backend %s, expected %s", name ? name : "?", expect);
 }
 
 static void write_blocks(io_context_t ctx, int fd)
@@ -142,7 +141,8 @@ static void write_blocks(io_context_t ctx, int fd)
 		for (int k = 0; k < BATCH; k++) {
 			int b = first + k;
 
-			io_prep_pwrite(&iocbs[b], fd, blocks + b * BLOCK, BLOCK, (long long)b * BLOCK);
+			io_prep_pwrite(&iocbs[b], fd, blocks + b * BLOCK, BLOCK,
+				       (long long)b * BLOCK);
 			iocbs[b].data = &iocbs[b];
 			ptrs[k] = &iocbs[b];
 		}
@@ -269,8 +269,8 @@ static void pgetevents_one(io_context_t ctx, int fd, char *back)
 	n = io_submit(ctx, 1, &ptr);
 	check(n == 1, "io_submit: %d", n);
 	n = io_pgetevents(ctx, 1, 1, &ev, &ts, &none);
-	check(n == 1 && (long)ev.res == BLOCK && ev.obj == &iocb,
-	      "io_pgetevents: %d, res %ld", n, n == 1 ? (long)ev.res : 0L);
+	check(n == 1 && (long)ev.res == BLOCK && ev.obj == &iocb, "io_pgetevents: %d, res %ld", n,
+	      n == 1 ? (long)ev.res : 0L);
 }
 
 int main(int argc, char **argv)
@@ -279,8 +279,8 @@ int main(int argc, char **argv)
 	char path[4096], *back = NULL;
 	int fd, ret;
 
-	if (argc != 3 || (strcmp(argv[2], "libaio") && strcmp(argv[2], "uring") &&
-			  strcmp(argv[2], "native"))) {
+	if (argc != 3 ||
+	    (strcmp(argv[2], "libaio") && strcmp(argv[2], "uring") && strcmp(argv[2], "native"))) {
 		fprintf(stderr, "usage: preload-client DIR libaio|uring|native\n");
 		return 2;
 	}

@@ -28,30 +28,30 @@
 #define KERNEL_IOCB_SIZE 64
 #define KERNEL_IO_EVENT_SIZE 32
 
-#define ASSERT_FIELD(type, member, offset, size)                                       \
-	do {                                                                           \
-		ck_assert_msg(offsetof(type, member) == (offset),                       \
-			      #type "." #member " at %zu, the kernel's at %d",              \
-			      offsetof(type, member), (offset));                        \
-		ck_assert_msg(sizeof(((type *)0)->member) == (size),                    \
-			      #type "." #member " is %zu bytes, the kernel's %d",           \
-			      sizeof(((type *)0)->member), (size));                     \
+#define ASSERT_FIELD(type, member, offset, size)                                                   \
+	do {                                                                                       \
+		ck_assert_msg(offsetof(type, member) == (offset),                                  \
+			      #type "." #member " at %zu, the kernel's at %d",                     \
+			      offsetof(type, member), (offset));                                   \
+		ck_assert_msg(sizeof(((type *)0)->member) == (size),                               \
+			      #type "." #member " is %zu bytes, the kernel's %d",                  \
+			      sizeof(((type *)0)->member), (size));                                \
 	} while (0)
 
 START_TEST(test_iocb_layout)
 {
 	ck_assert_uint_eq(sizeof(struct iocb), KERNEL_IOCB_SIZE);
-	ASSERT_FIELD(struct iocb, data, 0, 8);			/* aio_data */
-	ASSERT_FIELD(struct iocb, key, 8, 4);			/* aio_key */
-	ASSERT_FIELD(struct iocb, aio_rw_flags, 12, 4);		/* aio_rw_flags */
-	ASSERT_FIELD(struct iocb, aio_lio_opcode, 16, 2);	/* aio_lio_opcode */
-	ASSERT_FIELD(struct iocb, aio_reqprio, 18, 2);		/* aio_reqprio */
-	ASSERT_FIELD(struct iocb, aio_fildes, 20, 4);		/* aio_fildes */
-	ASSERT_FIELD(struct iocb, u.c.buf, 24, 8);		/* aio_buf */
-	ASSERT_FIELD(struct iocb, u.c.nbytes, 32, 8);		/* aio_nbytes */
-	ASSERT_FIELD(struct iocb, u.c.offset, 40, 8);		/* aio_offset */
-	ASSERT_FIELD(struct iocb, u.c.flags, 56, 4);		/* aio_flags */
-	ASSERT_FIELD(struct iocb, u.c.resfd, 60, 4);		/* aio_resfd */
+	ASSERT_FIELD(struct iocb, data, 0, 8);		  /* aio_data */
+	ASSERT_FIELD(struct iocb, key, 8, 4);		  /* aio_key */
+	ASSERT_FIELD(struct iocb, aio_rw_flags, 12, 4);	  /* aio_rw_flags */
+	ASSERT_FIELD(struct iocb, aio_lio_opcode, 16, 2); /* aio_lio_opcode */
+	ASSERT_FIELD(struct iocb, aio_reqprio, 18, 2);	  /* aio_reqprio */
+	ASSERT_FIELD(struct iocb, aio_fildes, 20, 4);	  /* aio_fildes */
+	ASSERT_FIELD(struct iocb, u.c.buf, 24, 8);	  /* aio_buf */
+	ASSERT_FIELD(struct iocb, u.c.nbytes, 32, 8);	  /* aio_nbytes */
+	ASSERT_FIELD(struct iocb, u.c.offset, 40, 8);	  /* aio_offset */
+	ASSERT_FIELD(struct iocb, u.c.flags, 56, 4);	  /* aio_flags */
+	ASSERT_FIELD(struct iocb, u.c.resfd, 60, 4);	  /* aio_resfd */
 	/* The vectored view of the same bytes: aio_buf, aio_nbytes, aio_offset. */
 	ASSERT_FIELD(struct iocb, u.v.vec, 24, 8);
 	ASSERT_FIELD(struct iocb, u.v.nr, 32, 8);
@@ -99,7 +99,7 @@ START_TEST(test_opcodes_and_flags)
 
 	io_prep_pread(&iocb, 3, NULL, 0, 0);
 	io_set_eventfd(&iocb, 7);
-	ck_assert_uint_eq(iocb.u.c.flags, 1);	/* IOCB_FLAG_RESFD */
+	ck_assert_uint_eq(iocb.u.c.flags, 1); /* IOCB_FLAG_RESFD */
 	ck_assert_uint_eq(iocb.u.c.resfd, 7);
 }
 END_TEST
@@ -181,14 +181,14 @@ END_TEST
 #define MAX_SYMS 128
 
 struct dynsym {
-	char name[128];		/* name@VERSION or name@@VERSION */
+	char name[128]; /* name@VERSION or name@@VERSION */
 	char type[16];
 };
 
 struct dynsyms {
 	int nr;
 	struct dynsym syms[MAX_SYMS];
-	int unversioned;	/* defined symbols without a version */
+	int unversioned; /* defined symbols without a version */
 };
 
 static void read_dynsyms(const char *path, struct dynsyms *out)

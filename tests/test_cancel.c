@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 static io_context_t ctx;
-static int pfd[2];		/* a pipe nobody writes to */
+static int pfd[2]; /* a pipe nobody writes to */
 
 static void ctx_up(void)
 {

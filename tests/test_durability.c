@@ -31,16 +31,16 @@
 #define WAIT_MS 10000
 #define MAX_EXTENTS 1024
 #define OLD_BYTE 0xee
-#define BLOCK_MAGIC 0x44555241424c4521ull	/* "DURABLE!" */
+#define BLOCK_MAGIC 0x44555241424c4521ull /* "DURABLE!" */
 
 /* The filesystem the tests write to; set up once, torn down even on failure. */
 static struct {
-	char dir[64];		/* under /var/tmp: the image and the mount point */
+	char dir[64]; /* under /var/tmp: the image and the mount point */
 	char image[96];
 	char mnt[96];
 	char loop[64];
 	int made_dir, made_mnt, made_image, attached, mounted;
-	char skip[256];		/* why the tests cannot run here, or empty */
+	char skip[256]; /* why the tests cannot run here, or empty */
 } fs;
 
 /* The head of every block: which round and block of which file it is. */
@@ -208,7 +208,7 @@ static void block_fill(unsigned char *b, int round, int index)
 /* The block number in the file of the i-th write: scattered, each once. */
 static int file_block(int i)
 {
-	return (i * 97) % NR_BLOCKS;	/* 97 is prime to NR_BLOCKS: each block once */
+	return (i * 97) % NR_BLOCKS; /* 97 is prime to NR_BLOCKS: each block once */
 }
 
 /* Where each file block lies in the image, from FIEMAP without a sync of its own. */
@@ -216,9 +216,10 @@ static void map_blocks(int fd, long long *phys)
 {
 	size_t size = sizeof(struct fiemap) + MAX_EXTENTS * sizeof(struct fiemap_extent);
 	struct fiemap *fm = calloc(1, size);
-	const unsigned bad = FIEMAP_EXTENT_UNKNOWN | FIEMAP_EXTENT_DELALLOC | FIEMAP_EXTENT_ENCODED |
-			     FIEMAP_EXTENT_NOT_ALIGNED | FIEMAP_EXTENT_DATA_INLINE |
-			     FIEMAP_EXTENT_DATA_TAIL | FIEMAP_EXTENT_UNWRITTEN;
+	const unsigned bad = FIEMAP_EXTENT_UNKNOWN | FIEMAP_EXTENT_DELALLOC |
+			     FIEMAP_EXTENT_ENCODED | FIEMAP_EXTENT_NOT_ALIGNED |
+			     FIEMAP_EXTENT_DATA_INLINE | FIEMAP_EXTENT_DATA_TAIL |
+			     FIEMAP_EXTENT_UNWRITTEN;
 
 	ck_assert_ptr_nonnull(fm);
 	fm->fm_length = FIEMAP_MAX_OFFSET;
@@ -277,13 +278,14 @@ static void check_image(int fd, int round, const int *reaped_before_sync)
 		const unsigned char *g = got + (size_t)b * BLOCK;
 
 		block_fill(want, round, b);
-		ck_assert_msg(!memcmp(g, want, BLOCK),
-			      "round %d: file block %d (write %d, image offset %lld) is not in the "
-			      "image once the sync's completion was reaped (the write was %s before the "
-			      "sync); first bytes 0x%02x%02x%02x%02x, expected 0x%02x%02x%02x%02x",
-			      round, b, write_of[b], phys[b],
-			      reaped_before_sync[write_of[b]] ? "reaped" : "not yet reaped", g[0], g[1],
-			      g[2], g[3], want[0], want[1], want[2], want[3]);
+		ck_assert_msg(
+		    !memcmp(g, want, BLOCK),
+		    "round %d: file block %d (write %d, image offset %lld) is not in the "
+		    "image once the sync's completion was reaped (the write was %s before the "
+		    "sync); first bytes 0x%02x%02x%02x%02x, expected 0x%02x%02x%02x%02x",
+		    round, b, write_of[b], phys[b],
+		    reaped_before_sync[write_of[b]] ? "reaped" : "not yet reaped", g[0], g[1], g[2],
+		    g[3], want[0], want[1], want[2], want[3]);
 	}
 	close(img);
 	free(want);
@@ -345,8 +347,9 @@ static void write_sync_check(io_context_t ctx, int round, int op, int split)
 		int got = getevents_ms(ctx, 1, 1, &ev, WAIT_MS);
 		long i;
 
-		ck_assert_msg(got == 1, "io_getevents(1, 1, 10 s): expected 1, got %d after %d events",
-			      got, reaped);
+		ck_assert_msg(got == 1,
+			      "io_getevents(1, 1, 10 s): expected 1, got %d after %d events", got,
+			      reaped);
 		i = (struct iocb *)ev.obj - io;
 		ck_assert(i >= 0 && i <= NR_BLOCKS);
 		reaped++;
@@ -360,8 +363,8 @@ static void write_sync_check(io_context_t ctx, int round, int op, int split)
 	}
 	check_image(fd, round, arrived);
 	ck_assert_msg(reaped == NR_BLOCKS + 1,
-		      "the sync's event was the %d-th of %d: %d earlier writes came after it", reaped,
-		      NR_BLOCKS + 1, NR_BLOCKS + 1 - reaped);
+		      "the sync's event was the %d-th of %d: %d earlier writes came after it",
+		      reaped, NR_BLOCKS + 1, NR_BLOCKS + 1 - reaped);
 	close(fd);
 	unlink(path);
 	free(data);

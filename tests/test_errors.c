@@ -14,11 +14,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 static io_context_t ctx;
-static int fd;			/* a 64 KiB file on tmpfs */
+static int fd; /* a 64 KiB file on tmpfs */
 static char buf[4096];
 
 static void ctx_up(void)
@@ -196,6 +197,60 @@ START_TEST(submit_wrong_access_mode)
 	expect_error_at_submit_or_event(ctx, &cb, -EBADF);
 	close(ro);
 	close(wo);
+}
+END_TEST
+
+/* The native kernel's own answer for an iocb it refuses. */
+static int kernel_refusal(struct iocb *cb)
+{
+	unsigned long kctx = 0;
+	struct iocb copy = *cb, *one = &copy;
+	int err;
+
+	ck_assert_int_eq(syscall(__NR_io_setup, 1, &kctx), 0);
+	ck_assert_int_eq(syscall(__NR_io_submit, kctx, 1L, &one), -1);
+	err = -errno;
+	syscall(__NR_io_destroy, kctx);
+	return err;
+}
+
+/*
+ * An iocb with several faults is refused for the one the kernel checks
+ * first, some of which depend on the open file: its mode, whether it
+ * takes RWF_NOWAIT (tmpfs does not, on some kernels).
+ */
+START_TEST(submit_first_fault_named)
+{
+	char path[64];
+	int ro, wo, opath, dir, closed = dup(fd);
+	struct iocb cbs[7];
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	ro = open(path, O_RDONLY);
+	wo = open(path, O_WRONLY);
+	opath = open(path, O_PATH);
+	dir = open("/", O_RDONLY | O_DIRECTORY);
+	ck_assert(ro >= 0 && wo >= 0 && opath >= 0 && dir >= 0 && closed >= 0);
+	close(closed);
+	io_prep_pwrite(&cbs[0], ro, buf, 512, -1);
+	io_prep_pread(&cbs[1], wo, (void *)0xffff800000000000UL, 512, 0);
+	io_prep_pread(&cbs[2], opath, buf, 512, -1);
+	io_prep_pread(&cbs[3], closed, buf, 512, -1);
+	io_prep_pread(&cbs[4], dir, buf, 512, -1);
+	io_prep_pread(&cbs[5], fd, buf, 512, -1);
+	cbs[5].aio_rw_flags = RWF_NOWAIT;
+	io_prep_fsync(&cbs[6], closed);
+	cbs[6].u.c.nbytes = 1;
+	for (int i = 0; i < 7; i++)
+		ck_assert_int_eq(submit_one(ctx, &cbs[i]), kernel_refusal(&cbs[i]));
+	/* Where only the file is wrong, io_uring learns it when it runs. */
+	io_prep_pwrite(&cbs[0], ro, buf, 512, 0);
+	cbs[0].aio_rw_flags = RWF_NOWAIT;
+	expect_error_at_submit_or_event(ctx, &cbs[0], kernel_refusal(&cbs[0]));
+	close(ro);
+	close(wo);
+	close(opath);
+	close(dir);
 }
 END_TEST
 
@@ -498,6 +553,7 @@ static Suite *errors_suite(void)
 	tcase_add_test(submit, submit_bad_fd);
 	tcase_add_test(submit, submit_closed_fd);
 	tcase_add_test(submit, submit_wrong_access_mode);
+	tcase_add_test(submit, submit_first_fault_named);
 	tcase_add_test(submit, submit_negative_offset);
 	tcase_add_test(submit, submit_huge_nbytes);
 	tcase_add_test(submit, submit_iovec_count);

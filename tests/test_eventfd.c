@@ -20,7 +20,7 @@
 static io_context_t ctx;
 static struct aio_ring *ring;
 static int efd;
-static int fd;			/* 64 KiB on tmpfs */
+static int fd; /* 64 KiB on tmpfs */
 static char buf[4096];
 
 static void ctx_up(void)

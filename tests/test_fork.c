@@ -44,8 +44,8 @@ static void report(struct child_report *r, const char *name, long value)
  * ck_assert: it only measures. The names are string literals, whose
  * addresses the child shares with the parent.
  */
-static void in_child(void (*fn)(struct parent_ctx *, struct child_report *),
-		     struct parent_ctx *p, struct child_report *r)
+static void in_child(void (*fn)(struct parent_ctx *, struct child_report *), struct parent_ctx *p,
+		     struct child_report *r)
 {
 	int pipefd[2], status;
 	size_t got = 0;
@@ -79,8 +79,9 @@ static void expect(const struct child_report *r, const char *name, long want)
 {
 	for (int i = 0; i < r->nr; i++) {
 		if (strcmp(r->names[i], name) == 0) {
-			ck_assert_msg(r->values[i] == want, "in the child, %s returned %ld, not %ld",
-				      name, r->values[i], want);
+			ck_assert_msg(r->values[i] == want,
+				      "in the child, %s returned %ld, not %ld", name, r->values[i],
+				      want);
 			return;
 		}
 	}
@@ -179,7 +180,8 @@ static void reap_parent_events(struct parent_ctx *p, struct child_report *r)
 	struct timespec zero = { 0, 0 };
 
 	report(r, "io_queue_run", io_queue_run(p->ctx));
-	report(r, "io_getevents (zero timeout, event ready)", io_getevents(p->ctx, 0, 4, ev, &zero));
+	report(r, "io_getevents (zero timeout, event ready)",
+	       io_getevents(p->ctx, 0, 4, ev, &zero));
 	report(r, "callbacks run", callbacks_run);
 }
 

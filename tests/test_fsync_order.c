@@ -27,10 +27,10 @@
 int io_queue_wait(io_context_t ctx, struct timespec *timeout);
 
 #define NR_WRITES 32
-#define SLOT (1L << 20)		/* write i goes at offset i * SLOT */
+#define SLOT (1L << 20) /* write i goes at offset i * SLOT */
 #define MIN_WRITE (64L << 10)
 #define MAX_WRITE (1L << 20)
-#define FILE_SIZE (48 * SLOT)	/* room past the writes for later I/O */
+#define FILE_SIZE (48 * SLOT) /* room past the writes for later I/O */
 #define ROUNDS 10
 #define RING 256
 #define WAIT_MS 10000
@@ -63,16 +63,16 @@ static const int sync_ops[] = { IO_CMD_FSYNC, IO_CMD_FDSYNC };
 struct plan {
 	struct iocb io[MAX_OPS];
 	struct iovec iov[MAX_OPS][IOV_PER_WRITE];
-	long want[MAX_OPS];	/* the event's res */
-	int arrival[MAX_OPS];	/* position among the events, -1 before */
+	long want[MAX_OPS];   /* the event's res */
+	int arrival[MAX_OPS]; /* position among the events, -1 before */
 	int nr;
-	int cut[MAX_SUBMITS];	/* io_submit i takes io[cut[i - 1]] up to io[cut[i]] */
+	int cut[MAX_SUBMITS]; /* io_submit i takes io[cut[i - 1]] up to io[cut[i]] */
 	int nr_cuts;
 	int nr_arrived;
 };
 
-static char *wbuf;		/* what every write writes */
-static char *rbuf;		/* where reads land */
+static char *wbuf; /* what every write writes */
+static char *rbuf; /* where reads land */
 
 static const char *op_name(int op)
 {
@@ -202,8 +202,9 @@ static void plan_submit(io_context_t ctx, struct plan *p)
 		int n = p->cut[c] - from;
 		int ret = io_submit(ctx, n, ptrs + from);
 
-		ck_assert_msg(ret == n, "io_submit(%d iocbs, call %d of %d): expected %d, got %d (%s)",
-			      n, c + 1, p->nr_cuts, n, ret, ret < 0 ? strerror(-ret) : "partial");
+		ck_assert_msg(ret == n,
+			      "io_submit(%d iocbs, call %d of %d): expected %d, got %d (%s)", n,
+			      c + 1, p->nr_cuts, n, ret, ret < 0 ? strerror(-ret) : "partial");
 		from = p->cut[c];
 	}
 }
@@ -232,8 +233,10 @@ static void plan_reap(io_context_t ctx, struct plan *p, int batch)
 		int want = p->nr - p->nr_arrived < batch ? p->nr - p->nr_arrived : batch;
 		int got = getevents_ms(ctx, 1, want, ev, WAIT_MS);
 
-		ck_assert_msg(got > 0, "io_getevents(1, %d, 10 s): expected >= 1, got %d; %d of %d events arrived",
-			      want, got, p->nr_arrived, p->nr);
+		ck_assert_msg(
+		    got > 0,
+		    "io_getevents(1, %d, 10 s): expected >= 1, got %d; %d of %d events arrived",
+		    want, got, p->nr_arrived, p->nr);
 		for (int i = 0; i < got; i++)
 			plan_arrived(p, &ev[i]);
 	}
@@ -340,13 +343,18 @@ static double now_ms(void)
  * the writes, then the sync alone in a later call; half the writes, then
  * the other half with the sync.
  */
-enum split { SPLIT_NONE, SPLIT_SYNC_LATER, SPLIT_HALF, NR_SPLITS };
+enum split {
+	SPLIT_NONE,
+	SPLIT_SYNC_LATER,
+	SPLIT_HALF,
+	NR_SPLITS
+};
 
 static const char *const split_names[] = { "one io_submit", "sync in a later io_submit",
 					   "half the writes in a later io_submit" };
 
-static int plan_writes_then_sync(struct plan *p, int fd, int op, enum split split,
-				 unsigned *seed, int vectored)
+static int plan_writes_then_sync(struct plan *p, int fd, int op, enum split split, unsigned *seed,
+				 int vectored)
 {
 	plan_writes(p, fd, seed, vectored);
 	if (split == SPLIT_SYNC_LATER)
@@ -445,7 +453,8 @@ START_TEST(test_mixed_writes_then_sync)
 		plan_submit(ctx, &p);
 		ck_assert_int_eq(held(ctx), before + 1);
 		plan_reap(ctx, &p, 4);
-		assert_sync_after_writes(&p, s, "PWRITE and PWRITEV over two io_submit calls, FDSYNC");
+		assert_sync_after_writes(&p, s,
+					 "PWRITE and PWRITEV over two io_submit calls, FDSYNC");
 	}
 	ck_assert_int_eq(io_destroy(ctx), 0);
 	close(fd);
@@ -488,7 +497,9 @@ START_TEST(test_sync_covers_all_earlier_writes)
 		plan_submit(ctx, &p);
 		ck_assert_int_eq(held(ctx), before + 10);
 		plan_reap(ctx, &p, round == 2 ? 16 : 1);
-		assert_all_syncs_ordered(&p, "sixteen large writes, then eight groups of two small ones each after a sync");
+		assert_all_syncs_ordered(
+		    &p,
+		    "sixteen large writes, then eight groups of two small ones each after a sync");
 	}
 	ck_assert_int_eq(io_destroy(ctx), 0);
 	close(fd);
@@ -512,7 +523,9 @@ START_TEST(test_rule_off)
 	buffers_init();
 	ck_assert_int_eq(held(ctx), 0);
 	ret = aio_compat_set_fsync_order(ctx, 0);
-	ck_assert_msg(ret == 1, "aio_compat_set_fsync_order(ctx, 0) on a new context: expected 1 (on by default), got %d",
+	ck_assert_msg(ret == 1,
+		      "aio_compat_set_fsync_order(ctx, 0) on a new context: expected 1 (on by "
+		      "default), got %d",
 		      ret);
 	ck_assert_int_eq(aio_compat_set_fsync_order(ctx, 0), 0);
 	for (int round = 0; round < ROUNDS; round++) {
@@ -520,12 +533,14 @@ START_TEST(test_rule_off)
 		plan_init(&p);
 		s = plan_writes_then_sync(&p, fd, sync_ops[round % 2], SPLIT_NONE, &seed, 0);
 		plan_submit(ctx, &p);
-		ck_assert_msg(held(ctx) == 0, "rule off, round %d: aio_compat_held_syncs: expected 0, got %ld",
+		ck_assert_msg(held(ctx) == 0,
+			      "rule off, round %d: aio_compat_held_syncs: expected 0, got %ld",
 			      round + 1, held(ctx));
 		plan_reap(ctx, &p, 1);
 		reordered += overtaken(&p, s) > 0;
 	}
-	printf("backend %s: rule off: the sync overtook an earlier O_DIRECT write in %d of %d rounds\n",
+	printf("backend %s: rule off: the sync overtook an earlier O_DIRECT write in %d of %d "
+	       "rounds\n",
 	       test_backend(), reordered, ROUNDS);
 	fflush(stdout);
 
@@ -614,10 +629,11 @@ START_TEST(test_later_write_not_held)
 		assert_sync_after_writes(&p, s, "a write after the sync");
 		ahead += p.arrival[later] < p.arrival[s];
 	}
-	ck_assert_msg(ahead > 0,
-		      "a 4 KiB write submitted after a held sync never arrived before it in %d rounds: "
-		      "it was held back with the sync",
-		      rounds);
+	ck_assert_msg(
+	    ahead > 0,
+	    "a 4 KiB write submitted after a held sync never arrived before it in %d rounds: "
+	    "it was held back with the sync",
+	    rounds);
 	ck_assert_int_eq(io_destroy(ctx), 0);
 	close(fd);
 	buffers_free();
@@ -650,11 +666,11 @@ START_TEST(test_reads_and_other_fd_not_held)
 		read_ahead += p.arrival[rd] < p.arrival[s];
 		other_ahead += p.arrival[wr] < p.arrival[s];
 	}
-	ck_assert_msg(read_ahead > 0, "a read after a held sync never arrived before it in %d rounds",
-		      rounds);
-	ck_assert_msg(other_ahead > 0,
-		      "a write on another fd after a held sync never arrived before it in %d rounds",
-		      rounds);
+	ck_assert_msg(read_ahead > 0,
+		      "a read after a held sync never arrived before it in %d rounds", rounds);
+	ck_assert_msg(
+	    other_ahead > 0,
+	    "a write on another fd after a held sync never arrived before it in %d rounds", rounds);
 	ck_assert_int_eq(io_destroy(ctx), 0);
 	close(fd);
 	close(other);
@@ -744,11 +760,13 @@ START_TEST(test_two_fds)
 			ck_assert_int_eq(held(ctx), before + 2);
 		else if (!(round % 2))
 			ck_assert_msg(held(ctx) - before >= 1 && held(ctx) - before <= 2,
-				      "aio_compat_held_syncs grew by %ld for two syncs, one after O_DIRECT writes",
+				      "aio_compat_held_syncs grew by %ld for two syncs, one after "
+				      "O_DIRECT writes",
 				      held(ctx) - before);
 		else
 			ck_assert_msg(held(ctx) - before >= 0 && held(ctx) - before <= 2,
-				      "aio_compat_held_syncs grew by %ld for two syncs", held(ctx) - before);
+				      "aio_compat_held_syncs grew by %ld for two syncs",
+				      held(ctx) - before);
 		plan_reap(ctx, &p, round % 2 ? 1 : 8);
 		assert_all_syncs_ordered(&p, "syncs on two fds");
 	}
@@ -790,8 +808,9 @@ static void eventfd_only(int kind, int op, enum split split)
 		ck_assert_int_eq(held(ctx), 1);
 
 	ret = poll(&pfd, 1, WAIT_MS);
-	ck_assert_msg(ret == 1, "%s %s, %s: poll on the sync's eventfd for 10 s: expected 1, got %d",
-		      k->name, op_name(op), split_names[split], ret);
+	ck_assert_msg(ret == 1,
+		      "%s %s, %s: poll on the sync's eventfd for 10 s: expected 1, got %d", k->name,
+		      op_name(op), split_names[split], ret);
 	ck_assert_int_eq(read(efd, &count, sizeof(count)), sizeof(count));
 	ck_assert_msg(count == 1, "eventfd count: expected 1 (the sync only), got %llu",
 		      (unsigned long long)count);
@@ -803,12 +822,14 @@ static void eventfd_only(int kind, int op, enum split split)
 	for (unsigned i = head; i != tail; i = (i + 1) % ring->nr)
 		plan_arrived(&p, &ring->io_events[i]);
 	__atomic_store_n(&ring->head, tail, __ATOMIC_RELEASE);
-	ck_assert_msg(p.arrival[s] >= 0, "the eventfd was signalled but the sync's event is not in the ring (%d events)",
-		      p.nr_arrived);
+	ck_assert_msg(
+	    p.arrival[s] >= 0,
+	    "the eventfd was signalled but the sync's event is not in the ring (%d events)",
+	    p.nr_arrived);
 	for (int w = 0; w < s; w++)
 		ck_assert_msg(p.arrival[w] >= 0 && p.arrival[w] < p.arrival[s],
-			      "%s %s: write %d's event is not in the ring before the sync's", k->name,
-			      op_name(op), w);
+			      "%s %s: write %d's event is not in the ring before the sync's",
+			      k->name, op_name(op), w);
 	ck_assert_int_eq(p.nr_arrived, p.nr);
 	ck_assert_int_eq(getevents_ms(ctx, 0, 1, &left, 0), 0);
 	ck_assert_int_eq(io_destroy(ctx), 0);
@@ -891,15 +912,17 @@ START_TEST(test_queue_run_only)
 		struct timespec ts = { 1, 0 };
 
 		ck_assert_msg(now_ms() < deadline,
-			      "%s %s: io_queue_wait/io_queue_run for 10 s ran %d of %d callbacks, not the sync's",
+			      "%s %s: io_queue_wait/io_queue_run for 10 s ran %d of %d callbacks, "
+			      "not the sync's",
 			      k->name, op_name(op), nr_ran, NR_WRITES + 1);
 		ck_assert_int_eq(io_queue_wait(ctx, &ts), 0);
 		ck_assert_int_eq(io_queue_run(ctx), 0);
 	}
 	at = ran_at(sync);
 	ck_assert_int_eq(ran_res[at], 0);
-	ck_assert_msg(at == NR_WRITES, "%s %s: the sync's callback ran at position %d, expected last (%d)",
-		      k->name, op_name(op), at + 1, NR_WRITES + 1);
+	ck_assert_msg(at == NR_WRITES,
+		      "%s %s: the sync's callback ran at position %d, expected last (%d)", k->name,
+		      op_name(op), at + 1, NR_WRITES + 1);
 	for (int i = 0; i < NR_WRITES; i++) {
 		int w = ran_at(&p.io[i]);
 

@@ -77,8 +77,12 @@ static void writev_readv_back(int fd)
 {
 	char *out = aligned_buf(6 * BLOCK, 0);
 	char *in = aligned_buf(6 * BLOCK, 0xee);
-	struct iovec wv[3] = { { out, BLOCK }, { out + BLOCK, 3 * BLOCK }, { out + 4 * BLOCK, 2 * BLOCK } };
-	struct iovec rv[3] = { { in, 2 * BLOCK }, { in + 2 * BLOCK, BLOCK }, { in + 3 * BLOCK, 3 * BLOCK } };
+	struct iovec wv[3] = { { out, BLOCK },
+			       { out + BLOCK, 3 * BLOCK },
+			       { out + 4 * BLOCK, 2 * BLOCK } };
+	struct iovec rv[3] = { { in, 2 * BLOCK },
+			       { in + 2 * BLOCK, BLOCK },
+			       { in + 3 * BLOCK, 3 * BLOCK } };
 	struct iocb cb;
 
 	fill(out, 6 * BLOCK, 11);

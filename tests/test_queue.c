@@ -77,8 +77,7 @@ static void run_until(io_context_t ctx, int want)
 		ck_assert_int_eq(io_queue_run(ctx), 0);
 		if (nr_calls >= want)
 			break;
-		ck_assert_msg(now_ms() < deadline, "%d of %d callbacks ran in 2 s", nr_calls,
-			      want);
+		ck_assert_msg(now_ms() < deadline, "%d of %d callbacks ran in 2 s", nr_calls, want);
 		usleep(1000);
 	}
 	ck_assert_int_eq(nr_calls, want);
@@ -99,8 +98,8 @@ static void check_block(int fd, off_t off, size_t len, int pattern)
 	ck_assert_uint_le(len, sizeof(buf));
 	ck_assert_int_eq(pread(fd, buf, len, off), (ssize_t)len);
 	for (size_t i = 0; i < len; i++)
-		ck_assert_msg(buf[i] == pattern, "byte %zu at offset %lld: 0x%02x, wrote 0x%02x",
-			      i, (long long)off, buf[i], pattern);
+		ck_assert_msg(buf[i] == pattern, "byte %zu at offset %lld: 0x%02x, wrote 0x%02x", i,
+			      (long long)off, buf[i], pattern);
 }
 
 START_TEST(test_init_and_release)
@@ -148,7 +147,9 @@ END_TEST
 
 START_TEST(test_run_calls_each_once)
 {
-	enum { NR = 8 };
+	enum {
+		NR = 8
+	};
 	io_context_t ctx;
 	struct iocb iocbs[NR], *ios[NR];
 	void *bufs[NR];
@@ -188,7 +189,9 @@ END_TEST
 
 START_TEST(test_run_dispatches_all_ready_in_one_call)
 {
-	enum { NR = 8 };
+	enum {
+		NR = 8
+	};
 	io_context_t ctx;
 	struct iocb iocbs[NR], *ios[NR];
 	void *buf = aligned_buf(BLOCK, 0x5a);
@@ -229,7 +232,9 @@ END_TEST
 
 START_TEST(test_compat_queue_run_counts)
 {
-	enum { NR = 5 };
+	enum {
+		NR = 5
+	};
 	io_context_t ctx;
 	struct iocb iocbs[NR], *ios[NR];
 	void *buf;
@@ -320,7 +325,9 @@ static void free_cb(io_context_t ctx, struct iocb *iocb, long res, long res2)
 
 START_TEST(test_callback_frees_iocb)
 {
-	enum { NR = 16 };
+	enum {
+		NR = 16
+	};
 	io_context_t ctx;
 	struct iocb *ios[NR];
 	void *buf = aligned_buf(BLOCK, 0x21);

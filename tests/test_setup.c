@@ -185,7 +185,8 @@ static void run_loops(long rounds)
 	void *failed;
 
 	for (int i = 0; i < THREADS; i++)
-		ck_assert_int_eq(pthread_create(&t[i], NULL, setup_destroy_loop, (void *)rounds), 0);
+		ck_assert_int_eq(pthread_create(&t[i], NULL, setup_destroy_loop, (void *)rounds),
+				 0);
 	for (int i = 0; i < THREADS; i++) {
 		ck_assert_int_eq(pthread_join(t[i], &failed), 0);
 		ck_assert_ptr_null(failed);
@@ -293,7 +294,7 @@ END_TEST
 /* io_uring's own answer to a one-entry ring: 0, or the error io_setup must give. */
 static int uring_setup_result(void)
 {
-	long params[15] = { 0 };	/* struct io_uring_params is 120 bytes */
+	long params[15] = { 0 }; /* struct io_uring_params is 120 bytes */
 	long fd = syscall(SYS_io_uring_setup, 1, params);
 
 	if (fd < 0)
@@ -353,7 +354,7 @@ START_TEST(compat_setup_bad_arguments)
 	ck_assert_int_eq(aio_compat_setup(-1, &ctx, AIO_COMPAT_URING), -EINVAL);
 	ck_assert_int_eq(aio_compat_setup(8, NULL, AIO_COMPAT_NATIVE), -EFAULT);
 	ck_assert_int_eq(aio_compat_setup(8, &ctx, (enum aio_compat_backend)7), -EINVAL);
-	ck_assert_int_eq(aio_compat_setup(8, &ctx, (enum aio_compat_backend)-1), -EINVAL);
+	ck_assert_int_eq(aio_compat_setup(8, &ctx, (enum aio_compat_backend) - 1), -EINVAL);
 	ck_assert_ptr_null(ctx);
 	ctx = (io_context_t)0x1;
 	ck_assert_int_eq(aio_compat_setup(8, &ctx, AIO_COMPAT_NATIVE), -EINVAL);

@@ -32,7 +32,12 @@
 #define MAX_THREADS 8
 
 /* A slot is the owner's again only once its completion has been checked. */
-enum slot_state { FREE, IN_FLIGHT, CHECKING, DONE };
+enum slot_state {
+	FREE,
+	IN_FLIGHT,
+	CHECKING,
+	DONE
+};
 
 struct worker;
 
@@ -42,8 +47,8 @@ struct slot {
 	struct iovec iov[2];
 	struct worker *owner;
 	_Atomic int state;
-	int block;		/* -1 for a sync */
-	uint32_t gen;		/* the generation written, or expected by a read */
+	int block;    /* -1 for a sync */
+	uint32_t gen; /* the generation written, or expected by a read */
 	int is_read;
 	char *buf;
 };
@@ -53,8 +58,8 @@ struct worker {
 	int id;
 	pthread_t thread;
 	struct slot slots[SLOTS_PER_THREAD];
-	uint32_t gen[BLOCKS_PER_THREAD];	/* last generation written (completed or not) */
-	_Atomic int busy[BLOCKS_PER_THREAD];	/* a request on this block is in flight */
+	uint32_t gen[BLOCKS_PER_THREAD];     /* last generation written (completed or not) */
+	_Atomic int busy[BLOCKS_PER_THREAD]; /* a request on this block is in flight */
 	unsigned rng;
 	long ops;
 };
@@ -269,9 +274,9 @@ static void soak_init(struct soak *s, int nr_workers, int direct, unsigned seed)
 	pthread_mutex_init(&s->why_lock, NULL);
 	s->nr_workers = nr_workers;
 	s->direct = direct;
-	s->fd = tmpfile_in(direct ? "/var/tmp" : NULL,
-			   (size_t)nr_workers * BLOCKS_PER_THREAD * BLOCK,
-			   O_RDWR | (direct ? O_DIRECT : 0));
+	s->fd =
+	    tmpfile_in(direct ? "/var/tmp" : NULL, (size_t)nr_workers * BLOCKS_PER_THREAD * BLOCK,
+		       O_RDWR | (direct ? O_DIRECT : 0));
 	ck_assert_int_eq(io_setup(nr_workers * SLOTS_PER_THREAD, &s->ctx), 0);
 	for (int i = 0; i < nr_workers; i++) {
 		struct worker *w = &s->workers[i];
@@ -291,7 +296,8 @@ static void soak_init(struct soak *s, int nr_workers, int direct, unsigned seed)
 static void soak_start(struct soak *s)
 {
 	for (int i = 0; i < s->nr_workers; i++)
-		ck_assert_int_eq(pthread_create(&s->workers[i].thread, NULL, work, &s->workers[i]), 0);
+		ck_assert_int_eq(pthread_create(&s->workers[i].thread, NULL, work, &s->workers[i]),
+				 0);
 }
 
 /* Stops the workers, reaps what is left, and checks the books and the file. */

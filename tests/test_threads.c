@@ -272,8 +272,8 @@ static void outlive_round(void)
 	while (atomic_load(&sh.done) < TOTAL && !failed()) {
 		int ret = getevents_ms(sh.ctx, 1, 64, ev, 2000);
 
-		ck_assert_msg(ret > 0, "io_getevents returned %d after %d of %d completions",
-			      ret, atomic_load(&sh.done), TOTAL);
+		ck_assert_msg(ret > 0, "io_getevents returned %d after %d of %d completions", ret,
+			      atomic_load(&sh.done), TOTAL);
 		for (int i = 0; i < ret; i++)
 			account(&ev[i]);
 	}
@@ -351,7 +351,9 @@ static void *dispatcher(void *arg)
 
 START_TEST(test_queue_run_concurrent)
 {
-	enum { DISPATCHERS = 3 };
+	enum {
+		DISPATCHERS = 3
+	};
 	pthread_t threads[DISPATCHERS];
 	struct iocb *ios[TOTAL];
 

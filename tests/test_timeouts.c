@@ -402,7 +402,9 @@ static void *trickle_writes(void *arg)
 
 START_TEST(test_no_eintr_without_signal)
 {
-	enum { NR = TRICKLE };
+	enum {
+		NR = TRICKLE
+	};
 	static struct trickle t;
 	struct io_event ev;
 	pthread_t thread;
@@ -414,8 +416,8 @@ START_TEST(test_no_eintr_without_signal)
 	for (int i = 0; i < NR; i++) {
 		int ret = getevents_ms(t.ctx, 1, 1, &ev, 2000);
 
-		ck_assert_msg(ret == 1, "wait %d of %d returned %d with no signal sent", i + 1,
-			      NR, ret);
+		ck_assert_msg(ret == 1, "wait %d of %d returned %d with no signal sent", i + 1, NR,
+			      ret);
 		ck_assert_int_eq((long)ev.res, BLOCK);
 	}
 	ck_assert_int_eq(pthread_join(thread, NULL), 0);

@@ -114,8 +114,10 @@ void reap_n(io_context_t ctx, int n, struct io_event *ev, long ms)
 		ck_assert_int_ge(ret, 0);
 		got += ret;
 		clock_gettime(CLOCK_MONOTONIC, &now);
-		spent = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
-		ck_assert_msg(got == n || spent < ms, "reaped %d of %d events in %ld ms", got, n, spent);
+		spent =
+		    (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
+		ck_assert_msg(got == n || spent < ms, "reaped %d of %d events in %ld ms", got, n,
+			      spent);
 	}
 }
 

@@ -23,11 +23,15 @@
 
 #define MIB (1024u * 1024u)
 
-enum { ON_READ = 1, ON_COMMIT = 2, ON_DISPATCH = 4 };
+enum {
+	ON_READ = 1,
+	ON_COMMIT = 2,
+	ON_DISPATCH = 4
+};
 
 struct entrant {
 	struct contender c;
-	unsigned int on;	/* the workloads it runs */
+	unsigned int on; /* the workloads it runs */
 };
 
 static const struct entrant entrants[] = {
@@ -50,12 +54,11 @@ static const struct entrant entrants[] = {
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: aio-compat-bench [--json] [--quick] [--seconds S] [--rounds N]\n"
-		"         [--file-size MIB] [--shm-size MIB] [--dir DIR] [--shm-dir DIR]\n"
-		"         [--only WORKLOAD,...] [--contenders NAME,...] [--no-count]\n"
-		"         [--syscalls] [--ptrace] [--commit-direct]\n"
-		"BENCH_SECONDS sets the timed length when --seconds is not given.\n");
+	fprintf(f, "usage: aio-compat-bench [--json] [--quick] [--seconds S] [--rounds N]\n"
+		   "         [--file-size MIB] [--shm-size MIB] [--dir DIR] [--shm-dir DIR]\n"
+		   "         [--only WORKLOAD,...] [--contenders NAME,...] [--no-count]\n"
+		   "         [--syscalls] [--ptrace] [--commit-direct]\n"
+		   "BENCH_SECONDS sets the timed length when --seconds is not given.\n");
 }
 
 static int in_list(const char *list, const char *name)
@@ -99,26 +102,59 @@ static int parse_options(int argc, char **argv, struct options *o)
 	long file_mib = -1, shm_mib = -1;
 	int opt;
 
-	*o = (struct options){ .seconds = -1, .rounds = -1, .count = 1,
-			       .dir = "/var/tmp", .shm_dir = "/dev/shm" };
+	*o = (struct options){
+		.seconds = -1, .rounds = -1, .count = 1, .dir = "/var/tmp", .shm_dir = "/dev/shm"
+	};
 	while ((opt = getopt_long(argc, argv, "s:r:qjhn", longopts, NULL)) != -1) {
 		switch (opt) {
-		case 's': o->seconds = strtod(optarg, NULL); break;
-		case 'r': o->rounds = atoi(optarg); break;
-		case 'q': o->quick = 1; break;
-		case 'j': o->json = 1; break;
-		case 'f': file_mib = atol(optarg); break;
-		case 'm': shm_mib = atol(optarg); break;
-		case 'd': o->dir = optarg; break;
-		case 'D': o->shm_dir = optarg; break;
-		case 'o': o->only = optarg; break;
-		case 'c': o->contenders = optarg; break;
-		case 'n': o->count = 0; break;
-		case 'S': o->detail = 1; break;
-		case 'P': o->ptrace = 1; break;
-		case 'C': o->commit_direct = 1; break;
-		case 'h': usage(stdout); exit(0);
-		default: usage(stderr); return -1;
+		case 's':
+			o->seconds = strtod(optarg, NULL);
+			break;
+		case 'r':
+			o->rounds = atoi(optarg);
+			break;
+		case 'q':
+			o->quick = 1;
+			break;
+		case 'j':
+			o->json = 1;
+			break;
+		case 'f':
+			file_mib = atol(optarg);
+			break;
+		case 'm':
+			shm_mib = atol(optarg);
+			break;
+		case 'd':
+			o->dir = optarg;
+			break;
+		case 'D':
+			o->shm_dir = optarg;
+			break;
+		case 'o':
+			o->only = optarg;
+			break;
+		case 'c':
+			o->contenders = optarg;
+			break;
+		case 'n':
+			o->count = 0;
+			break;
+		case 'S':
+			o->detail = 1;
+			break;
+		case 'P':
+			o->ptrace = 1;
+			break;
+		case 'C':
+			o->commit_direct = 1;
+			break;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			usage(stderr);
+			return -1;
 		}
 	}
 	if (optind != argc) {
@@ -212,38 +248,60 @@ static int setup_workloads(struct bench *b)
 		 o->shm_dir, o->shm_size / MIB);
 	snprintf(what[1], sizeof(what[1]), "4 KiB random reads, %s (tmpfs), depth 32, %zu MiB file",
 		 o->shm_dir, o->shm_size / MIB);
-	snprintf(what[2], sizeof(what[2]), "4 KiB random reads, %s, depth 32, buffered, %zu MiB file",
-		 o->dir, o->file_size / MIB);
-	snprintf(what[3], sizeof(what[3]), "4 KiB random reads, %s, depth 32, O_DIRECT, %zu MiB file",
-		 o->dir, o->file_size / MIB);
-	add_workload(b, (struct workload){ .name = "tmpfs-qd1", .what = what[0],
-					   .kind = WL_RANDREAD, .depth = 1,
-					   .file_size = o->shm_size, .ref = "liburing",
+	snprintf(what[2], sizeof(what[2]),
+		 "4 KiB random reads, %s, depth 32, buffered, %zu MiB file", o->dir,
+		 o->file_size / MIB);
+	snprintf(what[3], sizeof(what[3]),
+		 "4 KiB random reads, %s, depth 32, O_DIRECT, %zu MiB file", o->dir,
+		 o->file_size / MIB);
+	add_workload(b, (struct workload){ .name = "tmpfs-qd1",
+					   .what = what[0],
+					   .kind = WL_RANDREAD,
+					   .depth = 1,
+					   .file_size = o->shm_size,
+					   .ref = "liburing",
 					   .ref_native = "libaio" });
-	add_workload(b, (struct workload){ .name = "tmpfs-qd32", .what = what[1],
-					   .kind = WL_RANDREAD, .depth = 32,
-					   .file_size = o->shm_size, .ref = "liburing",
+	add_workload(b, (struct workload){ .name = "tmpfs-qd32",
+					   .what = what[1],
+					   .kind = WL_RANDREAD,
+					   .depth = 32,
+					   .file_size = o->shm_size,
+					   .ref = "liburing",
 					   .ref_native = "libaio" });
-	add_workload(b, (struct workload){ .name = "disk-buffered", .what = what[2],
-					   .kind = WL_RANDREAD, .depth = 32,
-					   .file_size = o->file_size, .ref = "liburing" });
-	add_workload(b, (struct workload){ .name = "disk-direct", .what = what[3],
-					   .kind = WL_RANDREAD, .depth = 32,
-					   .file_size = o->file_size, .ref = "liburing" });
-	add_workload(b, (struct workload){ .name = "group-commit",
-					   .what = o->commit_direct ?
-							   "8 O_DIRECT appends of 4 KiB, then fdatasync" :
-							   "8 appends of 4 KiB, then fdatasync",
-					   .kind = WL_COMMIT, .depth = COMMIT_WRITES + 1,
-					   .ref = "liburing/drain" });
-	add_workload(b, (struct workload){ .name = "dispatch64",
-					   .what = "io_queue_run of 64 completed tmpfs reads, all in the ring",
-					   .kind = WL_DISPATCH, .depth = DISPATCH_NR,
-					   .file_size = o->shm_size, .ref = "libaio" });
-	add_workload(b, (struct workload){ .name = "dispatch64-eventfd",
-					   .what = "io_queue_run of 64 completed tmpfs reads, told by an eventfd",
-					   .kind = WL_DISPATCH, .depth = DISPATCH_NR,
-					   .file_size = o->shm_size, .ref = "libaio", .via_eventfd = 1 });
+	add_workload(b, (struct workload){ .name = "disk-buffered",
+					   .what = what[2],
+					   .kind = WL_RANDREAD,
+					   .depth = 32,
+					   .file_size = o->file_size,
+					   .ref = "liburing" });
+	add_workload(b, (struct workload){ .name = "disk-direct",
+					   .what = what[3],
+					   .kind = WL_RANDREAD,
+					   .depth = 32,
+					   .file_size = o->file_size,
+					   .ref = "liburing" });
+	add_workload(b, (struct workload){
+			    .name = "group-commit",
+			    .what = o->commit_direct ? "8 O_DIRECT appends of 4 KiB, then fdatasync"
+						     : "8 appends of 4 KiB, then fdatasync",
+			    .kind = WL_COMMIT,
+			    .depth = COMMIT_WRITES + 1,
+			    .ref = "liburing/drain" });
+	add_workload(b, (struct workload){
+			    .name = "dispatch64",
+			    .what = "io_queue_run of 64 completed tmpfs reads, all in the ring",
+			    .kind = WL_DISPATCH,
+			    .depth = DISPATCH_NR,
+			    .file_size = o->shm_size,
+			    .ref = "libaio" });
+	add_workload(b, (struct workload){
+			    .name = "dispatch64-eventfd",
+			    .what = "io_queue_run of 64 completed tmpfs reads, told by an eventfd",
+			    .kind = WL_DISPATCH,
+			    .depth = DISPATCH_NR,
+			    .file_size = o->shm_size,
+			    .ref = "libaio",
+			    .via_eventfd = 1 });
 	return b->nwl ? 0 : -1;
 }
 
@@ -274,8 +332,8 @@ static void open_files(struct bench *b)
 	b->direct_fd = need_disk ? reopen(b->disk_fd, O_RDONLY | O_DIRECT) : -EBADF;
 	if (b->direct_fd < 0 && b->disk_fd >= 0)
 		file_error("O_DIRECT", b->o.dir, b->direct_fd);
-	b->commit_fd = need_commit ? unnamed_file(b->o.dir, b->o.commit_direct ? O_DIRECT : 0) :
-				     -EBADF;
+	b->commit_fd =
+	    need_commit ? unnamed_file(b->o.dir, b->o.commit_direct ? O_DIRECT : 0) : -EBADF;
 	if (b->commit_fd < 0 && need_commit)
 		file_error("a file", b->o.dir, b->commit_fd);
 	for (i = 0; i < b->nwl; i++) {
@@ -423,7 +481,8 @@ static void timed_pass(struct bench *b)
 
 	for (round = 0; round < b->o.rounds; round++) {
 		for (first = 0; first < b->ncells; first += n) {
-			for (n = 0; first + n < b->ncells && b->cells[first + n].w == b->cells[first].w;)
+			for (n = 0;
+			     first + n < b->ncells && b->cells[first + n].w == b->cells[first].w;)
 				n++;
 			for (j = 0; j < n; j++) {
 				i = first + (j + round) % n;
@@ -496,7 +555,8 @@ int main(int argc, char **argv)
 		count_pass(&b);
 	}
 	if (!b.o.json)
-		fprintf(stderr, "aio-compat-bench: %d runs of %.3f s\n", timed * b.o.rounds, b.slice);
+		fprintf(stderr, "aio-compat-bench: %d runs of %.3f s\n", timed * b.o.rounds,
+			b.slice);
 	timed_pass(&b);
 	if (b.o.json)
 		report_json(&b);

@@ -44,25 +44,46 @@ static const struct {
 	long nr;
 	const char *name;
 } names[] = {
-	{ SYS_read, "read" }, { SYS_write, "write" }, { SYS_pread64, "pread64" },
-	{ SYS_pwrite64, "pwrite64" }, { SYS_fdatasync, "fdatasync" }, { SYS_fsync, "fsync" },
-	{ SYS_futex, "futex" }, { SYS_ppoll, "ppoll" }, { SYS_poll, "poll" },
-	{ SYS_io_submit, "io_submit" }, { SYS_io_getevents, "io_getevents" },
-	{ SYS_io_pgetevents, "io_pgetevents" }, { SYS_io_uring_enter, "io_uring_enter" },
-	{ SYS_newfstatat, "newfstatat" }, { SYS_fstat, "fstat" }, { SYS_eventfd2, "eventfd2" },
-	{ SYS_clone3, "clone3" }, { SYS_clone, "clone" }, { SYS_mmap, "mmap" },
-	{ SYS_munmap, "munmap" }, { SYS_mprotect, "mprotect" }, { SYS_madvise, "madvise" },
-	{ SYS_rt_sigprocmask, "rt_sigprocmask" }, { SYS_rt_sigaction, "rt_sigaction" },
-	{ SYS_getpid, "getpid" }, { SYS_gettid, "gettid" }, { SYS_sched_yield, "sched_yield" },
-	{ SYS_set_robust_list, "set_robust_list" }, { SYS_rseq, "rseq" }, { SYS_exit, "exit" },
-	{ SYS_nanosleep, "nanosleep" }, { SYS_clock_nanosleep, "clock_nanosleep" },
-	{ SYS_fcntl, "fcntl" }, { SYS_lseek, "lseek" },
+	{ SYS_read, "read" },
+	{ SYS_write, "write" },
+	{ SYS_pread64, "pread64" },
+	{ SYS_pwrite64, "pwrite64" },
+	{ SYS_fdatasync, "fdatasync" },
+	{ SYS_fsync, "fsync" },
+	{ SYS_futex, "futex" },
+	{ SYS_ppoll, "ppoll" },
+	{ SYS_poll, "poll" },
+	{ SYS_io_submit, "io_submit" },
+	{ SYS_io_getevents, "io_getevents" },
+	{ SYS_io_pgetevents, "io_pgetevents" },
+	{ SYS_io_uring_enter, "io_uring_enter" },
+	{ SYS_newfstatat, "newfstatat" },
+	{ SYS_fstat, "fstat" },
+	{ SYS_eventfd2, "eventfd2" },
+	{ SYS_clone3, "clone3" },
+	{ SYS_clone, "clone" },
+	{ SYS_mmap, "mmap" },
+	{ SYS_munmap, "munmap" },
+	{ SYS_mprotect, "mprotect" },
+	{ SYS_madvise, "madvise" },
+	{ SYS_rt_sigprocmask, "rt_sigprocmask" },
+	{ SYS_rt_sigaction, "rt_sigaction" },
+	{ SYS_getpid, "getpid" },
+	{ SYS_gettid, "gettid" },
+	{ SYS_sched_yield, "sched_yield" },
+	{ SYS_set_robust_list, "set_robust_list" },
+	{ SYS_rseq, "rseq" },
+	{ SYS_exit, "exit" },
+	{ SYS_nanosleep, "nanosleep" },
+	{ SYS_clock_nanosleep, "clock_nanosleep" },
+	{ SYS_fcntl, "fcntl" },
+	{ SYS_lseek, "lseek" },
 };
 
 struct count_msg {
 	int64_t ret;
 	uint64_t ops;
-	uint64_t calls;		/* perf: what the counter saw */
+	uint64_t calls; /* perf: what the counter saw */
 };
 
 static const char *tracepoint_ids[] = {
@@ -78,7 +99,8 @@ void mark_region(long which)
 {
 	if (counter_fd >= 0) {
 		/* The disabling ioctl is counted on entry; count_syscalls takes it off. */
-		ioctl(counter_fd, which == MARK_BEGIN ? PERF_EVENT_IOC_ENABLE : PERF_EVENT_IOC_DISABLE, 0);
+		ioctl(counter_fd,
+		      which == MARK_BEGIN ? PERF_EVENT_IOC_ENABLE : PERF_EVENT_IOC_DISABLE, 0);
 		counter_ends += which == MARK_END;
 		return;
 	}
@@ -187,9 +209,9 @@ static long trace_child(pid_t child, struct tally *t)
 
 	if (waitpid(child, &status, 0) != child || !WIFSTOPPED(status))
 		return -ECHILD;
-	if (ptrace(PTRACE_SETOPTIONS, child, NULL,
-		   (void *)(long)(PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACECLONE |
-				  PTRACE_O_EXITKILL)) ||
+	if (ptrace(
+		PTRACE_SETOPTIONS, child, NULL,
+		(void *)(long)(PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACECLONE | PTRACE_O_EXITKILL)) ||
 	    ptrace(PTRACE_SYSCALL, child, NULL, NULL)) {
 		kill(child, SIGKILL);
 		waitpid(child, &status, 0);
@@ -200,7 +222,7 @@ static long trace_child(pid_t child, struct tally *t)
 		if (pid < 0) {
 			if (errno == EINTR)
 				continue;
-			break;	/* ECHILD: every thread is gone */
+			break; /* ECHILD: every thread is gone */
 		}
 		if (!WIFSTOPPED(status)) {
 			if (pid == child && (!WIFEXITED(status) || WEXITSTATUS(status)))

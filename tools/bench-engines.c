@@ -54,7 +54,7 @@ struct engine {
 	struct iocb *iocbs;
 	struct iocb **queue;
 	struct io_event *events;
-	int efd;		/* eventfd of the dispatch workload */
+	int efd; /* eventfd of the dispatch workload */
 	/* liburing */
 	struct io_uring ring;
 	int ring_ready;
@@ -66,14 +66,14 @@ struct engine {
 	char *busy;
 };
 
-#define BIND(sym, field)                                                               \
-	do {                                                                           \
-		void *p = dlsym(h, sym);                                               \
-		if (!p) {                                                              \
-			snprintf(libaio_error, sizeof(libaio_error), "%s", dlerror());  \
-			return -ENOENT;                                                \
-		}                                                                      \
-		memcpy(&libaio_api.field, &p, sizeof(p));                              \
+#define BIND(sym, field)                                                                           \
+	do {                                                                                       \
+		void *p = dlsym(h, sym);                                                           \
+		if (!p) {                                                                          \
+			snprintf(libaio_error, sizeof(libaio_error), "%s", dlerror());             \
+			return -ENOENT;                                                            \
+		}                                                                                  \
+		memcpy(&libaio_api.field, &p, sizeof(p));                                          \
 	} while (0)
 
 static int load_libaio(void)
@@ -295,7 +295,7 @@ static int uring_reap(struct engine *e, struct done *done, int max)
 	unsigned int head;
 	int n = 0;
 
-	io_uring_for_each_cqe(&e->ring, head, cqe) {
+	io_uring_for_each_cqe (&e->ring, head, cqe) {
 		if (n == max)
 			break;
 		done[n].slot = (int)cqe->user_data;
@@ -315,7 +315,8 @@ static int uring_kick(struct engine *e, int wait_nr, struct done *done, int max)
 		/* One io_uring_enter submits and waits, as a tuned program does. */
 		unsigned int ready = io_uring_cq_ready(&e->ring);
 
-		ret = io_uring_submit_and_wait(&e->ring, ready >= (unsigned int)wait_nr ? 0 : wait_nr);
+		ret = io_uring_submit_and_wait(&e->ring,
+					       ready >= (unsigned int)wait_nr ? 0 : wait_nr);
 		if (ret < 0)
 			return ret;
 		e->nqueued = 0;
@@ -581,7 +582,7 @@ static int uring_dispatch(struct engine *e, const struct req *reqs, uint64_t *ns
 	t0 = now_ns();
 	while (dispatched < DISPATCH_NR) {
 		n = 0;
-		io_uring_for_each_cqe(&e->ring, head, cqe) {
+		io_uring_for_each_cqe (&e->ring, head, cqe) {
 			cb = (io_callback_t)(uintptr_t)cqe->user_data;
 			cb(NULL, NULL, cqe->res, 0);
 			n++;

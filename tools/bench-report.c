@@ -72,41 +72,60 @@ static double cell_syscalls(const struct bench *b, const char *workload, const c
 	return x ? x->syscalls : -1;
 }
 
-enum goal { AT_LEAST, AT_MOST, INFO };
+enum goal {
+	AT_LEAST,
+	AT_MOST,
+	INFO
+};
 
 struct target {
 	const char *what;
-	const char *workload, *num, *den;	/* den NULL: num's syscalls/op */
+	const char *workload, *num, *den; /* den NULL: num's syscalls/op */
 	enum goal goal;
 	double bound;
 };
 
 static const struct target targets[] = {
-	{ "lib-uring / liburing, tmpfs depth 1", "tmpfs-qd1", "lib-uring", "liburing", AT_LEAST, 0.95 },
-	{ "lib-uring / liburing, tmpfs depth 32", "tmpfs-qd32", "lib-uring", "liburing", AT_LEAST, 0.95 },
-	{ "lib-native / libaio, tmpfs depth 1", "tmpfs-qd1", "lib-native", "libaio", AT_LEAST, 0.95 },
-	{ "lib-native / libaio, tmpfs depth 32", "tmpfs-qd32", "lib-native", "libaio", AT_LEAST, 0.95 },
-	{ "lib-uring / libaio, disk buffered depth 32", "disk-buffered", "lib-uring", "libaio", AT_LEAST, 3 },
-	{ "lib-uring / liburing, disk O_DIRECT depth 32", "disk-direct", "lib-uring", "liburing", INFO, 0 },
-	{ "lib-uring ordered / liburing drain, group commit", "group-commit", "lib-uring/ordered", "liburing/drain", AT_LEAST, 0.9 },
-	{ "lib-native ordered / liburing drain, group commit", "group-commit", "lib-native/ordered", "liburing/drain", AT_LEAST, 0.9 },
-	{ "price of the rule: lib-uring ordered / unordered", "group-commit", "lib-uring/ordered", "lib-uring/unordered", INFO, 0 },
-	{ "price of the rule: lib-native ordered / unordered", "group-commit", "lib-native/ordered", "lib-native/unordered", INFO, 0 },
-	{ "price of drain: liburing drain / unordered", "group-commit", "liburing/drain", "liburing/unordered", INFO, 0 },
-	{ "libaio waiting / liburing drain, group commit", "group-commit", "libaio/wait", "liburing/drain", INFO, 0 },
-	{ "glibc aio_fsync / liburing drain, group commit", "group-commit", "posix-aio/aio_fsync", "liburing/drain", INFO, 0 },
+	{ "lib-uring / liburing, tmpfs depth 1", "tmpfs-qd1", "lib-uring", "liburing", AT_LEAST,
+	  0.95 },
+	{ "lib-uring / liburing, tmpfs depth 32", "tmpfs-qd32", "lib-uring", "liburing", AT_LEAST,
+	  0.95 },
+	{ "lib-native / libaio, tmpfs depth 1", "tmpfs-qd1", "lib-native", "libaio", AT_LEAST,
+	  0.95 },
+	{ "lib-native / libaio, tmpfs depth 32", "tmpfs-qd32", "lib-native", "libaio", AT_LEAST,
+	  0.95 },
+	{ "lib-uring / libaio, disk buffered depth 32", "disk-buffered", "lib-uring", "libaio",
+	  AT_LEAST, 3 },
+	{ "lib-uring / liburing, disk O_DIRECT depth 32", "disk-direct", "lib-uring", "liburing",
+	  INFO, 0 },
+	{ "lib-uring ordered / liburing drain, group commit", "group-commit", "lib-uring/ordered",
+	  "liburing/drain", AT_LEAST, 0.9 },
+	{ "lib-native ordered / liburing drain, group commit", "group-commit", "lib-native/ordered",
+	  "liburing/drain", AT_LEAST, 0.9 },
+	{ "price of the rule: lib-uring ordered / unordered", "group-commit", "lib-uring/ordered",
+	  "lib-uring/unordered", INFO, 0 },
+	{ "price of the rule: lib-native ordered / unordered", "group-commit", "lib-native/ordered",
+	  "lib-native/unordered", INFO, 0 },
+	{ "price of drain: liburing drain / unordered", "group-commit", "liburing/drain",
+	  "liburing/unordered", INFO, 0 },
+	{ "libaio waiting / liburing drain, group commit", "group-commit", "libaio/wait",
+	  "liburing/drain", INFO, 0 },
+	{ "glibc aio_fsync / liburing drain, group commit", "group-commit", "posix-aio/aio_fsync",
+	  "liburing/drain", INFO, 0 },
 	{ "syscalls per dispatch of 64, lib-uring", "dispatch64", "lib-uring", NULL, AT_MOST, 1 },
 	{ "syscalls per dispatch of 64, lib-native", "dispatch64", "lib-native", NULL, AT_MOST, 2 },
 	{ "syscalls per dispatch of 64, libaio", "dispatch64", "libaio", NULL, INFO, 0 },
-	{ "syscalls per dispatch, eventfd, lib-uring", "dispatch64-eventfd", "lib-uring", NULL, INFO, 0 },
-	{ "syscalls per dispatch, eventfd, lib-native", "dispatch64-eventfd", "lib-native", NULL, INFO, 0 },
+	{ "syscalls per dispatch, eventfd, lib-uring", "dispatch64-eventfd", "lib-uring", NULL,
+	  INFO, 0 },
+	{ "syscalls per dispatch, eventfd, lib-native", "dispatch64-eventfd", "lib-native", NULL,
+	  INFO, 0 },
 };
 #define NR_TARGETS (sizeof(targets) / sizeof(targets[0]))
 
 static double target_value(const struct bench *b, const struct target *t)
 {
-	return t->den ? ratio(b, t->workload, t->num, t->den) :
-			cell_syscalls(b, t->workload, t->num);
+	return t->den ? ratio(b, t->workload, t->num, t->den)
+		      : cell_syscalls(b, t->workload, t->num);
 }
 
 static const char *verdict(const struct target *t, double v)
@@ -125,7 +144,7 @@ struct machine {
 	char cpu[128];
 	struct utsname uts;
 	char disk_fs[64], disk_dev[256], shm_fs[64];
-	double load_after;	/* 1-minute load average, which includes the run */
+	double load_after; /* 1-minute load average, which includes the run */
 };
 
 double load_average(void)
@@ -199,7 +218,8 @@ static const char *syscall_method(const struct bench *b)
 	if (!b->perf)
 		return "ptrace (PTRACE_GET_SYSCALL_INFO), every thread, separate untimed pass";
 	if (b->o.detail)
-		return "perf counter on raw_syscalls:sys_enter, every thread, separate untimed pass;"
+		return "perf counter on raw_syscalls:sys_enter, every thread, separate untimed "
+		       "pass;"
 		       " names from a ptrace pass, which overstates calls made on a timer";
 	return "perf counter on raw_syscalls:sys_enter, every thread, separate untimed pass";
 }
@@ -219,8 +239,9 @@ static void print_cell(const struct bench *b, const struct cell *cell)
 	printf("  %-22s", cell->c->name);
 	if (!cell->runs) {
 		printf(" %s: %s\n", cell->failed ? "failed" : "unavailable",
-		       cell->err == -ENOENT && cell->c->kind == ENGINE_LIBAIO ?
-			       engine_libaio_error() : strerror(-cell->err));
+		       cell->err == -ENOENT && cell->c->kind == ENGINE_LIBAIO
+			   ? engine_libaio_error()
+			   : strerror(-cell->err));
 		return;
 	}
 	print_num(median(cell->ops_s, cell->runs), 11, 0);
@@ -241,13 +262,13 @@ static void print_text(const struct bench *b, const struct machine *m)
 	size_t t;
 	int i;
 
-	printf("aio-compat-bench: %d round%s of %.3f s per contender and workload; medians of the rounds\n",
+	printf("aio-compat-bench: %d round%s of %.3f s per contender and workload; medians of the "
+	       "rounds\n",
 	       b->o.rounds, b->o.rounds > 1 ? "s" : "", b->slice);
 	printf("machine: %ld cores (%s), Linux %s, %s on %s (%s), %s on %s\n", m->cores, m->cpu,
 	       m->uts.release, b->o.dir, m->disk_fs, m->disk_dev, b->o.shm_dir, m->shm_fs);
 	printf("load average: %.2f before, %.2f after%s\n", b->load_before, m->load_after,
-	       b->load_before > 0.5 ?
-		       " (other work was running: numbers are noisier)" : "");
+	       b->load_before > 0.5 ? " (other work was running: numbers are noisier)" : "");
 	printf("system calls: %s\n", syscall_method(b));
 	for (i = 0; i < b->ncells; i++) {
 		const struct cell *cell = &b->cells[i];
@@ -256,8 +277,9 @@ static void print_text(const struct bench *b, const struct machine *m)
 			last = cell->w;
 			printf("\n%s: %s\n", last->name, last->what);
 			printf("  %-22s %11s %9s %9s %10s  %s\n", "contender",
-			       last->kind == WL_COMMIT ? "commits/s" :
-			       last->kind == WL_DISPATCH ? "runs/s" : "ops/s",
+			       last->kind == WL_COMMIT	   ? "commits/s"
+			       : last->kind == WL_DISPATCH ? "runs/s"
+							   : "ops/s",
 			       "p50 us", "p99 us", last->kind == WL_DISPATCH ? "sys/run" : "sys/op",
 			       "ratio to");
 		}
@@ -272,8 +294,9 @@ static void print_text(const struct bench *b, const struct machine *m)
 		printf("  %-52s", targets[t].what);
 		print_num(v, 7, 2);
 		if (targets[t].goal != INFO)
-			printf("  %s %-5g %s", targets[t].goal == AT_LEAST ? ">=" : "<=",
-			       targets[t].bound, verdict(&targets[t], v));
+			printf("  %s %-5g %s",
+			       targets[t].goal == AT_LEAST ? ">=" : "<=", targets[t].bound,
+			       verdict(&targets[t], v));
 		printf("\n");
 	}
 }
@@ -331,7 +354,8 @@ static void print_json(const struct bench *b, const struct machine *m)
 				first = i;
 			lastc = i;
 		}
-		printf("    {\"name\": \"%s\", \"what\": \"%s\", \"reference\": \"%s\", \"results\": [\n",
+		printf("    {\"name\": \"%s\", \"what\": \"%s\", \"reference\": \"%s\", "
+		       "\"results\": [\n",
 		       b->wl[w].name, b->wl[w].what, b->wl[w].ref);
 		for (i = first; i >= 0 && i <= lastc; i++)
 			print_json_cell(b, &b->cells[i], i == lastc);
@@ -346,8 +370,11 @@ static void print_json(const struct bench *b, const struct machine *m)
 		if (targets[t].goal == INFO)
 			printf("\"goal\": null, \"met\": null");
 		else
-			printf("\"goal\": \"%s %g\", \"met\": %s", targets[t].goal == AT_LEAST ? ">=" : "<=",
-			       targets[t].bound, v < 0 ? "null" : *verdict(&targets[t], v) == 'm' ? "true" : "false");
+			printf("\"goal\": \"%s %g\", \"met\": %s",
+			       targets[t].goal == AT_LEAST ? ">=" : "<=", targets[t].bound,
+			       v < 0				 ? "null"
+			       : *verdict(&targets[t], v) == 'm' ? "true"
+								 : "false");
 		printf("}%s\n", t + 1 < NR_TARGETS ? "," : "");
 	}
 	printf("  ]\n}\n");

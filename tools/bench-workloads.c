@@ -28,7 +28,7 @@ static void samples_add(struct samples *s, uint64_t ns)
 		uint64_t *p = realloc(s->ns, cap * sizeof(*p));
 
 		if (!p)
-			return;	/* a shorter sample, not a wrong one */
+			return; /* a shorter sample, not a wrong one */
 		s->ns = p;
 		s->cap = cap;
 	}
@@ -94,8 +94,8 @@ static char *alloc_buffers(int n)
 
 static void report_bad_result(const struct contender *c, const char *what, long res, long want)
 {
-	fprintf(stderr, "aio-compat-bench: %s: %s returned %ld, expected %ld\n", c->name, what,
-		res, want);
+	fprintf(stderr, "aio-compat-bench: %s: %s returned %ld, expected %ld\n", c->name, what, res,
+		want);
 }
 
 struct read_loop {
@@ -166,8 +166,8 @@ static int read_steps(struct read_loop *l, const struct contender *c, const stru
 	return 0;
 }
 
-static int run_randread(const struct workload *w, const struct contender *c,
-			const struct budget *b, struct run_result *r)
+static int run_randread(const struct workload *w, const struct contender *c, const struct budget *b,
+			struct run_result *r)
 {
 	struct read_loop l = { .w = w, .rng = 0x9e3779b97f4a7c15ull ^ now_ns() };
 	struct done *done;
@@ -211,8 +211,9 @@ static int reap_checked(struct engine *e, int n, const long *want, const struct 
 			return ret;
 		for (i = 0; i < ret; i++) {
 			if (done[i].res != want[done[i].slot]) {
-				report_bad_result(c, done[i].slot == COMMIT_WRITES ? "fdatasync" : "write",
-						  done[i].res, want[done[i].slot]);
+				report_bad_result(
+				    c, done[i].slot == COMMIT_WRITES ? "fdatasync" : "write",
+				    done[i].res, want[done[i].slot]);
 				return -EIO;
 			}
 		}
@@ -245,8 +246,8 @@ static int commit_once(struct engine *e, const struct contender *c, int fd, char
 	return reap_checked(e, c->split_commit ? 1 : COMMIT_WRITES + 1, want, c);
 }
 
-static int run_commit(const struct workload *w, const struct contender *c,
-		      const struct budget *b, struct run_result *r)
+static int run_commit(const struct workload *w, const struct contender *c, const struct budget *b,
+		      struct run_result *r)
 {
 	uint64_t start, t, t0, deadline;
 	struct engine *e;
@@ -284,8 +285,8 @@ static int run_commit(const struct workload *w, const struct contender *c,
 	return ret;
 }
 
-static int run_dispatch(const struct workload *w, const struct contender *c,
-			const struct budget *b, struct run_result *r)
+static int run_dispatch(const struct workload *w, const struct contender *c, const struct budget *b,
+			struct run_result *r)
 {
 	struct req reqs[DISPATCH_NR];
 	uint64_t rng = 0x2545f4914f6cdd1dull ^ now_ns(), deadline, ns, busy = 0;

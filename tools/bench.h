@@ -12,28 +12,32 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define BENCH_BS 4096u		/* every read and write is 4 KiB */
-#define COMMIT_WRITES 8		/* appends per group commit */
-#define DISPATCH_NR 64		/* completions per io_queue_run dispatch */
+#define BENCH_BS 4096u	/* every read and write is 4 KiB */
+#define COMMIT_WRITES 8 /* appends per group commit */
+#define DISPATCH_NR 64	/* completions per io_queue_run dispatch */
 
 enum engine_kind {
-	ENGINE_LIB,		/* this library, through the libaio API */
-	ENGINE_LIBAIO,		/* libaio.so.1, dlopen'd */
-	ENGINE_LIBURING,	/* liburing, used directly */
-	ENGINE_POSIX,		/* glibc's <aio.h> */
-	ENGINE_SYNC,		/* pread, pwrite, fdatasync */
+	ENGINE_LIB,	 /* this library, through the libaio API */
+	ENGINE_LIBAIO,	 /* libaio.so.1, dlopen'd */
+	ENGINE_LIBURING, /* liburing, used directly */
+	ENGINE_POSIX,	 /* glibc's <aio.h> */
+	ENGINE_SYNC,	 /* pread, pwrite, fdatasync */
 };
 
 struct contender {
 	const char *name;
 	enum engine_kind kind;
-	int backend;		/* ENGINE_LIB: AIO_COMPAT_URING or _NATIVE */
-	int fsync_order;	/* ENGINE_LIB: the honest-fsync rule */
-	int drain;		/* ENGINE_LIBURING: IOSQE_IO_DRAIN on syncs */
-	int split_commit;	/* wait for the writes, then submit the sync */
+	int backend;	  /* ENGINE_LIB: AIO_COMPAT_URING or _NATIVE */
+	int fsync_order;  /* ENGINE_LIB: the honest-fsync rule */
+	int drain;	  /* ENGINE_LIBURING: IOSQE_IO_DRAIN on syncs */
+	int split_commit; /* wait for the writes, then submit the sync */
 };
 
-enum req_op { REQ_READ, REQ_WRITE, REQ_FDSYNC };
+enum req_op {
+	REQ_READ,
+	REQ_WRITE,
+	REQ_FDSYNC
+};
 
 struct req {
 	enum req_op op;
@@ -81,18 +85,22 @@ struct samples {
 };
 
 struct budget {
-	double seconds;		/* stop after this long ... */
-	uint64_t max_ops;	/* ... or after this many operations (0: no limit) */
-	int counting;		/* mark the measured region for the syscall counter */
+	double seconds;	  /* stop after this long ... */
+	uint64_t max_ops; /* ... or after this many operations (0: no limit) */
+	int counting;	  /* mark the measured region for the syscall counter */
 };
 
 struct run_result {
 	uint64_t ops;
 	double seconds;
-	struct samples lat;	/* per-operation latency, ns */
+	struct samples lat; /* per-operation latency, ns */
 };
 
-enum workload_kind { WL_RANDREAD, WL_COMMIT, WL_DISPATCH };
+enum workload_kind {
+	WL_RANDREAD,
+	WL_COMMIT,
+	WL_DISPATCH
+};
 
 struct workload {
 	const char *name;
@@ -102,13 +110,13 @@ struct workload {
 	int fd;			/* file the workload reads or appends to */
 	size_t file_size;	/* readable bytes of fd */
 	const char *ref;	/* contender whose numbers the ratio divides by */
-	const char *ref_native;	/* reference for the native backend, if other */
+	const char *ref_native; /* reference for the native backend, if other */
 	int via_eventfd;	/* dispatch: learn of completions from an eventfd */
 };
 
 /* Runs workload w through contender c within budget b. 0 or -errno. */
-int workload_run(const struct workload *w, const struct contender *c,
-		 const struct budget *b, struct run_result *r);
+int workload_run(const struct workload *w, const struct contender *c, const struct budget *b,
+		 struct run_result *r);
 void samples_free(struct samples *s);
 /* The q-quantile (0..1) of s, sorting it; 0 when empty. */
 uint64_t samples_quantile(struct samples *s, double q);
@@ -140,31 +148,31 @@ double count_syscalls(const struct workload *w, const struct contender *c, uint6
 
 /* One run of the benchmark: its options, workloads and results. */
 struct options {
-	double seconds;		/* timed length of the whole run */
+	double seconds; /* timed length of the whole run */
 	int rounds;
 	int quick;
 	int json;
-	int count;		/* the system call pass */
-	int detail;		/* name the system calls under each row */
-	int ptrace;		/* count with ptrace even when perf could */
+	int count;  /* the system call pass */
+	int detail; /* name the system calls under each row */
+	int ptrace; /* count with ptrace even when perf could */
 	int commit_direct;
 	size_t file_size;
 	size_t shm_size;
 	const char *dir;
 	const char *shm_dir;
 	const char *only;	/* comma-separated workload names */
-	const char *contenders;	/* comma-separated contender names */
+	const char *contenders; /* comma-separated contender names */
 };
 
 struct cell {
 	struct workload *w;
 	const struct contender *c;
-	int err;		/* unavailable or failed: -errno */
-	int failed;		/* err came from a run, not from setting up */
-	double *ops_s, *p50, *p99;	/* one per round */
+	int err;		   /* unavailable or failed: -errno */
+	int failed;		   /* err came from a run, not from setting up */
+	double *ops_s, *p50, *p99; /* one per round */
 	int runs;
-	double syscalls;	/* per operation; < 0 when not counted */
-	char syscall_detail[160];	/* the busiest calls, per operation */
+	double syscalls;	  /* per operation; < 0 when not counted */
+	char syscall_detail[160]; /* the busiest calls, per operation */
 	uint64_t count_ops;
 };
 
@@ -176,9 +184,9 @@ struct bench {
 	int ncells;
 	int shm_fd, disk_fd, direct_fd, commit_fd;
 	double slice;
-	int perf;		/* count with the perf counter, not ptrace */
+	int perf; /* count with the perf counter, not ptrace */
 	int failed;
-	double load_before;	/* 1-minute load average at the start */
+	double load_before; /* 1-minute load average at the start */
 };
 
 /* bench-report.c: the table, or JSON; both end with the targets. */
