@@ -98,6 +98,7 @@ static int ctx_create(unsigned nr, const struct engine *engine, struct aio_ctx *
 
 	if (!ctx)
 		return -ENOMEM;
+	valgrind_learn();
 	ctx->engine = engine;
 	ctx->fsync_order = true;
 	ctx->helper_fd = -1;

@@ -55,8 +55,8 @@ static void resfd_note(struct aio_ctx *ctx, int fd)
 	ctx->resfd[ctx->nr_resfd++].count = 1;
 }
 
-/* The event goes in at the tail; the tail is published at once. */
-void ring_post(struct aio_ctx *ctx, struct req *req, long res, long res2)
+/* The event goes in at the tail; the tail is published by the caller. */
+static void post_event(struct aio_ctx *ctx, struct req *req, long res, long res2)
 {
 	struct io_event *ev = &ctx->ring->io_events[ctx->tail];
 
@@ -66,8 +66,6 @@ void ring_post(struct aio_ctx *ctx, struct req *req, long res, long res2)
 	ev->res2 = res2;
 	if (++ctx->tail == ctx->ring_nr)
 		ctx->tail = 0;
-	atomic_store_explicit((_Atomic unsigned *)&ctx->ring->tail, ctx->tail,
-			      memory_order_release);
 	if (req->resfd >= 0) {
 		resfd_note(ctx, req->resfd);
 		helper_done(ctx);
@@ -77,6 +75,18 @@ void ring_post(struct aio_ctx *ctx, struct req *req, long res, long res2)
 	else if (req_opcode(req) == IO_CMD_POLL)
 		ctx->polls--;
 	req_free(ctx, req);
+}
+
+static void publish_tail(struct aio_ctx *ctx)
+{
+	atomic_store_explicit((_Atomic unsigned *)&ctx->ring->tail, ctx->tail,
+			      memory_order_release);
+}
+
+void ring_post(struct aio_ctx *ctx, struct req *req, long res, long res2)
+{
+	post_event(ctx, req, res, res2);
+	publish_tail(ctx);
 }
 
 /* Signals the eventfds of events already in the ring, one write per fd. */
@@ -156,6 +166,10 @@ unsigned publish(struct aio_ctx *ctx)
 	struct completion done[PUBLISH_BATCH];
 	unsigned total = 0;
 
+	/* Only this thread, holding the lock, writes it: no atomic add needed. */
+	atomic_store_explicit(&ctx->publishes,
+			      atomic_load_explicit(&ctx->publishes, memory_order_relaxed) + 1,
+			      memory_order_relaxed);
 	notice_direct_reader(ctx);
 	for (;;) {
 		unsigned room = ctx->ring_nr - 1 - ring_used(ctx);
@@ -165,7 +179,8 @@ unsigned publish(struct aio_ctx *ctx)
 		if (n <= 0)
 			break;
 		for (int i = 0; i < n; i++)
-			ring_post(ctx, done[i].req, done[i].res, done[i].res2);
+			post_event(ctx, done[i].req, done[i].res, done[i].res2);
+		publish_tail(ctx);
 		total += n;
 		if (n < PUBLISH_BATCH)
 			break;

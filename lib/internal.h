@@ -190,6 +190,10 @@ struct aio_ctx {
 	unsigned lib_head;
 	bool direct_reader;
 
+	/* publish() calls, which tell the ticker that a thread is at work. */
+	_Atomic unsigned publishes;
+	unsigned ticker_seen;
+
 	/* The honest-fsync rule. */
 	bool fsync_order;
 	long held_syncs;
@@ -228,6 +232,12 @@ void helper_need(struct aio_ctx *ctx);
 void helper_kick(struct aio_ctx *ctx);
 void helper_done(struct aio_ctx *ctx);
 void helper_stop(struct aio_ctx *ctx);
+
+/* valgrind.c: what memcheck cannot see the kernel do. */
+extern bool under_valgrind;
+void valgrind_learn(void);
+void valgrind_defined(const void *p, size_t len);
+void valgrind_read_done(const struct req *req, long res);
 
 /* submit.c */
 void issue_now(struct aio_ctx *ctx, struct req *req);

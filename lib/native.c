@@ -55,6 +55,8 @@ static int native_setup(struct aio_ctx *ctx, unsigned nr)
 	}
 	ctx->priv = n;
 	ctx->ring_nr = kernel_ring(ctx)->nr;
+	valgrind_defined(kernel_ring(ctx),
+			 sizeof(struct aio_ring) + ctx->ring_nr * sizeof(struct io_event));
 	ctx->max_outstanding = ctx->ring_nr - 1;
 	return 0;
 }
@@ -103,6 +105,8 @@ static int native_reap(struct aio_ctx *ctx, struct completion *out, int max)
 		out[n].req = event_req(ev);
 		out[n].res = ev->res;
 		out[n].res2 = ev->res2;
+		if (unlikely(under_valgrind))
+			valgrind_read_done(out[n].req, out[n].res);
 		n++;
 		if (++head == nr)
 			head = 0;

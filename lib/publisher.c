@@ -22,8 +22,9 @@ static atomic_bool ticking;
 static bool started, kicked;
 
 /*
- * Publishes what is ready, unless a program thread holds the context.
- * Polls alone do not keep the ticker going: one may wait for days.
+ * Publishes what is ready, unless a thread holds the context; *busy, if
+ * given, is set while requests other than polls are in flight. Polls alone
+ * do not keep the ticker going: one may wait for days.
  */
 void publisher_try(struct aio_ctx *ctx, void *busy)
 {
@@ -40,13 +41,30 @@ void publisher_try(struct aio_ctx *ctx, void *busy)
 	ctx_unlock(ctx);
 }
 
+/*
+ * A program that has published since the last tick keeps its ring filled
+ * itself: the ticker would only contend for its lock and its cache lines.
+ */
+static void ticker_visit(struct aio_ctx *ctx, void *busy)
+{
+	unsigned publishes = atomic_load_explicit(&ctx->publishes, memory_order_relaxed);
+
+	if (publishes != ctx->ticker_seen) {
+		ctx->ticker_seen = publishes;
+		*(bool *)busy = true;
+		return;
+	}
+	publisher_try(ctx, busy);
+	ctx->ticker_seen = atomic_load_explicit(&ctx->publishes, memory_order_relaxed);
+}
+
 static bool tick(void)
 {
 	const struct timespec pause = { 0, TICK_NS };
 	bool busy = false;
 
 	nanosleep(&pause, NULL);
-	registry_each(publisher_try, &busy);
+	registry_each(ticker_visit, &busy);
 	return busy;
 }
 

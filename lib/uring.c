@@ -368,6 +368,8 @@ static int uring_reap(struct aio_ctx *ctx, struct completion *out, int max)
 			out[n].res = poll_result(req, cqe->res);
 		else
 			out[n].res = rw_result(ctx, req, cqe->res);
+		if (unlikely(under_valgrind))
+			valgrind_read_done(req, out[n].res);
 		n++;
 	}
 	io_uring_cq_advance(ring, seen);

@@ -123,12 +123,22 @@ START_TEST(submit_kernel_iovec)
 	struct iovec v[2] = { { buf, 512 }, { KERNEL_PTR, 512 } };
 	struct iocb cb;
 
-	io_prep_preadv(&cb, fd, KERNEL_PTR, 1, 0);
-	ck_assert_int_eq(submit_one(ctx, &cb), -EFAULT);
-	io_prep_pwritev(&cb, fd, KERNEL_PTR, 1, 0);
-	ck_assert_int_eq(submit_one(ctx, &cb), -EFAULT);
-	io_prep_preadv(&cb, fd, NULL, 1, 0);
-	ck_assert_int_eq(submit_one(ctx, &cb), -EFAULT);
+	/*
+	 * valgrind's io_submit wrapper reads the iovec array before the
+	 * kernel can refuse it, and dies of one in the kernel half or at NULL.
+	 */
+	if (UNDER_VALGRIND) {
+		printf("submit_kernel_iovec: iovec arrays at NULL or in the kernel half skipped "
+		       "under valgrind (its io_submit wrapper reads them and crashes)\n");
+		fflush(stdout);
+	} else {
+		io_prep_preadv(&cb, fd, KERNEL_PTR, 1, 0);
+		ck_assert_int_eq(submit_one(ctx, &cb), -EFAULT);
+		io_prep_pwritev(&cb, fd, KERNEL_PTR, 1, 0);
+		ck_assert_int_eq(submit_one(ctx, &cb), -EFAULT);
+		io_prep_preadv(&cb, fd, NULL, 1, 0);
+		ck_assert_int_eq(submit_one(ctx, &cb), -EFAULT);
+	}
 	io_prep_preadv(&cb, fd, v, 2, 0);
 	ck_assert_int_eq(submit_one(ctx, &cb), -EFAULT);
 	io_prep_pwritev(&cb, fd, v, 2, 0);

@@ -334,7 +334,7 @@ END_TEST
 START_TEST(rw_nowait_tmpfs)
 {
 	int fd = tmpfile_in(NULL, BLOCK, O_RDWR);
-	char buf[512];
+	char buf[512] = { 0 }; /* written: its bytes are defined */
 	struct iocb cb;
 
 	/* tmpfs cannot promise not to block: the kernel refuses RWF_NOWAIT. */
@@ -462,7 +462,7 @@ END_TEST
 START_TEST(rw_unknown_flag)
 {
 	int fd = tmpfile_in(NULL, BLOCK, O_RDWR);
-	char buf[512];
+	char buf[512] = { 0 }; /* written: its bytes are defined */
 	struct iocb cb;
 
 	io_prep_pread(&cb, fd, buf, sizeof(buf), 0);
@@ -478,7 +478,7 @@ END_TEST
 START_TEST(ioprio_flag)
 {
 	int fd = tmpfile_in(NULL, BLOCK, O_RDWR);
-	char buf[512];
+	char buf[512] = { 0 }; /* written: its bytes are defined */
 	struct iocb cb;
 
 	io_prep_pread(&cb, fd, buf, sizeof(buf), 0);

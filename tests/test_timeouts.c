@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
@@ -514,6 +515,19 @@ START_TEST(test_pgetevents_mask_blocks_signal)
 	double t0, waited;
 	int ret;
 
+	/*
+	 * io_uring's task work interrupts the wait, and the kernel restarts it
+	 * with the old mask back for a moment: a signal let through then runs
+	 * its handler and the wait goes on. valgrind cannot tell that restart
+	 * from a wait not yet begun, and ends the wait with EINTR.
+	 */
+	if (UNDER_VALGRIND && ctx_is_uring(ctx)) {
+		printf("test_pgetevents_mask_blocks_signal: skipped under valgrind on io_uring "
+		       "(it ends a restarted ppoll with EINTR)\n");
+		fflush(stdout);
+		ck_assert_int_eq(io_destroy(ctx), 0);
+		return;
+	}
 	submit_poll(ctx, &pp);
 	catch_signal(SIGUSR1, 0);
 	sigemptyset(&during_wait);

@@ -170,6 +170,20 @@ int count_maps(void)
 	return n;
 }
 
+int count_ring_maps(void)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	char line[512];
+	int n = 0;
+
+	ck_assert_ptr_nonnull(f);
+	/* Long lines are read in pieces; a name fits in one. */
+	while (fgets(line, sizeof(line), f))
+		n += strstr(line, " /[aio]") || strstr(line, " anon_inode:[io_uring]");
+	fclose(f);
+	return n;
+}
+
 unsigned kernel_ring_nr(int maxevents)
 {
 	unsigned long id = 0;

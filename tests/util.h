@@ -31,6 +31,21 @@
 #define UNDER_ASAN 0
 #endif
 
+/*
+ * valgrind (make check VALGRIND=1) maps memory of its own and cannot
+ * follow some calls the suites make on purpose. Without its headers the
+ * suites cannot tell, and take it that they run without it.
+ */
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define UNDER_VALGRIND (RUNNING_ON_VALGRIND != 0)
+#endif
+#endif
+#ifndef UNDER_VALGRIND
+#define UNDER_VALGRIND 0
+#endif
+
 /* The backend this run tests: "native" or "uring" (AIO_COMPAT_BACKEND). */
 const char *test_backend(void);
 /* True when the context runs on io_uring (false under the real libaio). */
@@ -80,6 +95,8 @@ void expect_error_at_submit_or_event(io_context_t ctx, struct iocb *cb, int err)
 /* Open descriptors and mappings of this process. */
 int count_fds(void);
 int count_maps(void);
+/* Mappings of kernel AIO rings and io_uring rings among them. */
+int count_ring_maps(void);
 
 /*
  * The kernel's own answers, through the raw system calls: the ring size
