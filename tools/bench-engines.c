@@ -174,7 +174,8 @@ int engine_open(struct engine **ep, const struct contender *c, int depth)
 		ret = aio_open(e);
 		break;
 	case ENGINE_LIBURING:
-		ret = io_uring_queue_init(depth, &e->ring, 0);
+		/* The ring as the library sets up its own, so that only the API differs. */
+		ret = io_uring_queue_init(depth, &e->ring, IORING_SETUP_COOP_TASKRUN);
 		e->ring_ready = !ret;
 		break;
 	case ENGINE_POSIX:
