@@ -66,6 +66,10 @@ static void post_event(struct aio_ctx *ctx, struct req *req, long res, long res2
 	ev->res2 = res2;
 	if (++ctx->tail == ctx->ring_nr)
 		ctx->tail = 0;
+	if (likely(!req->tracked)) {
+		req_free(ctx, req);
+		return;
+	}
 	if (req->resfd >= 0) {
 		resfd_note(ctx, req->resfd);
 		helper_done(ctx);

@@ -77,6 +77,7 @@ struct req {
 	int resfd;		 /* the caller's eventfd, or -1 */
 	uint32_t epoch;		 /* writes: the epoch of their fd they joined */
 	bool held;		 /* a sync waiting for earlier writes */
+	bool tracked;		 /* a poll, an eventfd or an ordered write: counted */
 };
 
 static inline int req_fd(const struct req *req)

@@ -236,6 +236,8 @@ static void accepted(struct aio_ctx *ctx, struct req *req)
 {
 	if (req->obj->key)
 		req->obj->key = 0;
+	if (likely(!req->tracked))
+		return;
 	if (req_opcode(req) == IO_CMD_POLL)
 		ctx->polls++;
 	if (req->resfd >= 0)
@@ -308,6 +310,8 @@ static bool queue_one(struct aio_ctx *ctx, struct submit_state *st, struct iocb 
 	req->obj = io;
 	req->epoch = UINT32_MAX;
 	req->resfd = io->u.c.flags & IOCB_FLAG_RESFD ? (int)io->u.c.resfd : -1;
+	req->tracked = req->resfd >= 0 || io->aio_lio_opcode == IO_CMD_POLL ||
+		       (ctx->fsync_order && opcode_is_write(io->aio_lio_opcode));
 	if (ctx->fsync_order && opcode_is_sync(io->aio_lio_opcode))
 		return queue_sync(ctx, st, req);
 	st->batch[st->nr_batch++] = req;

@@ -213,7 +213,8 @@ static int ring_init(struct io_uring *ring, unsigned outstanding)
 	int ret;
 
 	for (;;) {
-		struct io_uring_params p = { .flags = flags, .cq_entries = cq < sq * 2 ? sq * 2 : cq };
+		struct io_uring_params p = { .flags = flags,
+					     .cq_entries = cq < sq * 2 ? sq * 2 : cq };
 
 		ret = io_uring_queue_init_params(sq, ring, &p);
 		if (ret != -EINVAL || flags == IORING_SETUP_CQSIZE)
