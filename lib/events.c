@@ -56,7 +56,7 @@ static void resfd_note(struct aio_ctx *ctx, int fd)
 }
 
 /* The event goes in at the tail; the tail is published by the caller. */
-static void post_event(struct aio_ctx *ctx, struct req *req, long res, long res2)
+static __always_inline void post_event(struct aio_ctx *ctx, struct req *req, long res, long res2)
 {
 	struct io_event *ev = &ctx->ring->io_events[ctx->tail];
 
