@@ -29,11 +29,23 @@ enum aio_compat_backend {
 };
 
 /*
+ * OR'ed into the backend of aio_compat_setup(): a promise that only the
+ * calling thread will use the context, and only through the library (no
+ * IOCB_FLAG_RESFD, no reading the ring without calling in). On io_uring
+ * the ring is then set up SINGLE_ISSUER | DEFER_TASKRUN, as fio's io_uring
+ * engine sets it up: completions are posted when that thread calls in,
+ * never by interrupting it. Any other thread's call that would need the
+ * ring gets -EEXIST, io_uring's answer. Where the kernel lacks the mode,
+ * or on native AIO, the flag changes nothing.
+ */
+#define AIO_COMPAT_SINGLE_ISSUER 0x100
+
+/*
  * io_setup() with the backend named explicitly. AIO_COMPAT_AUTO follows
  * the AIO_COMPAT_BACKEND environment variable, as io_setup() does. A
  * backend that this kernel refuses fails with the kernel's error.
  */
-int aio_compat_setup(int maxevents, io_context_t *ctxp, enum aio_compat_backend backend);
+int aio_compat_setup(int maxevents, io_context_t *ctxp, int backend);
 
 /* The backend a context runs on (URING or NATIVE), or -EINVAL. */
 int aio_compat_backend(io_context_t ctx);

@@ -91,7 +91,15 @@ static void ctx_free(struct aio_ctx *ctx)
 	free(ctx);
 }
 
-static int ctx_create(unsigned nr, const struct engine *engine, struct aio_ctx **out)
+/* The flag, or for io_setup AIO_COMPAT_URING_SINGLE_ISSUER=1. */
+static bool single_issuer_wanted(int flags)
+{
+	const char *env = getenv("AIO_COMPAT_URING_SINGLE_ISSUER");
+
+	return flags & AIO_COMPAT_SINGLE_ISSUER || (env && !strcmp(env, "1"));
+}
+
+static int ctx_create(unsigned nr, const struct engine *engine, int flags, struct aio_ctx **out)
 {
 	struct aio_ctx *ctx = calloc(1, sizeof(*ctx));
 	int ret;
@@ -110,6 +118,9 @@ static int ctx_create(unsigned nr, const struct engine *engine, struct aio_ctx *
 	}
 	pthread_mutex_init(&ctx->lock, NULL);
 	pthread_cond_init(&ctx->helper_cond, NULL);
+	/* io_uring's alone; its setup clears it where the kernel lacks it. */
+	ctx->single_issuer = engine->kind == AIO_COMPAT_URING && single_issuer_wanted(flags);
+	ctx->issuer = pthread_self();
 	ret = engine->setup(ctx, nr);
 	if (!ret)
 		ret = ring_alloc(ctx);
@@ -127,6 +138,7 @@ static int ctx_create(unsigned nr, const struct engine *engine, struct aio_ctx *
 
 static int setup(int maxevents, io_context_t *ctxp, int backend)
 {
+	int flags = backend & ~(AIO_COMPAT_URING | AIO_COMPAT_NATIVE);
 	unsigned nr = (unsigned)maxevents;
 	const struct engine *engine;
 	struct aio_ctx *ctx = NULL;
@@ -134,12 +146,12 @@ static int setup(int maxevents, io_context_t *ctxp, int backend)
 
 	if (bad_user_ptr(ctxp, sizeof(*ctxp)))
 		return -EFAULT;
-	if (*ctxp || nr == 0)
+	if (*ctxp || nr == 0 || flags & ~AIO_COMPAT_SINGLE_ISSUER)
 		return -EINVAL;
-	engine = choose_engine(backend, &ret);
+	engine = choose_engine(backend & ~flags, &ret);
 	if (!engine)
 		return ret;
-	ret = ctx_create(nr, engine, &ctx);
+	ret = ctx_create(nr, engine, flags, &ctx);
 	if (ret)
 		return ret;
 	*ctxp = (io_context_t)ctx->ring;
@@ -151,7 +163,7 @@ AIO_EXPORT int io_setup(int maxevents, io_context_t *ctxp)
 	return setup(maxevents, ctxp, AIO_COMPAT_AUTO);
 }
 
-AIO_EXPORT int aio_compat_setup(int maxevents, io_context_t *ctxp, enum aio_compat_backend backend)
+AIO_EXPORT int aio_compat_setup(int maxevents, io_context_t *ctxp, int backend)
 {
 	return setup(maxevents, ctxp, backend);
 }
@@ -186,10 +198,12 @@ AIO_EXPORT int io_destroy(io_context_t handle)
 	if (!ctx)
 		return -EINVAL;
 	pthread_mutex_lock(&ctx->lock);
-	if (ctx->dead) {
+	if (ctx->dead || (ctx_foreign(ctx) && ctx->live)) {
+		int ret = ctx->dead ? -EINVAL : -EEXIST;
+
 		ctx_unlock(ctx);
 		ctx_put(ctx);
-		return -EINVAL;
+		return ret;
 	}
 	ctx->dead = true;
 	wake_sleepers(ctx);

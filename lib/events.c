@@ -159,7 +159,8 @@ static void notice_direct_reader(struct aio_ctx *ctx)
 	unsigned head =
 	    atomic_load_explicit((_Atomic unsigned *)&ctx->ring->head, memory_order_relaxed);
 
-	if (likely(head == ctx->lib_head || ctx->direct_reader))
+	/* A single issuer's completions wait for its thread: no helper can. */
+	if (likely(head == ctx->lib_head || ctx->direct_reader) || ctx->single_issuer)
 		return;
 	ctx->direct_reader = true;
 	helper_need(ctx);
@@ -267,6 +268,7 @@ int wait_for_events(struct aio_ctx *ctx, const struct timespec *deadline, const 
 		{ .fd = reaper ? ctx->wake_fd : ctx->helper_fd, .events = POLLIN },
 	};
 	struct timespec left, *timeout = NULL;
+	bool in_engine;
 	uint64_t count;
 	int ret = 0;
 
@@ -284,8 +286,12 @@ int wait_for_events(struct aio_ctx *ctx, const struct timespec *deadline, const 
 			goto out;
 		timeout = &left;
 	}
+	/* Nothing in flight: only io_destroy, from another thread, can wake it. */
+	in_engine = ctx->single_issuer && ctx->live;
 	ctx_unlock(ctx);
-	if (ppoll(pfd, 2, timeout, sigmask) < 0 && errno == EINTR)
+	if (in_engine)
+		ret = ctx->engine->wait(ctx, timeout, sigmask);
+	else if (ppoll(pfd, 2, timeout, sigmask) < 0 && errno == EINTR)
 		ret = -EINTR;
 	pthread_mutex_lock(&ctx->lock);
 out:
@@ -314,6 +320,8 @@ static long getevents(struct aio_ctx *ctx, long min_nr, long nr, struct io_event
 	long got = 0, n;
 	int err = 0;
 
+	if (ctx_foreign(ctx))
+		return -EEXIST;
 	pthread_mutex_lock(&ctx->lock);
 	for (;;) {
 		/* As the kernel's: a context being destroyed is dead at once. */

@@ -127,6 +127,9 @@ struct engine {
 	int (*wait_fd)(struct aio_ctx *ctx);
 	/* Cancels a request in flight: -EINPROGRESS, or the kernel's error. */
 	int (*cancel)(struct aio_ctx *ctx, struct req *req);
+	/* Single issuer: sleeps in the kernel for a completion (wait_fd
+	 * never wakes); 0, or -EINTR for a signal. */
+	int (*wait)(struct aio_ctx *ctx, const struct timespec *timeout, const sigset_t *sigmask);
 };
 
 extern const struct engine native_engine;
@@ -173,6 +176,10 @@ struct aio_ctx {
 	unsigned fork_gen;
 	unsigned slot; /* in the registry */
 
+	/* Only this thread may call in (AIO_COMPAT_SINGLE_ISSUER). */
+	bool single_issuer;
+	pthread_t issuer;
+
 	/* Eventfds of events just posted, signalled once the lock is out. */
 	struct resfd_signal resfd[RESFD_BATCH];
 	unsigned nr_resfd;
@@ -201,6 +208,12 @@ struct aio_ctx {
 	struct fd_order *fds;
 	unsigned nr_fds;
 };
+
+/* A single-issuer ring answers only the thread that made it. */
+static inline bool ctx_foreign(const struct aio_ctx *ctx)
+{
+	return unlikely(ctx->single_issuer) && !pthread_equal(ctx->issuer, pthread_self());
+}
 
 /* registry.c: context handles are looked up, never dereferenced blindly. */
 struct aio_ctx *ctx_get(io_context_t handle);

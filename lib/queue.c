@@ -33,6 +33,10 @@ static long take_batch(io_context_t handle, struct io_event *ev)
 
 	if (!ctx)
 		return -EINVAL;
+	if (ctx_foreign(ctx)) {
+		ctx_put(ctx);
+		return -EEXIST;
+	}
 	pthread_mutex_lock(&ctx->lock);
 	publish(ctx);
 	n = take_events(ctx, ev, RUN_BATCH);
@@ -85,6 +89,8 @@ static int queue_wait(struct aio_ctx *ctx, const struct timespec *deadline)
 {
 	int ret = 0;
 
+	if (ctx_foreign(ctx))
+		return -EEXIST;
 	pthread_mutex_lock(&ctx->lock);
 	for (;;) {
 		if (ctx->dead) {

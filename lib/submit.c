@@ -219,6 +219,9 @@ static int check_iocb(struct aio_ctx *ctx, struct submit_state *st, const struct
 		return -EAGAIN;
 	if (io->aio_fildes < 0)
 		return -EBADF;
+	/* Its event would wait for a call in, which it exists to avoid. */
+	if (io->u.c.flags & IOCB_FLAG_RESFD && ctx->single_issuer)
+		return -EINVAL;
 	if (io->u.c.flags & IOCB_FLAG_RESFD &&
 	    (!st->resfd_checked || (int)io->u.c.resfd != st->resfd_ok)) {
 		ret = check_resfd(st, (int)io->u.c.resfd);
@@ -331,6 +334,8 @@ static long submit(struct aio_ctx *ctx, long nr, struct iocb **ios)
 		nr = ctx->ring_nr;
 	if (bad_user_ptr(ios, nr * sizeof(*ios)))
 		return -EFAULT;
+	if (ctx_foreign(ctx))
+		return -EEXIST;
 	pthread_mutex_lock(&ctx->lock);
 	if (unlikely(ctx->dead)) {
 		ctx_unlock(ctx);
@@ -344,8 +349,13 @@ static long submit(struct aio_ctx *ctx, long nr, struct iocb **ios)
 	flush(ctx, &st);
 	/*
 	 * What finished meanwhile goes to the ring now, for programs that
-	 * read it without calling in (fio's userspace_reap).
+	 * read it without calling in (fio's userspace_reap), which a single
+	 * issuer has promised not to be: its next call takes it all.
 	 */
+	if (ctx->single_issuer) {
+		ctx_unlock(ctx);
+		return st.done ? st.done : st.err;
+	}
 	if (ctx->engine->ready(ctx))
 		publish(ctx);
 	ctx_unlock(ctx);
@@ -407,6 +417,10 @@ AIO_EXPORT int io_cancel(io_context_t handle, struct iocb *iocb, struct io_event
 	ctx = ctx_get(handle);
 	if (!ctx)
 		return -EINVAL;
+	if (ctx_foreign(ctx)) {
+		ctx_put(ctx);
+		return -EEXIST;
+	}
 	pthread_mutex_lock(&ctx->lock);
 	publish(ctx);
 	req = find_in_flight(ctx, iocb);

