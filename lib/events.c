@@ -176,6 +176,9 @@ unsigned publish(struct aio_ctx *ctx)
 			      atomic_load_explicit(&ctx->publishes, memory_order_relaxed) + 1,
 			      memory_order_relaxed);
 	notice_direct_reader(ctx);
+	/* The kernel is writing what a sleeper takes: its own reap follows. */
+	if (unlikely(ctx->engine_waiting))
+		return 0;
 	for (;;) {
 		unsigned room = ctx->ring_nr - 1 - ring_used(ctx);
 		int n =
@@ -251,6 +254,26 @@ bool deadline_passed(const struct timespec *deadline)
 }
 
 /*
+ * Where reapers sleep in the engine, those not let in sleep on wake_fd,
+ * which a completion need not signal: when the place in the engine is
+ * free, or new requests give it something to wait for, they look again.
+ */
+void reapers_recheck(struct aio_ctx *ctx)
+{
+	if (ctx->waits_in_engine && !ctx->engine_waiting && !ctx->woken) {
+		ctx->woken = true;
+		eventfd_post(ctx->wake_fd);
+	}
+}
+
+static void engine_wait_done(struct aio_ctx *ctx)
+{
+	ctx->engine_waiting = false;
+	if (ctx->reapers > 1)
+		reapers_recheck(ctx);
+}
+
+/*
  * Sleeps until a completion or a wake-up (0 either way: the caller looks
  * again), or a real signal (-EINTR): ppoll is never restarted after a
  * handler ran, while io_uring's task work, which may have to post our
@@ -287,13 +310,17 @@ int wait_for_events(struct aio_ctx *ctx, const struct timespec *deadline, const 
 		timeout = &left;
 	}
 	/* Nothing in flight: only io_destroy, from another thread, can wake it. */
-	in_engine = ctx->single_issuer && ctx->live;
+	in_engine = reaper && ctx->waits_in_engine && !ctx->engine_waiting && ctx->live;
+	if (in_engine)
+		ctx->engine_waiting = true;
 	ctx_unlock(ctx);
 	if (in_engine)
 		ret = ctx->engine->wait(ctx, timeout, sigmask);
 	else if (ppoll(pfd, 2, timeout, sigmask) < 0 && errno == EINTR)
 		ret = -EINTR;
 	pthread_mutex_lock(&ctx->lock);
+	if (in_engine)
+		engine_wait_done(ctx);
 out:
 	if (reaper)
 		ctx->reapers--;

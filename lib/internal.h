@@ -127,8 +127,8 @@ struct engine {
 	int (*wait_fd)(struct aio_ctx *ctx);
 	/* Cancels a request in flight: -EINPROGRESS, or the kernel's error. */
 	int (*cancel)(struct aio_ctx *ctx, struct req *req);
-	/* Single issuer: sleeps in the kernel for a completion (wait_fd
-	 * never wakes); 0, or -EINTR for a signal. */
+	/* Sleeps in the kernel for a completion, one thread at a time (see
+	 * waits_in_engine); 0, or -EINTR for a signal. */
 	int (*wait)(struct aio_ctx *ctx, const struct timespec *timeout, const sigset_t *sigmask);
 };
 
@@ -179,6 +179,11 @@ struct aio_ctx {
 	/* Only this thread may call in (AIO_COMPAT_SINGLE_ISSUER). */
 	bool single_issuer;
 	pthread_t issuer;
+
+	/* Reapers sleep in engine->wait, not on wait_fd, which not every
+	 * completion wakes; one at a time, and none reaps meanwhile. */
+	bool waits_in_engine;
+	bool engine_waiting;
 
 	/* Eventfds of events just posted, signalled once the lock is out. */
 	struct resfd_signal resfd[RESFD_BATCH];
@@ -242,6 +247,7 @@ void ctx_unlock(struct aio_ctx *ctx);
 bool deadline_passed(const struct timespec *deadline);
 void deadline_from(struct timespec *deadline, const struct timespec *rel);
 void wake_sleepers(struct aio_ctx *ctx);
+void reapers_recheck(struct aio_ctx *ctx);
 void helper_need(struct aio_ctx *ctx);
 void helper_kick(struct aio_ctx *ctx);
 void helper_done(struct aio_ctx *ctx);

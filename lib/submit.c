@@ -347,6 +347,8 @@ static long submit(struct aio_ctx *ctx, long nr, struct iocb **ios)
 		if (!queue_one(ctx, &st, ios[i]))
 			break;
 	flush(ctx, &st);
+	if (unlikely(ctx->reapers))
+		reapers_recheck(ctx);
 	/*
 	 * What finished meanwhile goes to the ring now, for programs that
 	 * read it without calling in (fio's userspace_reap), which a single

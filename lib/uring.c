@@ -253,6 +253,7 @@ static int ring_init(struct aio_ctx *ctx, struct io_uring *ring)
 		flags &= ~newest_flag(flags);
 	}
 	ctx->single_issuer = !ret && flags & SINGLE_ISSUER;
+	ctx->waits_in_engine = ctx->single_issuer;
 	return ret;
 }
 
