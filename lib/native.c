@@ -30,8 +30,8 @@
 struct native {
 	unsigned long id; /* the kernel's context, and its ring */
 	int notify_fd;
-	bool kernel_waits;		      /* io_pgetevents is there to sleep in */
-	unsigned stash_head, stash_nr;	      /* events a sleeper took */
+	bool kernel_waits;	       /* io_pgetevents is there to sleep in */
+	unsigned stash_head, stash_nr; /* events a sleeper took */
 	struct io_event stash[STASH_MAX];
 };
 
@@ -49,8 +49,9 @@ static bool has_pgetevents;
 
 static void pgetevents_probe(void)
 {
-	has_pgetevents = !under_valgrind &&
-			 (syscall(__NR_io_pgetevents, 0, 0L, 0L, NULL, NULL, NULL) == 0 || errno != ENOSYS);
+	has_pgetevents =
+	    !under_valgrind &&
+	    (syscall(__NR_io_pgetevents, 0, 0L, 0L, NULL, NULL, NULL) == 0 || errno != ENOSYS);
 }
 
 static int native_setup(struct aio_ctx *ctx, unsigned nr)
@@ -163,8 +164,8 @@ static bool native_ready(struct aio_ctx *ctx)
 	if (ctx->engine_waiting)
 		return false;
 	return native(ctx)->stash_head < native(ctx)->stash_nr ||
-	       ring->head != atomic_load_explicit((_Atomic unsigned *)&ring->tail,
-						  memory_order_acquire);
+	       ring->head !=
+		   atomic_load_explicit((_Atomic unsigned *)&ring->tail, memory_order_acquire);
 }
 
 /* Drained before the last look, so any completion after it shows. */
