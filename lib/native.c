@@ -138,6 +138,8 @@ static int stash_reap(struct native *nat, struct completion *out, int max)
 
 	while (nat->stash_head < nat->stash_nr && n < max)
 		take(&out[n++], &nat->stash[nat->stash_head++]);
+	if (nat->stash_head == nat->stash_nr)
+		nat->stash_head = nat->stash_nr = 0;
 	return n;
 }
 
