@@ -15,14 +15,14 @@
 #             MIN_RATIO (see README: without --single-issuer io_uring's
 #             worker threads cost fio's libaio engine about 20% here)
 #
-#   RUNTIME=3 ROUNDS=3 SIZE=256M MIN_RATIO=0.9 DIR=/dev/shm
+#   RUNTIME=3 ROUNDS=5 SIZE=256M MIN_RATIO=0.9 DIR=/dev/shm
 #   AIO_COMPAT_LIB=lib/libaio-compat.so.1
 #   CPU=N  pins fio to CPU N (default: not pinned)
 
 cd "$(dirname "$0")/.." || exit 1
 
 runtime=${RUNTIME:-3}
-rounds=${ROUNDS:-3}
+rounds=${ROUNDS:-5}
 size=${SIZE:-256M}
 min_ratio=${MIN_RATIO:-0.9}
 dir=${DIR:-/dev/shm}
