@@ -382,6 +382,59 @@ START_TEST(test_queue_run_concurrent)
 }
 END_TEST
 
+struct idle_waiter {
+	io_context_t ctx;
+	int ret;
+	double ms;
+};
+
+static void *wait_idle(void *arg)
+{
+	struct idle_waiter *w = arg;
+	struct io_event ev[2];
+	double start = now_ms();
+
+	w->ret = getevents_ms(w->ctx, 2, 2, ev, 5000);
+	w->ms = now_ms() - start;
+	return NULL;
+}
+
+/*
+ * Threads that went to sleep in io_getevents with nothing in flight, and
+ * requests another thread submits later, that complete in the background
+ * (O_DIRECT): the waiters must wake for them. Two waiters, so that on the
+ * native backend one sleeps in the kernel and the other must be told.
+ */
+START_TEST(test_waiters_woken_by_later_submission)
+{
+	enum {
+		WAITERS = 2
+	};
+	struct idle_waiter w[WAITERS];
+	pthread_t threads[WAITERS];
+	struct iocb *ios[2 * WAITERS];
+
+	setup_shared("/var/tmp", O_DIRECT, 4096, 2 * WAITERS);
+	for (int i = 0; i < WAITERS; i++) {
+		w[i].ctx = sh.ctx;
+		ck_assert_int_eq(pthread_create(&threads[i], NULL, wait_idle, &w[i]), 0);
+	}
+	usleep(100 * 1000);
+	for (int i = 0; i < 2 * WAITERS; i++) {
+		io_prep_pwrite(&sh.iocbs[i], sh.fd, sh.bufs[i], sh.block, i * (long long)sh.block);
+		ios[i] = &sh.iocbs[i];
+	}
+	for (int i = 0; i < 2 * WAITERS; i++)
+		ck_assert_int_eq(io_submit(sh.ctx, 1, &ios[i]), 1);
+	for (int i = 0; i < WAITERS; i++) {
+		pthread_join(threads[i], NULL);
+		ck_assert_int_eq(w[i].ret, 2);
+		ck_assert_msg(w[i].ms < 2000, "a waiter returned after %.0f ms", w[i].ms);
+	}
+	teardown_shared();
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("threads");
@@ -392,6 +445,7 @@ int main(void)
 	tcase_add_test(reap, test_submit_reap_buffered);
 	tcase_add_test(reap, test_submit_reap_direct);
 	tcase_add_test(reap, test_io_outlives_submitter);
+	tcase_add_test(reap, test_waiters_woken_by_later_submission);
 	suite_add_tcase(s, reap);
 
 	tcase_set_timeout(dispatch, 10);
