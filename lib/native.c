@@ -30,7 +30,6 @@
 struct native {
 	unsigned long id; /* the kernel's context, and its ring */
 	int notify_fd;
-	bool kernel_waits;	       /* io_pgetevents is there to sleep in */
 	unsigned stash_head, stash_nr; /* events a sleeper took */
 	struct io_event stash[STASH_MAX];
 };
@@ -75,8 +74,7 @@ static int native_setup(struct aio_ctx *ctx, unsigned nr)
 		return ret;
 	}
 	pthread_once(&once, pgetevents_probe);
-	n->kernel_waits = has_pgetevents;
-	ctx->waits_in_engine = n->kernel_waits;
+	ctx->waits_in_engine = has_pgetevents;
 	ctx->priv = n;
 	ctx->ring_nr = kernel_ring(ctx)->nr;
 	valgrind_defined(kernel_ring(ctx),
@@ -95,7 +93,7 @@ static void native_teardown(struct aio_ctx *ctx)
 
 static int native_submit(struct aio_ctx *ctx, struct req **reqs, int n)
 {
-	bool all_signal = !native(ctx)->kernel_waits || ctx->direct_reader;
+	bool all_signal = !ctx->waits_in_engine || ctx->direct_reader;
 	struct iocb *iocbs[SUBMIT_MAX];
 	long ret;
 

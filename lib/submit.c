@@ -219,14 +219,15 @@ static int check_iocb(struct aio_ctx *ctx, struct submit_state *st, const struct
 		return -EAGAIN;
 	if (io->aio_fildes < 0)
 		return -EBADF;
-	/* Its event would wait for a call in, which it exists to avoid. */
-	if (io->u.c.flags & IOCB_FLAG_RESFD && ctx->single_issuer)
-		return -EINVAL;
-	if (io->u.c.flags & IOCB_FLAG_RESFD &&
-	    (!st->resfd_checked || (int)io->u.c.resfd != st->resfd_ok)) {
-		ret = check_resfd(st, (int)io->u.c.resfd);
-		if (ret)
-			return ret;
+	if (io->u.c.flags & IOCB_FLAG_RESFD) {
+		/* Its event would wait for a call in, which it exists to avoid. */
+		if (ctx->single_issuer)
+			return -EINVAL;
+		if (!st->resfd_checked || (int)io->u.c.resfd != st->resfd_ok) {
+			ret = check_resfd(st, (int)io->u.c.resfd);
+			if (ret)
+				return ret;
+		}
 	}
 	if (ctx->engine->kind != AIO_COMPAT_URING)
 		return 0;
@@ -350,18 +351,14 @@ static long submit(struct aio_ctx *ctx, long nr, struct iocb **ios)
 	if (unlikely(ctx->reapers))
 		reapers_recheck(ctx);
 	/*
-	 * What finished meanwhile goes to the ring now, for programs that
-	 * read it without calling in (fio's userspace_reap), which a single
-	 * issuer has promised not to be: its next call takes it all.
+	 * What finished meanwhile goes to the ring now, and the ticker keeps
+	 * it filled, for programs that read it without calling in (fio's
+	 * userspace_reap); a single issuer has promised not to be one.
 	 */
-	if (ctx->single_issuer) {
-		ctx_unlock(ctx);
-		return st.done ? st.done : st.err;
-	}
-	if (ctx->engine->ready(ctx))
+	if (!ctx->single_issuer && ctx->engine->ready(ctx))
 		publish(ctx);
 	ctx_unlock(ctx);
-	if (st.done)
+	if (st.done && !ctx->single_issuer)
 		publisher_kick();
 	return st.done ? st.done : st.err;
 }

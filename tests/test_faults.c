@@ -455,24 +455,6 @@ START_TEST(destroy_waits_for_writes)
 }
 END_TEST
 
-struct waiter {
-	io_context_t ctx;
-	int ret;
-	long ms;
-};
-
-static void *wait_for_one(void *arg)
-{
-	struct waiter *w = arg;
-	struct io_event ev;
-	struct timespec start;
-
-	clock_gettime(CLOCK_MONOTONIC, &start);
-	w->ret = getevents_ms(w->ctx, 1, 1, &ev, 5000);
-	w->ms = elapsed_ms(&start);
-	return NULL;
-}
-
 /*
  * io_destroy while another thread waits in io_getevents with nothing in
  * the ring: the kernel marks the context dead before it cancels the poll
@@ -480,7 +462,7 @@ static void *wait_for_one(void *arg)
  */
 START_TEST(destroy_while_thread_waits)
 {
-	struct waiter w = { .ctx = new_ctx(8) };
+	struct waiter w = { .ctx = new_ctx(8), .min_nr = 1 };
 	struct iocb cb;
 	pthread_t t;
 	int fds[2];
@@ -488,7 +470,7 @@ START_TEST(destroy_while_thread_waits)
 	ck_assert_int_eq(pipe(fds), 0);
 	io_prep_poll(&cb, fds[0], POLLIN);
 	ck_assert_int_eq(submit_one(w.ctx, &cb), 1);
-	ck_assert_int_eq(pthread_create(&t, NULL, wait_for_one, &w), 0);
+	ck_assert_int_eq(pthread_create(&t, NULL, waiter_main, &w), 0);
 	usleep(100 * 1000);
 	ck_assert_int_eq(io_destroy(w.ctx), 0);
 	ck_assert_int_eq(pthread_join(t, NULL), 0);

@@ -382,23 +382,6 @@ START_TEST(test_queue_run_concurrent)
 }
 END_TEST
 
-struct idle_waiter {
-	io_context_t ctx;
-	int ret;
-	double ms;
-};
-
-static void *wait_idle(void *arg)
-{
-	struct idle_waiter *w = arg;
-	struct io_event ev[2];
-	double start = now_ms();
-
-	w->ret = getevents_ms(w->ctx, 2, 2, ev, 5000);
-	w->ms = now_ms() - start;
-	return NULL;
-}
-
 /*
  * Threads that went to sleep in io_getevents with nothing in flight, and
  * requests another thread submits later, that complete in the background
@@ -410,14 +393,14 @@ START_TEST(test_waiters_woken_by_later_submission)
 	enum {
 		WAITERS = 2
 	};
-	struct idle_waiter w[WAITERS];
+	struct waiter w[WAITERS];
 	pthread_t threads[WAITERS];
 	struct iocb *ios[2 * WAITERS];
 
 	setup_shared("/var/tmp", O_DIRECT, 4096, 2 * WAITERS);
 	for (int i = 0; i < WAITERS; i++) {
-		w[i].ctx = sh.ctx;
-		ck_assert_int_eq(pthread_create(&threads[i], NULL, wait_idle, &w[i]), 0);
+		w[i] = (struct waiter){ .ctx = sh.ctx, .min_nr = 2 };
+		ck_assert_int_eq(pthread_create(&threads[i], NULL, waiter_main, &w[i]), 0);
 	}
 	usleep(100 * 1000);
 	for (int i = 0; i < 2 * WAITERS; i++) {
@@ -429,7 +412,7 @@ START_TEST(test_waiters_woken_by_later_submission)
 	for (int i = 0; i < WAITERS; i++) {
 		pthread_join(threads[i], NULL);
 		ck_assert_int_eq(w[i].ret, 2);
-		ck_assert_msg(w[i].ms < 2000, "a waiter returned after %.0f ms", w[i].ms);
+		ck_assert_msg(w[i].ms < 2000, "a waiter returned after %ld ms", w[i].ms);
 	}
 	teardown_shared();
 }

@@ -55,6 +55,19 @@ int getevents_ms(io_context_t ctx, long min_nr, long nr, struct io_event *ev, lo
 	return io_getevents(ctx, min_nr, nr, ev, &ts);
 }
 
+void *waiter_main(void *arg)
+{
+	struct waiter *w = arg;
+	struct io_event ev[8];
+	struct timespec start, end;
+
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	w->ret = getevents_ms(w->ctx, w->min_nr, w->min_nr, ev, 5000);
+	clock_gettime(CLOCK_MONOTONIC, &end);
+	w->ms = (end.tv_sec - start.tv_sec) * 1000 + (end.tv_nsec - start.tv_nsec) / 1000000;
+	return NULL;
+}
+
 static int backend_available(void)
 {
 	io_context_t ctx = NULL;

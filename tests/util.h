@@ -59,6 +59,18 @@ void *aligned_buf(size_t size, int pattern);
 /* io_getevents with a timeout in milliseconds. */
 int getevents_ms(io_context_t ctx, long min_nr, long nr, struct io_event *ev, long ms);
 
+/*
+ * A thread's io_getevents(ctx, min_nr, min_nr, ..., 5 s), for
+ * pthread_create: min_nr at most 8; ret and ms are what it returned, when.
+ */
+struct waiter {
+	io_context_t ctx;
+	long min_nr;
+	int ret;
+	long ms;
+};
+void *waiter_main(void *waiter);
+
 /* A pointer in the kernel half of the address space: never valid from user space. */
 #define KERNEL_PTR ((void *)0xffff800000000000UL)
 
