@@ -304,6 +304,45 @@ START_TEST(idle_context_destroyed_by_another_thread)
 }
 END_TEST
 
+/* What a careless program passes gets the kernel's error, promise or not. */
+START_TEST(bad_input_answered_as_without_the_flag)
+{
+	static struct iocb polls[256];
+	static struct iocb *list[256];
+	int pipefd[2], closed, limit;
+	io_context_t c = NULL;
+	struct iocb cb;
+	char buf[4096];
+
+	ck_assert_int_eq(io_submit(ctx, 1, NULL), -EFAULT);
+	list[0] = NULL;
+	ck_assert_int_eq(io_submit(ctx, 1, list), -EFAULT);
+	io_prep_pread(&cb, fd, buf, 4096, 0);
+	cb.aio_lio_opcode = 99;
+	ck_assert_int_eq(submit_one(ctx, &cb), -EINVAL);
+	closed = dup(fd);
+	close(closed);
+	io_prep_pread(&cb, closed, buf, 4096, 0);
+	expect_error_at_submit_or_event(ctx, &cb, -EBADF);
+
+	/* Too many in flight: -EAGAIN where the kernel's limit is, on one CPU. */
+	pin_to_cpu0();
+	limit = kernel_inflight_limit(32);
+	ck_assert_int_le(limit + 1, 256);
+	ck_assert_int_eq(pipe(pipefd), 0);
+	ck_assert_int_eq(aio_compat_setup(32, &c, AIO_COMPAT_AUTO | AIO_COMPAT_SINGLE_ISSUER), 0);
+	for (int i = 0; i <= limit; i++) {
+		io_prep_poll(&polls[i], pipefd[0], POLLIN);
+		list[i] = &polls[i];
+	}
+	ck_assert_int_eq(io_submit(c, limit + 1, list), limit);
+	ck_assert_int_eq(io_submit(c, 1, list + limit), -EAGAIN);
+	ck_assert_int_eq(io_destroy(c), 0);
+	close(pipefd[0]);
+	close(pipefd[1]);
+}
+END_TEST
+
 START_TEST(resfd_refused)
 {
 	int efd = eventfd(0, EFD_CLOEXEC);
@@ -429,6 +468,7 @@ static Suite *single_issuer_suite(void)
 	tcase_add_test(io, zero_timeout_poll_sees_completions);
 	tcase_add_test(io, queue_run_sees_completions);
 	tcase_add_test(io, fsync_behind_writes);
+	tcase_add_test(io, bad_input_answered_as_without_the_flag);
 	tcase_add_test(io, resfd_refused);
 	tcase_add_test(io, wait_times_out_and_is_interrupted);
 	tcase_add_test(threads, other_threads_get_eexist);
