@@ -312,6 +312,7 @@ static bool queue_one(struct aio_ctx *ctx, struct submit_state *st, struct iocb 
 	req = req_alloc(ctx);
 	req->kiocb = *io;
 	req->obj = io;
+	req->owner = NULL;
 	req->epoch = UINT32_MAX;
 	req->resfd = io->u.c.flags & IOCB_FLAG_RESFD ? (int)io->u.c.resfd : -1;
 	req->tracked = req->resfd >= 0 || io->aio_lio_opcode == IO_CMD_POLL ||
@@ -351,11 +352,14 @@ static long submit(struct aio_ctx *ctx, long nr, struct iocb **ios)
 	if (unlikely(ctx->reapers))
 		reapers_recheck(ctx);
 	/*
-	 * What finished meanwhile goes to the ring now, and the ticker keeps
-	 * it filled, for programs that read it without calling in (fio's
-	 * userspace_reap); a single issuer has promised not to be one.
+	 * What finished meanwhile goes to the ring now for a program seen to
+	 * read it without calling in (fio's userspace_reap), and on native
+	 * AIO, whose buffered I/O finishes inside io_submit with its event in
+	 * the ring, as the kernel leaves it. Other programs take it in
+	 * io_getevents, and the ticker keeps the ring filled meanwhile.
 	 */
-	if (!ctx->single_issuer && ctx->engine->ready(ctx))
+	if ((ctx->direct_reader || ctx->engine->kind == AIO_COMPAT_NATIVE) &&
+	    ctx->engine->ready(ctx))
 		publish(ctx);
 	ctx_unlock(ctx);
 	if (st.done && !ctx->single_issuer)

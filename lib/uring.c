@@ -23,38 +23,57 @@
  * what is still queued there when that thread exits: native AIO ties I/O
  * to the process instead. So a thread that exits with I/O in flight waits,
  * in its thread-specific-data destructor, until that I/O has completed.
- * Polls are not counted: they survive their thread, and may never fire.
+ * Each request names its submitter, and only the exit looks: nothing is
+ * counted per request. Polls name none: they survive their thread, and
+ * may never fire.
  */
 struct submitter {
-	_Atomic unsigned inflight;
+	bool known; /* its destructor is set */
 };
 
 static pthread_key_t submitter_key;
 static pthread_once_t submitter_once = PTHREAD_ONCE_INIT;
-static __thread struct submitter *self;
+/* Initial-exec: a load from %fs, not a call per submission; one byte of
+ * the static TLS that glibc keeps for libraries loaded later. */
+static __thread struct submitter self __attribute__((tls_model("initial-exec")));
 
-/* A single-issuer ring's completions wait for its thread: this one. */
-static void exit_publish(struct aio_ctx *ctx, void *arg)
+struct exit_wait {
+	const struct submitter *s;
+	bool busy;
+};
+
+/* Publishes what finished; busy while requests of this thread remain. */
+static void exit_visit(struct aio_ctx *ctx, void *arg)
 {
-	if (!ctx->single_issuer) {
-		publisher_try(ctx, arg);
-	} else if (!ctx_foreign(ctx) && !pthread_mutex_trylock(&ctx->lock)) {
-		io_uring_get_events(ctx->priv);
-		publish(ctx);
-		ctx_unlock(ctx);
+	struct exit_wait *w = arg;
+
+	if (ctx->engine != &uring_engine || ctx_foreign(ctx))
+		return;
+	if (pthread_mutex_trylock(&ctx->lock)) {
+		w->busy = true;
+		return;
 	}
+	/* A single issuer's completions wait for its thread: this one. */
+	if (ctx->single_issuer)
+		io_uring_get_events(ctx->priv);
+	publish(ctx);
+	for (unsigned i = 0; i < ctx->max_outstanding && !w->busy; i++)
+		w->busy = ctx->reqs[i].obj && ctx->reqs[i].owner == w->s;
+	ctx_unlock(ctx);
 }
 
 static void submitter_exit(void *arg)
 {
-	struct submitter *s = arg;
+	struct exit_wait w = { .s = arg, .busy = true };
 	const struct timespec pause = { 0, 200000 };
 
-	while (atomic_load(&s->inflight)) {
-		registry_each(exit_publish, NULL);
+	for (;;) {
+		w.busy = false;
+		registry_each(exit_visit, &w);
+		if (!w.busy)
+			break;
 		nanosleep(&pause, NULL);
 	}
-	free(s);
 }
 
 static void submitter_key_create(void)
@@ -64,40 +83,13 @@ static void submitter_key_create(void)
 
 static struct submitter *submitter_self(void)
 {
-	if (likely(self))
-		return self;
+	struct submitter *s = &self;
+
+	if (likely(s->known))
+		return s;
 	pthread_once(&submitter_once, submitter_key_create);
-	self = calloc(1, sizeof(*self));
-	if (self)
-		pthread_setspecific(submitter_key, self);
-	return self;
-}
-
-static void owner_track(struct req *req, struct submitter *s)
-{
-	req->owner = req_opcode(req) == IO_CMD_POLL ? NULL : s;
-}
-
-/* Counts finished requests down, one atomic operation per run of an owner. */
-struct owner_tally {
-	struct submitter *owner;
-	unsigned done;
-};
-
-static void owner_settle(struct owner_tally *t)
-{
-	if (t->owner && t->done)
-		atomic_fetch_sub_explicit(&t->owner->inflight, t->done, memory_order_release);
-	t->done = 0;
-}
-
-static void owner_done(struct owner_tally *t, struct req *req)
-{
-	if (req->owner != t->owner) {
-		owner_settle(t);
-		t->owner = req->owner;
-	}
-	t->done++;
+	s->known = !pthread_setspecific(submitter_key, s);
+	return s;
 }
 
 static const int needed_ops[] = {
@@ -345,24 +337,19 @@ static int uring_submit(struct aio_ctx *ctx, struct req **reqs, int n)
 {
 	struct io_uring *ring = ctx->priv;
 	struct submitter *owner = submitter_self();
-	unsigned start = ring->sq.sqe_tail, counted = 0;
+	unsigned start = ring->sq.sqe_tail;
 	int ret;
 
 	for (int i = 0; i < n; i++) {
 		prep(io_uring_get_sqe(ring), reqs[i]);
-		owner_track(reqs[i], owner);
-		counted += reqs[i]->owner != NULL;
+		reqs[i]->owner = req_opcode(reqs[i]) == IO_CMD_POLL ? NULL : owner;
 	}
-	if (counted)
-		atomic_fetch_add_explicit(&owner->inflight, counted, memory_order_relaxed);
 	do
 		ret = ctx->single_issuer ? io_uring_submit_and_get_events(ring)
 					 : io_uring_submit(ring);
 	while (ret == -EINTR || ret == -EAGAIN || ret == -EBUSY);
 	if (ret >= 0)
 		return n;
-	if (counted)
-		atomic_fetch_sub(&owner->inflight, counted);
 	ring->sq.sqe_head = ring->sq.sqe_tail = start;
 	io_uring_smp_store_release(ring->sq.ktail, start);
 	return ret;
@@ -399,7 +386,6 @@ static long rw_result(struct aio_ctx *ctx, const struct req *req, int res)
 static int uring_reap(struct aio_ctx *ctx, struct completion *out, int max)
 {
 	struct io_uring *ring = ctx->priv;
-	struct owner_tally tally = { 0 };
 	struct io_uring_cqe *cqe;
 	unsigned head, seen = 0;
 	int n = 0;
@@ -416,7 +402,6 @@ static int uring_reap(struct aio_ctx *ctx, struct completion *out, int max)
 		seen++;
 		if (!req)
 			continue;
-		owner_done(&tally, req);
 		out[n].req = req;
 		out[n].res2 = 0;
 		if (req_opcode(req) == IO_CMD_POLL)
@@ -428,7 +413,6 @@ static int uring_reap(struct aio_ctx *ctx, struct completion *out, int max)
 		n++;
 	}
 	io_uring_cq_advance(ring, seen);
-	owner_settle(&tally);
 	return n;
 }
 
