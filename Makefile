@@ -33,6 +33,8 @@ EXAMPLE_SRCS := $(wildcard examples/*.c)
 EXAMPLES := $(EXAMPLE_SRCS:.c=)
 BENCH := tools/aio-compat-bench
 BENCH_SRCS := tools/aio-compat-bench.c $(wildcard tools/bench-*.c)
+# Preloaded under fio by tools/fio-compare.sh, never sanitized; not installed.
+SHAREABLE_RING := tools/fio-shareable-ring.so
 
 # Programs link against the freshly built library, found through the rpath.
 PROG_LDFLAGS := $(ALL_LDFLAGS) -Llib -Wl,-rpath,'$$ORIGIN/../lib'
@@ -58,7 +60,7 @@ endif
 .PHONY: all deps check run bench install clean format deb fuzz posix-compare
 
 all: $(LIB_SO).1 $(LIB_SO) $(LIB_A) $(LIB_PC) $(POSIX_SO).1 $(POSIX_SO) $(POSIX_A) $(POSIX_PC) \
-	$(EXAMPLES)
+	$(EXAMPLES) $(SHAREABLE_RING)
 
 lib/%.o: lib/%.c lib/*.h include/aio-compat.h
 	$(CC) $(ALL_CFLAGS) -fPIC -fvisibility=hidden -c -o $@ $<
@@ -106,6 +108,9 @@ examples/%: examples/%.c $(LIB_SO)
 # Installed as it is built: no rpath; make bench and check point it at lib/.
 $(BENCH): $(BENCH_SRCS) tools/bench.h include/aio-compat.h $(LIB_SO)
 	$(CC) $(ALL_CFLAGS) -o $@ $(BENCH_SRCS) $(ALL_LDFLAGS) -Llib $(PROG_LIBS) -ldl
+
+$(SHAREABLE_RING): tools/fio-shareable-ring.c
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(CPPFLAGS) -fPIC -shared -o $@ $< $(LDFLAGS) -ldl
 
 tests/%.o: tests/%.c tests/*.h include/aio-compat.h
 	$(CC) $(ALL_CFLAGS) $(shell pkg-config --cflags check 2>/dev/null) -c -o $@ $<
@@ -192,7 +197,7 @@ format:
 clean:
 	rm -f lib/*.o lib/*.so* lib/*.a $(LIB_PC) $(POSIX_PC) posix/*.o tests/*.o $(TESTS) $(EXAMPLES)
 	rm -f tests/test_posix-glibc
-	rm -f tools/*.o $(BENCH) $(filter-out tests/util,$(basename $(wildcard tests/*.c)))
+	rm -f tools/*.o $(BENCH) $(SHAREABLE_RING) $(filter-out tests/util,$(basename $(wildcard tests/*.c)))
 
 # The Debian packages, built into the parent directory as dpkg-buildpackage
 # does (their build runs make check, and the tree is cleaned after), then
