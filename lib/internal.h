@@ -233,7 +233,6 @@ int backend_probe_uring(void);
 
 /* publisher.c: publishing for programs that read the ring themselves. */
 void publisher_kick(void);
-void publisher_try(struct aio_ctx *ctx, void *busy);
 
 /* events.c: the publisher and the waiting. */
 void ring_post(struct aio_ctx *ctx, struct req *req, long res, long res2);

@@ -22,21 +22,20 @@ static atomic_bool ticking;
 static bool started, kicked;
 
 /*
- * Publishes what is ready, unless a thread holds the context; *busy, if
- * given, is set while requests other than polls are in flight. Polls alone
- * do not keep the ticker going: one may wait for days.
+ * Publishes what is ready, unless a thread holds the context; *busy is set
+ * while requests other than polls are in flight. Polls alone do not keep
+ * the ticker going: one may wait for days.
  */
-void publisher_try(struct aio_ctx *ctx, void *busy)
+static void publisher_try(struct aio_ctx *ctx, bool *busy)
 {
 	if (pthread_mutex_trylock(&ctx->lock)) {
-		if (busy)
-			*(bool *)busy = true;
+		*busy = true;
 		return;
 	}
 	if (ctx->live) {
 		publish(ctx);
-		if (busy && ctx->live > ctx->polls)
-			*(bool *)busy = true;
+		if (ctx->live > ctx->polls)
+			*busy = true;
 	}
 	ctx_unlock(ctx);
 }

@@ -64,7 +64,7 @@ static void exit_visit(struct aio_ctx *ctx, void *arg)
 
 static void submitter_exit(void *arg)
 {
-	struct exit_wait w = { .s = arg, .busy = true };
+	struct exit_wait w = { .s = arg };
 	const struct timespec pause = { 0, 200000 };
 
 	for (;;) {
