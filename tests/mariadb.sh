@@ -1,0 +1,271 @@
+#!/bin/sh
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# MariaDB's InnoDB, unmodified, on the library: mariadbd with native AIO
+# through libaio (innodb_linux_aio=aio), O_DIRECT and an 8 MiB buffer pool,
+# run through tools/aio-compat-run on each backend, and once on the real
+# libaio as the reference, so that a broken environment shows there too.
+# Each run, on a datadir of its own made by mariadb-install-db:
+#
+#   - the error log says "Using Linux native AIO";
+#   - the server's AIO system calls (strace): io_uring_enter and no
+#     io_submit on the uring backend, io_submit and no io_uring_enter on
+#     the others;
+#   - a table of $rows rows, several times the buffer pool, is written and
+#     read back; after a clean shutdown and a restart every row is there
+#     (count, CRC32 of every row, CHECKSUM TABLE) and CHECK TABLE says OK;
+#   - rows written and updated, then kill -9: after crash recovery every
+#     committed row is there, and CHECK TABLE says OK;
+#   - the error log has no [ERROR] line.
+#
+# Skipped, with a SKIP line, where mariadbd is not installed (make deps
+# installs mariadb-server). Prints one line per check and ends with
+# "N passed, N failed" (", N skipped" when something was); exits non-zero
+# when a check failed. Each server lives at most $mariadb_limit seconds.
+#
+#   AIO_COMPAT_LIB   the library to preload (default: lib/libaio-compat.so.1)
+
+cd "$(dirname "$0")/.." || exit 1
+. tools/mariadb-server.sh
+
+lib=${AIO_COMPAT_LIB:-$(pwd)/lib/libaio-compat.so.1}
+run=tools/aio-compat-run
+rows=100000	# about 30 MB of rows and index: nearly four buffer pools
+mariadb_limit=300
+passed=0
+failed=0
+skipped=0
+tmp=
+
+cleanup() {
+	mariadb_kill
+	[ -z "$tmp" ] || rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+pass() {
+	passed=$((passed + 1))
+	echo "ok: $*"
+}
+
+fail() {
+	failed=$((failed + 1))
+	echo "FAIL: $*"
+}
+
+skip() {
+	skipped=$((skipped + 1))
+	echo "SKIP: $*"
+}
+
+summary() {
+	if [ "$skipped" = 0 ]; then
+		echo "$passed passed, $failed failed"
+	else
+		echo "$passed passed, $failed failed, $skipped skipped"
+	fi
+}
+
+# show FILE: the last lines of a log, indented, after a failure.
+show() {
+	[ -r "$1" ] && tail -n 15 "$1" | sed 's/^/    /'
+}
+
+# What the server said before it died, without its notes and the stack
+# trace and limits it prints after a fatal signal.
+show_server_log() {
+	awk '/\[Note\]/ { next } { print } / got signal / { exit }' "$dir/err.log" \
+		"$dir/stderr.log" | tail -n 12 | sed 's/^/    /'
+}
+
+# check WHAT COMMAND...: a check that passes when COMMAND exits 0.
+check() {
+	what=$1
+	shift
+	if "$@"; then
+		pass "$what"
+	else
+		fail "$what"
+		return 1
+	fi
+}
+
+# Counts the calls named in the server's strace log.
+calls() {
+	grep -c "^[0-9]* *$1(" "$dir/strace" || true
+}
+
+# The system calls that say which engine served InnoDB's I/O.
+syscall_check() {
+	enter=$(calls io_uring_enter)
+	submit=$(calls io_submit)
+	if [ "$name" = uring ]; then
+		[ "$enter" -gt 0 ] && [ "$submit" -eq 0 ]
+	else
+		[ "$submit" -gt 0 ] && [ "$enter" -eq 0 ]
+	fi
+	# shellcheck disable=SC2181 # the test just above
+	if [ $? = 0 ]; then
+		pass "$name: mariadbd issued $enter io_uring_enter, $submit io_submit"
+	else
+		fail "$name: mariadbd issued $enter io_uring_enter, $submit io_submit"
+	fi
+}
+
+# Every row, read through the clustered index twice, and the count.
+table_sums() {
+	mariadb_sql "$dir" "SELECT COUNT(*), SUM(CRC32(CONCAT_WS(',', id, k, pad))) FROM aio.t;
+		CHECKSUM TABLE aio.t" | tr '\t\n' '  '
+}
+
+table_check() {
+	result=$(mariadb_sql "$dir" "CHECK TABLE aio.t" | awk -F'\t' '{ print $3 ": " $4 }')
+	if [ "$result" = "status: OK" ]; then
+		pass "$name: CHECK TABLE $1: OK"
+	else
+		fail "$name: CHECK TABLE $1: $result"
+	fi
+}
+
+# start WHAT [PREFIX...]: mariadbd under the run's launcher and PREFIX.
+start() {
+	what=$1
+	shift
+	# shellcheck disable=SC2086 # launcher is a command prefix, or nothing
+	if mariadb_start "$dir" "$@" $launcher; then
+		pass "$name: mariadbd $what"
+	else
+		fail "$name: mariadbd $what"
+		show_server_log
+		return 1
+	fi
+}
+
+stop() {
+	mariadb_stop "$dir"
+	status=$?
+	if [ $status = 0 ] && grep -q 'Shutdown complete' "$dir/err.log"; then
+		pass "$name: clean shutdown $1"
+	else
+		fail "$name: clean shutdown $1 (exit $status)"
+		show_server_log
+		return 1
+	fi
+}
+
+fill() {
+	mariadb_sql "$dir" "CREATE DATABASE aio;
+		USE aio;
+		CREATE TABLE aio.t (id INT PRIMARY KEY, k INT NOT NULL,
+			pad VARCHAR(255) NOT NULL, KEY (k)) ENGINE=InnoDB;
+		INSERT INTO aio.t SELECT seq, CRC32(seq) % $rows,
+			CONCAT(SHA2(seq, 256), REPEAT('x', 150)) FROM seq_1_to_$rows" \
+		>"$dir/sql.log" 2>&1
+}
+
+# Committed rows and updates that only the redo log holds at the kill.
+more_rows() {
+	mariadb_sql "$dir" "USE aio;
+		INSERT INTO aio.t SELECT seq, CRC32(seq) % $rows,
+			REPEAT('y', 200) FROM seq_$((rows + 1))_to_$((rows + rows / 10));
+		UPDATE aio.t SET pad = CONCAT(pad, 'z'), k = k + 1 WHERE id % 97 = 0" \
+		>"$dir/sql.log" 2>&1
+}
+
+# server_run NAME [LAUNCHER...]: the whole sequence on a new datadir.
+server_run() {
+	name=$1
+	shift
+	launcher=$*
+	dir=$tmp/$name
+	mkdir "$dir" || return
+	if ! mariadb_install "$dir"; then
+		fail "$name: mariadb-install-db"
+		show "$dir/install.log"
+		return
+	fi
+	if [ -n "$strace" ]; then
+		start "starts (under strace)" $strace -o "$dir/strace" || return
+	else
+		start starts || return
+	fi
+	check "$name: error log says \"Using Linux native AIO\"" \
+		grep -q 'Using Linux native AIO' "$dir/err.log"
+	if check "$name: $rows rows written" fill; then
+		before=$(table_sums)
+		check "$name: $rows rows read back" [ "${before%% *}" = "$rows" ]
+	else
+		show "$dir/sql.log"
+	fi
+	stop "after writing" || return
+	if [ -n "$strace" ]; then
+		syscall_check
+	else
+		skip "$name: AIO system calls: strace is not installed"
+	fi
+
+	start "restarts on the same datadir" || return
+	after=$(table_sums)
+	check "$name: every row is there after the restart ($after)" [ "$after" = "$before" ]
+	table_check "after the restart"
+
+	if check "$name: $((rows / 10)) more rows written, every 97th row updated" more_rows; then
+		before=$(table_sums)
+	else
+		show "$dir/sql.log"
+	fi
+	mariadb_crash "$dir"
+	start "recovers after kill -9" || return
+	after=$(table_sums)
+	check "$name: every committed row is there after recovery ($after)" \
+		[ "$after" = "$before" ]
+	table_check "after recovery"
+	stop "after recovery" || return
+	if grep '\[ERROR\]' "$dir/err.log" "$dir/stderr.log" >"$dir/errors"; then
+		fail "$name: the error log has [ERROR] lines"
+		show "$dir/errors"
+	else
+		pass "$name: the error log has no [ERROR] line"
+	fi
+}
+
+backends() {
+	echo native
+	if [ "$(cat /proc/sys/kernel/io_uring_disabled 2>/dev/null || echo 0)" != 0 ]; then
+		skip "uring: kernel.io_uring_disabled is set" >&2
+	else
+		echo uring
+	fi
+}
+
+main() {
+	if ! mariadb_find; then
+		skip "MariaDB's InnoDB: $mariadb_missing (make deps installs it)"
+		return
+	fi
+	if [ ! -r "$lib" ]; then
+		fail "library $lib: not built"
+		return
+	fi
+	strace=
+	if command -v strace >/dev/null; then
+		strace="strace -f -qq --seccomp-bpf -e trace=io_submit,io_uring_enter"
+	fi
+	tmp=$(mktemp -d /var/tmp/aio-compat-mariadb.XXXXXX) || exit 1
+	echo "note: $("$mariadbd" --version | sed 's/^[^ ]* *//'), datadirs in $tmp"
+
+	started=$(date +%s)
+	server_run libaio
+	reference=$failed
+	for b in $(backends); do
+		server_run "$b" "$run" --lib "$lib" --backend="$b"
+	done
+	[ "$reference" = 0 ] ||
+		echo "note: the reference run on the real libaio failed: look at the environment first"
+	echo "note: $(($(date +%s) - started)) s"
+}
+
+main
+summary
+[ "$failed" = 0 ]
