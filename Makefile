@@ -73,7 +73,9 @@ $(LIB_SO).1: $(LIB_OBJS) lib/libaio-compat.map
 $(LIB_SO): $(LIB_SO).1
 	ln -sf libaio-compat.so.1 $@
 
-$(LIB_A): $(LIB_OBJS)
+# The syscall(2) interposer is the shared library's alone: in a static
+# program it would take the place of glibc's.
+$(LIB_A): $(filter-out lib/syscall.o,$(LIB_OBJS))
 	rm -f $@
 	$(AR) rcs $@ $^
 
@@ -197,7 +199,7 @@ format:
 clean:
 	rm -f lib/*.o lib/*.so* lib/*.a $(LIB_PC) $(POSIX_PC) posix/*.o tests/*.o $(TESTS) $(EXAMPLES)
 	rm -f tests/test_posix-glibc
-	rm -f tools/*.o $(BENCH) $(SHAREABLE_RING) $(filter-out tests/util,$(basename $(wildcard tests/*.c)))
+	rm -f tools/*.o $(BENCH) tests/raw-syscall-client-linked $(SHAREABLE_RING) $(filter-out tests/util,$(basename $(wildcard tests/*.c)))
 
 # The Debian packages, built into the parent directory as dpkg-buildpackage
 # does (their build runs make check, and the tree is cleaned after), then

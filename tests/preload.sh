@@ -129,6 +129,48 @@ client_checks() {
 	done
 }
 
+# Raw AIO system calls on the handle (MariaDB's InnoDB reaps that way): the
+# same program, linked with -laio, then preloaded with the library on each
+# backend, then linked with -laio-compat, must print what it prints on libaio.
+raw_syscall_checks() {
+	raw=tests/raw-syscall-client
+	cflags="-std=gnu17 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror"
+	# shellcheck disable=SC2086 # a list of flags
+	if ! ${CC:-cc} $cflags -o "$raw" tests/raw-syscall-client.c -laio >"$tmp/out" 2>&1 ||
+		! ${CC:-cc} $cflags -o "$raw-linked" tests/raw-syscall-client.c -Llib \
+			-Wl,-rpath,"$(dirname "$lib")" -laio-compat >>"$tmp/out" 2>&1; then
+		fail "raw-syscall-client builds with -laio and with -laio-compat"
+		sed 's/^/    /' "$tmp/out"
+		return
+	fi
+	if ! "./$raw" /dev/shm >"$tmp/raw.libaio" 2>&1; then
+		fail "raw system calls on libaio itself"
+		sed 's/^/    /' "$tmp/raw.libaio"
+		return
+	fi
+	pass "raw system calls on libaio itself"
+	for b in $(backends); do
+		raw_same "raw system calls on the handle, preloaded, $b" \
+			"$run" --lib "$lib" --backend="$b" "./$raw" /dev/shm
+		raw_same "raw system calls on the handle, linked with -laio-compat, $b" \
+			env AIO_COMPAT_BACKEND="$b" "./$raw-linked" /dev/shm
+	done
+}
+
+# raw_same WHAT COMMAND...: its output must be libaio's, line for line.
+raw_same() {
+	what=$1
+	shift
+	"$@" >"$tmp/raw.out" 2>&1
+	status=$?
+	if [ $status = 0 ] && cmp -s "$tmp/raw.libaio" "$tmp/raw.out"; then
+		pass "$what"
+	else
+		fail "$what (exit $status; the differences from libaio's output:)"
+		diff "$tmp/raw.libaio" "$tmp/raw.out" | sed 's/^/    /'
+	fi
+}
+
 # fio's terse line: field 5 is the error, 6 the KiB read, 47 the KiB written.
 # A write job with verify reads everything back, so both must be the size.
 fio_terse_ok() {
@@ -273,6 +315,7 @@ else
 	fi
 	launcher_checks
 	client_checks
+	raw_syscall_checks
 	fio_checks
 fi
 echo "$passed passed, $failed failed"

@@ -188,7 +188,8 @@ struct dynsym {
 struct dynsyms {
 	int nr;
 	struct dynsym syms[MAX_SYMS];
-	int unversioned; /* defined symbols without a version */
+	int unversioned;	/* defined symbols without a version, but syscall */
+	int syscall_unversioned; /* the syscall(2) interposer, which must bind any */
 };
 
 static void read_dynsyms(const char *path, struct dynsyms *out)
@@ -212,7 +213,9 @@ static void read_dynsyms(const char *path, struct dynsyms *out)
 			continue;
 		if (!strchr(name, '@')) {
 			/* An ABS entry without '@' names a version node. */
-			if (strcmp(ndx, "ABS") != 0)
+			if (strcmp(name, "syscall") == 0)
+				out->syscall_unversioned = 1;
+			else if (strcmp(ndx, "ABS") != 0)
 				out->unversioned++;
 			continue;
 		}
@@ -356,6 +359,8 @@ START_TEST(test_exports_nothing_else)
 		return;
 	ck_assert_msg(compat_syms.unversioned == 0, "%d exported symbols carry no version",
 		      compat_syms.unversioned);
+	/* Unversioned, it binds a program's syscall@GLIBC_x of any version. */
+	ck_assert_msg(compat_syms.syscall_unversioned, "syscall is not exported unversioned");
 	for (size_t i = 0; i < sizeof(extensions) / sizeof(extensions[0]); i++)
 		ck_assert_msg(find_sym(&compat_syms, extensions[i]), "%s is not exported",
 			      extensions[i]);
