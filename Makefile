@@ -57,7 +57,7 @@ export CHECK_WRAPPER := valgrind -q --error-exitcode=1 --suppressions=tests/valg
 export CK_TIMEOUT_MULTIPLIER := 10
 endif
 
-.PHONY: all deps check run bench install clean format deb fuzz posix-compare
+.PHONY: all deps check run bench bench-clients install clean format deb fuzz posix-compare
 
 all: $(LIB_SO).1 $(LIB_SO) $(LIB_A) $(LIB_PC) $(POSIX_SO).1 $(POSIX_SO) $(POSIX_A) $(POSIX_PC) \
 	$(EXAMPLES) $(SHAREABLE_RING)
@@ -151,11 +151,16 @@ tests/fuzz_submit: tests/fuzz_submit.c $(LIB_SRCS) lib/*.h include/aio-compat.h
 deps:
 	@sh tools/deps.sh
 
+# The real clients: preload.sh (a program linked with -laio, fio) and
+# mariadb.sh, MariaDB's InnoDB. The latter is a script of its own rather
+# than a part of preload.sh: it runs servers, needs mariadb-server, has a
+# summary line of its own, and says SKIP where it cannot run.
 check: deps
 	$(MAKE) all $(TESTS) $(BENCH) tests/diff-libaio
 	sh tests/run.sh $(TESTS)
 	for b in native uring; do AIO_COMPAT_BACKEND=$$b ./tests/diff-libaio -s 1 -n 500 || exit 1; done
 	sh tests/preload.sh
+	sh tests/mariadb.sh
 	LD_LIBRARY_PATH=lib ./$(BENCH) --quick > /dev/null
 	@echo "aio-compat-bench --quick: every contender ran and checked its results"
 ifneq ($(VALGRIND)$(SANITIZE),)
@@ -168,6 +173,12 @@ endif
 bench: deps
 	$(MAKE) all $(BENCH)
 	LD_LIBRARY_PATH=lib ./$(BENCH)
+
+# sysbench oltp_read_write on MariaDB: the real libaio against the library
+# on each backend, in alternating rounds (BENCHMARKS.md).
+bench-clients: deps
+	$(MAKE) $(LIB_SO).1
+	sh tools/bench-clients.sh
 
 run: deps
 	$(MAKE) all

@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # SPDX-License-Identifier: LGPL-2.1-or-later
 #
 # A private MariaDB server for the client test (tests/mariadb.sh) and the
@@ -48,6 +49,7 @@ mariadb_find() {
 	mariadb_install_db=$(command -v mariadb-install-db || command -v mysql_install_db)
 	for m_v in mariadbd mariadb mariadb_admin mariadb_install_db; do
 		eval "[ -n \"\$$m_v\" ]" || {
+			# shellcheck disable=SC2034 # for the scripts that source this
 			mariadb_missing="$m_v (package mariadb-server) is not installed"
 			return 1
 		}
@@ -55,6 +57,7 @@ mariadb_find() {
 }
 
 mariadb_install() {
+	# shellcheck disable=SC2046 # one option, or none
 	"$mariadb_install_db" --no-defaults $([ "$(id -u)" != 0 ] || echo --user=root) \
 		--datadir="$1/data" --auth-root-authentication-method=normal \
 		--skip-test-db >"$1/install.log" 2>&1
