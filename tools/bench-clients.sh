@@ -13,8 +13,11 @@
 # first, with the same random seed, so that every run starts from the same
 # state and no run writes back what another left in the page cache.
 #
-# Prints each run's transactions per second, then for each backend the
-# median over the rounds of the ratio library / libaio within a round.
+# Prints each run's transactions per second and the server's CPU time per
+# transaction (user and system, all its threads, io_uring's workers among
+# them), then for each backend the median over the rounds of the ratios
+# library / libaio within a round. The TPS ratio is the one judged; the
+# CPU one moves less when other work shares the machine.
 #
 # usage: tools/bench-clients.sh [--check]
 #   --check   exit 1 when a median ratio is below MIN_RATIO
@@ -96,7 +99,13 @@ prepare() {
 	mariadb_stop "$master" || die "mariadbd did not shut down cleanly"
 }
 
-# measure CONTENDER: one run; its transactions per second in $tps.
+# The server's CPU time so far, user and system, in clock ticks.
+server_ticks() {
+	awk '{ print $14 + $15 }' "/proc/$(cat "$1/pid")/stat"
+}
+
+# measure CONTENDER: one run; its transactions per second in $tps, the
+# server's CPU milliseconds per transaction in $cpu.
 measure() {
 	dir=$tmp/run
 	rm -rf "$dir"
@@ -107,14 +116,23 @@ measure() {
 	libaio) server_or_die "$dir" ;;
 	*) server_or_die "$dir" "$run" --lib "$lib" --backend="$1" ;;
 	esac
+	ticks=$(server_ticks "$dir")
 	sysbench_cmd "$dir" run >"$tmp/run.log" 2>&1 || {
 		cat "$tmp/run.log" >&2
 		die "sysbench run on $1 failed"
 	}
+	ticks=$(($(server_ticks "$dir") - ticks))
 	mariadb_stop "$dir" || die "mariadbd on $1 did not shut down cleanly"
 	! grep '\[ERROR\]' "$dir/err.log" >&2 || die "mariadbd on $1 logged errors"
 	tps=$(awk '/^ *transactions:/ { sub(/^\(/, "", $3); print $3 }' "$tmp/run.log")
 	[ -n "$tps" ] || die "no transactions per second in sysbench's report"
+	cpu=$(awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" '/^ *transactions:/ {
+		printf "%.3f", t * 1000 / hz / $2 }' "$tmp/run.log")
+}
+
+# ratio FILE A B: appends A / B to FILE.
+ratio() {
+	awk -v a="$2" -v b="$3" 'BEGIN { printf "%.4f\n", a / b }' >>"$1"
 }
 
 median() {
@@ -139,12 +157,14 @@ while [ "$round" -le "$rounds" ]; do
 	for c in $order; do
 		measure "$c"
 		echo "$tps" >"$tmp/tps.$c"
-		printf 'round %d  %-8s %9.2f tps\n' "$round" "$c" "$tps"
+		echo "$cpu" >"$tmp/cpu.$c"
+		printf 'round %d  %-8s %9.2f tps %8.3f ms CPU/transaction\n' \
+			"$round" "$c" "$tps" "$cpu"
 	done
 	for c in $contenders; do
-		[ "$c" = libaio ] ||
-			awk -v a="$(cat "$tmp/tps.$c")" -v b="$(cat "$tmp/tps.libaio")" \
-				'BEGIN { printf "%.4f\n", a / b }' >>"$tmp/ratios.$c"
+		[ "$c" != libaio ] || continue
+		ratio "$tmp/ratios.$c" "$(cat "$tmp/tps.$c")" "$(cat "$tmp/tps.libaio")"
+		ratio "$tmp/cpu-ratios.$c" "$(cat "$tmp/cpu.$c")" "$(cat "$tmp/cpu.libaio")"
 	done
 	round=$((round + 1))
 done
@@ -155,8 +175,10 @@ for c in $contenders; do
 	[ "$c" != libaio ] || continue
 	r=$(median <"$tmp/ratios.$c")
 	ok=$(awk -v r="$r" -v m="$min_ratio" 'BEGIN { print (r >= m) ? "ok" : "below" }')
-	echo "$c / libaio, median of the per-round ratios: $r ($ok $min_ratio;" \
+	echo "$c / libaio, TPS, median of the per-round ratios: $r ($ok $min_ratio;" \
 		"rounds: $(tr '\n' ' ' <"$tmp/ratios.$c" | sed 's/ $//'))"
+	echo "$c / libaio, CPU per transaction, median: $(median <"$tmp/cpu-ratios.$c")" \
+		"(not judged; rounds: $(tr '\n' ' ' <"$tmp/cpu-ratios.$c" | sed 's/ $//'))"
 	[ "$ok" = ok ] || status=1
 done
 echo "$me: $(($(date +%s) - started)) s, load $(cut -d' ' -f1-3 /proc/loadavg)"
