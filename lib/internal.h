@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "aio-compat.h"
 
@@ -77,6 +78,7 @@ struct req {
 	int resfd;		 /* the caller's eventfd, or -1 */
 	uint32_t epoch;		 /* writes: the epoch of their fd they joined */
 	bool held;		 /* a sync waiting for earlier writes */
+	bool owns_fd;		 /* kiocb.aio_fildes is the library's own duplicate */
 	bool tracked;		 /* a poll, an eventfd or an ordered write: counted */
 };
 
@@ -274,8 +276,11 @@ static inline struct req *req_alloc(struct aio_ctx *ctx)
 
 static inline void req_free(struct aio_ctx *ctx, struct req *req)
 {
+	if (unlikely(req->owns_fd))
+		close(req_fd(req));
 	req->obj = NULL;
 	req->held = false;
+	req->owns_fd = false;
 	req->next = ctx->free_reqs;
 	ctx->free_reqs = req;
 	ctx->live--;
@@ -284,7 +289,7 @@ static inline void req_free(struct aio_ctx *ctx, struct req *req)
 /* order.c: the honest-fsync rule. */
 int order_submitted(struct aio_ctx *ctx, struct req *req);
 bool order_should_hold(struct aio_ctx *ctx, struct req *req);
-void order_hold(struct aio_ctx *ctx, struct req *req);
+int order_hold(struct aio_ctx *ctx, struct req *req);
 void order_write_done(struct aio_ctx *ctx, struct req *req);
 void order_free(struct aio_ctx *ctx);
 

@@ -272,6 +272,27 @@ static bool flush(struct aio_ctx *ctx, struct submit_state *st)
 }
 
 /*
+ * A held sync syncs the file it was submitted for, whatever the program
+ * does with the number meanwhile: it holds a descriptor of its own until
+ * its event is posted (io_uring, which runs a sync in a worker, looks the
+ * number up only there).
+ */
+static int hold_file(struct aio_ctx *ctx, struct req *req)
+{
+	int fd = fcntl(req_fd(req), F_DUPFD_CLOEXEC, 0);
+
+	if (fd < 0)
+		return errno == EBADF ? -EBADF : -EAGAIN;
+	if (order_hold(ctx, req)) {
+		close(fd);
+		return -EAGAIN;
+	}
+	req->kiocb.aio_fildes = (uint32_t)fd;
+	req->owns_fd = true;
+	return 0;
+}
+
+/*
  * Everything before a sync goes to the kernel first: the writes must be
  * counted before the rule can judge it, and a refusal earlier in the array
  * must stop the sync as it stops anything after it.
@@ -288,11 +309,12 @@ static bool queue_sync(struct aio_ctx *ctx, struct submit_state *st, struct req 
 	}
 	/* The kernel will not see it now: what it would refuse, refuse here. */
 	st->err = ctx->engine->kind == AIO_COMPAT_NATIVE ? check_sync(&req->kiocb) : 0;
+	if (!st->err)
+		st->err = hold_file(ctx, req);
 	if (st->err) {
 		req_free(ctx, req);
 		return false;
 	}
-	order_hold(ctx, req);
 	accepted(ctx, req);
 	st->done++;
 	return true;
