@@ -10,6 +10,9 @@
  * - once none are, it is trusted again only after kcmp(2) says the number
  *   still names the duplicate's file; else a new duplicate is made.
  *
+ * The duplicates, and a held sync's own (submit.c), are taken high among
+ * the numbers (fd_hold), away from those the program uses.
+ *
  * A signal is written after the context's lock is released (ctx_unlock),
  * so a duplicate no longer wanted is closed only under the lock, when no
  * thread is between its unlock and its writes (ctx->signalling is 0).
@@ -19,6 +22,7 @@
 #include <linux/kcmp.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -60,6 +64,36 @@ static int check_eventfd(int fd)
 	return 0;
 }
 
+/*
+ * The lowest number for the library's own descriptors: high, so that they
+ * take neither the number a program's next open() would get nor one the
+ * program believes closed (and expects -EBADF from).
+ */
+static pthread_once_t high_once = PTHREAD_ONCE_INIT;
+static int high_fd;
+
+static void high_learn(void)
+{
+	struct rlimit rl;
+
+	if (!getrlimit(RLIMIT_NOFILE, &rl))
+		high_fd = rl.rlim_cur / 2 < 1024 ? (int)(rl.rlim_cur / 2) : 1024;
+}
+
+/* A descriptor of the library's own for the file fd names, or -errno. */
+int fd_hold(int fd)
+{
+	int held;
+
+	pthread_once(&high_once, high_learn);
+	held = fcntl(fd, F_DUPFD_CLOEXEC, high_fd);
+	if (held < 0 && errno != EBADF)
+		held = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (held >= 0)
+		return held;
+	return errno == EBADF ? -EBADF : -EAGAIN;
+}
+
 static bool same_file(const struct aio_ctx *ctx, int a, int b)
 {
 	return syscall(SYS_kcmp, ctx->pid, ctx->pid, KCMP_FILE, a, b) == 0;
@@ -98,11 +132,11 @@ static int hold_new(struct aio_ctx *ctx, int prog)
 		ctx->efds = e;
 		e += ctx->nr_efds++;
 	}
-	fd = fcntl(prog, F_DUPFD_CLOEXEC, 0);
+	fd = fd_hold(prog);
 	if (fd < 0) {
 		e->fd = -1;
 		e->prog = -1;
-		return errno == EBADF ? -EBADF : -EAGAIN;
+		return fd;
 	}
 	*e = (struct eventfd_hold){ .prog = prog, .fd = fd, .users = 1 };
 	return (int)(e - ctx->efds);

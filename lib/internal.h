@@ -291,6 +291,7 @@ static inline struct req *req_alloc(struct aio_ctx *ctx)
 }
 
 /* eventfd.c */
+int fd_hold(int fd);
 int eventfd_get(struct aio_ctx *ctx, int prog);
 void eventfd_put(struct aio_ctx *ctx, int slot);
 int eventfd_of(const struct aio_ctx *ctx, int slot);

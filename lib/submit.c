@@ -234,10 +234,10 @@ static bool flush(struct aio_ctx *ctx, struct submit_state *st)
  */
 static int hold_file(struct aio_ctx *ctx, struct req *req)
 {
-	int fd = fcntl(req_fd(req), F_DUPFD_CLOEXEC, 0);
+	int fd = fd_hold(req_fd(req));
 
 	if (fd < 0)
-		return errno == EBADF ? -EBADF : -EAGAIN;
+		return fd;
 	if (order_hold(ctx, req)) {
 		close(fd);
 		return -EAGAIN;
