@@ -5,6 +5,7 @@
  * library's own (wake-ups, poll removals) and are skipped.
  */
 #include <errno.h>
+#include <limits.h>
 #include <liburing.h>
 #include <poll.h>
 #include <stdio.h>
@@ -92,6 +93,50 @@ static struct submitter *submitter_self(void)
 	return s;
 }
 
+/*
+ * AIO_COMPAT_URING_EMULATE=MAJOR.MINOR, read at each io_setup, makes the
+ * library meet io_uring as that kernel would: the setup flags it lacks are
+ * refused with -EINVAL, and before 5.6 (or with "none") io_uring lacks
+ * what the library needs. The running kernel does all the rest: this only
+ * lets tests take the paths an older kernel sends the library down.
+ */
+#define LINUX(major, minor) ((major) << 8 | (minor))
+#define URING_USABLE_SINCE LINUX(5, 6) /* IORING_OP_READ, the probe */
+
+static const struct {
+	unsigned flag;
+	unsigned since;
+} setup_flags_since[] = {
+	{ IORING_SETUP_SUBMIT_ALL, LINUX(5, 18) },
+	{ IORING_SETUP_COOP_TASKRUN, LINUX(5, 19) },
+	{ IORING_SETUP_SINGLE_ISSUER, LINUX(6, 0) },
+	{ IORING_SETUP_DEFER_TASKRUN, LINUX(6, 1) },
+};
+
+/* The kernel to act as, or UINT_MAX for the running one. */
+static unsigned emulated_kernel(void)
+{
+	const char *env = getenv("AIO_COMPAT_URING_EMULATE");
+	unsigned major, minor;
+
+	if (!env)
+		return UINT_MAX;
+	if (!strcmp(env, "none"))
+		return 0;
+	if (sscanf(env, "%u.%u", &major, &minor) != 2 || major > 255 || minor > 255)
+		return UINT_MAX;
+	return LINUX(major, minor);
+}
+
+static int queue_init(unsigned entries, struct io_uring *ring, struct io_uring_params *p,
+		      unsigned kernel)
+{
+	for (unsigned i = 0; i < sizeof(setup_flags_since) / sizeof(setup_flags_since[0]); i++)
+		if (p->flags & setup_flags_since[i].flag && kernel < setup_flags_since[i].since)
+			return -EINVAL;
+	return io_uring_queue_init_params(entries, ring, p);
+}
+
 static const int needed_ops[] = {
 	IORING_OP_READ,	 IORING_OP_WRITE,    IORING_OP_READV,	    IORING_OP_WRITEV,
 	IORING_OP_FSYNC, IORING_OP_POLL_ADD, IORING_OP_POLL_REMOVE,
@@ -122,6 +167,8 @@ int backend_probe_uring(void)
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
 
+	if (emulated_kernel() < URING_USABLE_SINCE)
+		return -ENOSYS;
 	pthread_once(&once, probe_once);
 	return probe_result;
 }
@@ -231,6 +278,7 @@ static int ring_init(struct aio_ctx *ctx, struct io_uring *ring)
 	unsigned sq = pow2_at_least(outstanding < SQ_ENTRIES_MAX ? outstanding : SQ_ENTRIES_MAX);
 	unsigned cq = pow2_at_least(outstanding < CQ_ENTRIES_MAX ? outstanding : CQ_ENTRIES_MAX);
 	unsigned flags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL | coop_taskrun();
+	unsigned kernel = emulated_kernel();
 	int ret;
 
 	if (ctx->single_issuer)
@@ -239,7 +287,7 @@ static int ring_init(struct aio_ctx *ctx, struct io_uring *ring)
 		struct io_uring_params p = { .flags = flags,
 					     .cq_entries = cq < sq * 2 ? sq * 2 : cq };
 
-		ret = io_uring_queue_init_params(sq, ring, &p);
+		ret = queue_init(sq, ring, &p, kernel);
 		if (ret != -EINVAL || flags == IORING_SETUP_CQSIZE)
 			break;
 		flags &= ~newest_flag(flags);
