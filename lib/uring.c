@@ -376,31 +376,51 @@ static void prep(struct io_uring_sqe *sqe, struct req *req)
 	io_uring_sqe_set_data(sqe, req);
 }
 
+/* How many of the SQEs from start on the kernel has consumed. */
+static unsigned sqes_consumed(struct io_uring *ring, unsigned start)
+{
+	int consumed = (int)(io_uring_smp_load_acquire(ring->sq.khead) - start);
+
+	return consumed > 0 ? (unsigned)consumed : 0;
+}
+
+/* Takes back the SQEs from start on, which the kernel has not consumed. */
+static void sqes_withdraw(struct io_uring *ring, unsigned start)
+{
+	ring->sq.sqe_head = ring->sq.sqe_tail = start;
+	io_uring_smp_store_release(ring->sq.ktail, start);
+}
+
 /*
- * Errors in an SQE come back as its CQE, so the kernel takes all or none.
- * If it takes none, the SQEs are withdrawn: they must not go out later
- * for requests already refused.
+ * Errors in an SQE come back as its CQE. With IORING_SETUP_SUBMIT_ALL the
+ * kernel takes all or none; without it (before 5.18) it stops after an SQE
+ * that failed at submission, whose CQE it has posted, and leaves the rest
+ * in the SQ: valid requests, which go in again. What the kernel does not
+ * take is withdrawn: it must not go out later for requests refused.
  */
 static int uring_submit(struct aio_ctx *ctx, struct req **reqs, int n)
 {
 	struct io_uring *ring = ctx->priv;
 	struct submitter *owner = submitter_self();
-	unsigned start = ring->sq.sqe_tail;
+	unsigned start = ring->sq.sqe_tail, taken;
 	int ret;
 
 	for (int i = 0; i < n; i++) {
 		prep(io_uring_get_sqe(ring), reqs[i]);
 		reqs[i]->owner = req_opcode(reqs[i]) == IO_CMD_POLL ? NULL : owner;
 	}
-	do
+	do {
 		ret = ctx->single_issuer ? io_uring_submit_and_get_events(ring)
 					 : io_uring_submit(ring);
-	while (ret == -EINTR || ret == -EAGAIN || ret == -EBUSY);
-	if (ret >= 0)
+		taken = sqes_consumed(ring, start);
+	} while (taken < (unsigned)n &&
+		 (ret > 0 || ret == -EINTR || ret == -EAGAIN || ret == -EBUSY));
+	if (taken == (unsigned)n)
 		return n;
-	ring->sq.sqe_head = ring->sq.sqe_tail = start;
-	io_uring_smp_store_release(ring->sq.ktail, start);
-	return ret;
+	sqes_withdraw(ring, start + taken);
+	if (taken)
+		return (int)taken;
+	return ret < 0 ? ret : -EAGAIN;
 }
 
 /*
