@@ -78,6 +78,7 @@ struct req {
 	uint32_t epoch;		 /* writes: the epoch of their fd they joined */
 	bool held;		 /* a sync waiting for earlier writes */
 	bool tracked;		 /* a poll, an eventfd or an ordered write: counted */
+	bool cancelled;		 /* uring: a poll whose removal the kernel has */
 };
 
 static inline int req_fd(const struct req *req)
