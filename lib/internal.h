@@ -82,6 +82,7 @@ struct req {
 	bool held;		 /* a sync waiting for earlier writes */
 	bool owns_fd;		 /* kiocb.aio_fildes is the library's own duplicate */
 	bool tracked;		 /* a poll, an eventfd or an ordered write: counted */
+	bool cancelled;		 /* uring: a poll whose removal the kernel has */
 };
 
 static inline int req_fd(const struct req *req)
