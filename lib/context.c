@@ -85,6 +85,7 @@ static void ctx_free(struct aio_ctx *ctx)
 		munmap(ctx->ring, ctx->ring_bytes);
 	close(ctx->wake_fd);
 	order_free(ctx);
+	eventfd_release_all(ctx);
 	pthread_cond_destroy(&ctx->helper_cond);
 	pthread_mutex_destroy(&ctx->lock);
 	free(ctx->reqs);
@@ -121,6 +122,7 @@ static int ctx_create(unsigned nr, const struct engine *engine, int flags, struc
 	/* io_uring's alone; its setup clears it where the kernel lacks it. */
 	ctx->single_issuer = engine->kind == AIO_COMPAT_URING && single_issuer_wanted(flags);
 	ctx->issuer = pthread_self();
+	ctx->pid = getpid();
 	ret = engine->setup(ctx, nr);
 	if (!ret)
 		ret = ring_alloc(ctx);

@@ -148,9 +148,12 @@ void ctx_unlock(struct aio_ctx *ctx)
 	}
 	memcpy(sig, ctx->resfd, n * sizeof(*sig));
 	ctx->nr_resfd = 0;
+	atomic_fetch_add_explicit(&ctx->signalling, 1, memory_order_relaxed);
 	pthread_mutex_unlock(&ctx->lock);
 	for (unsigned i = 0; i < n; i++)
 		(void)!write(sig[i].fd, &sig[i].count, sizeof(uint64_t));
+	/* Pairs with close_retired(): these fds may be closed after this. */
+	atomic_fetch_sub_explicit(&ctx->signalling, 1, memory_order_release);
 }
 
 /* The program moved head itself: from now on, publish as things complete. */

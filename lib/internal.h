@@ -8,9 +8,11 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "aio-compat.h"
 
@@ -74,10 +76,13 @@ struct req {
 	struct iocb *obj;	 /* the caller's iocb, reported in the event */
 	struct req *next;	 /* free list, or the syncs closing an epoch */
 	struct submitter *owner; /* uring: the thread whose io-wq runs it */
-	int resfd;		 /* the caller's eventfd, or -1 */
+	int resfd;		 /* the library's hold of the caller's eventfd, or -1 */
+	int efd_slot;		 /* and its slot in ctx->efds */
 	uint32_t epoch;		 /* writes: the epoch of their fd they joined */
 	bool held;		 /* a sync waiting for earlier writes */
+	bool owns_fd;		 /* kiocb.aio_fildes is the library's own duplicate */
 	bool tracked;		 /* a poll, an eventfd or an ordered write: counted */
+	bool cancelled;		 /* uring: a poll whose removal the kernel has */
 };
 
 static inline int req_fd(const struct req *req)
@@ -155,6 +160,13 @@ struct resfd_signal {
 	uint64_t count;
 };
 
+/* A duplicate of an eventfd the program named (eventfd.c). */
+struct eventfd_hold {
+	int prog;	/* the program's number for it, or -1 once retired */
+	int fd;		/* the duplicate, or -1 for a free slot */
+	unsigned users; /* requests in flight that name it */
+};
+
 struct aio_ctx {
 	struct aio_ring *ring; /* the handle the program holds */
 	size_t ring_bytes;
@@ -188,6 +200,13 @@ struct aio_ctx {
 	/* Eventfds of events just posted, signalled once the lock is out. */
 	struct resfd_signal resfd[RESFD_BATCH];
 	unsigned nr_resfd;
+	_Atomic unsigned signalling; /* threads between unlock and those writes */
+
+	/* The eventfds requests name, held by reference. */
+	struct eventfd_hold *efds;
+	unsigned nr_efds;
+	unsigned retired;
+	pid_t pid; /* for kcmp: a context is its process's alone */
 
 	/* The publisher thread that serves programs waiting on eventfds. */
 	unsigned helper_needs; /* live RESFD requests, and a direct reader */
@@ -272,10 +291,22 @@ static inline struct req *req_alloc(struct aio_ctx *ctx)
 	return req;
 }
 
+/* eventfd.c */
+int fd_hold(int fd);
+int eventfd_get(struct aio_ctx *ctx, int prog);
+void eventfd_put(struct aio_ctx *ctx, int slot);
+int eventfd_of(const struct aio_ctx *ctx, int slot);
+void eventfd_release_all(struct aio_ctx *ctx);
+
 static inline void req_free(struct aio_ctx *ctx, struct req *req)
 {
+	if (req->resfd >= 0)
+		eventfd_put(ctx, req->efd_slot);
+	if (unlikely(req->owns_fd))
+		close(req_fd(req));
 	req->obj = NULL;
 	req->held = false;
+	req->owns_fd = false;
 	req->next = ctx->free_reqs;
 	ctx->free_reqs = req;
 	ctx->live--;
@@ -284,7 +315,7 @@ static inline void req_free(struct aio_ctx *ctx, struct req *req)
 /* order.c: the honest-fsync rule. */
 int order_submitted(struct aio_ctx *ctx, struct req *req);
 bool order_should_hold(struct aio_ctx *ctx, struct req *req);
-void order_hold(struct aio_ctx *ctx, struct req *req);
+int order_hold(struct aio_ctx *ctx, struct req *req);
 void order_write_done(struct aio_ctx *ctx, struct req *req);
 void order_free(struct aio_ctx *ctx);
 

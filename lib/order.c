@@ -113,16 +113,17 @@ bool order_should_hold(struct aio_ctx *ctx, struct req *req)
 	return fo && (fo->first != fo->last || epoch(fo, fo->last)->writes);
 }
 
-/* The sync closes the open epoch; later writes start the next one. */
-void order_hold(struct aio_ctx *ctx, struct req *req)
+/*
+ * The sync closes the open epoch; later writes start the next one. Without
+ * memory for the epoch it is not held: -ENOMEM.
+ */
+int order_hold(struct aio_ctx *ctx, struct req *req)
 {
 	struct fd_order *fo = fd_order(ctx, req_fd(req));
 	struct req **tail;
 
-	if (epochs_grow(fo)) {
-		issue_now(ctx, req);
-		return;
-	}
+	if (epochs_grow(fo))
+		return -ENOMEM;
 	tail = &epoch(fo, fo->last)->syncs;
 	while (*tail)
 		tail = &(*tail)->next;
@@ -132,6 +133,7 @@ void order_hold(struct aio_ctx *ctx, struct req *req)
 	fo->last++;
 	*epoch(fo, fo->last) = (struct fd_epoch){ 0 };
 	ctx->held_syncs++;
+	return 0;
 }
 
 static void release_epoch(struct aio_ctx *ctx, struct fd_epoch *e)

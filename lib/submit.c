@@ -9,7 +9,6 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/fs.h>
-#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -30,55 +29,8 @@ struct submit_state {
 	long done;
 	int err;
 	unsigned ring_used; /* events not yet reaped, when the call began */
-	int resfd_ok;	    /* an eventfd already checked in this call */
-	bool resfd_checked;
-	dev_t anon_dev;
-	ino_t anon_ino;
+	int efd;	    /* the slot of the eventfd the iocb being checked names, or -1 */
 };
-
-/*
- * The kernel takes only an eventfd here. Its inode is the one all
- * anonymous-inode files share, which is as far as fstat can tell.
- */
-static pthread_once_t eventfd_once = PTHREAD_ONCE_INIT;
-static dev_t eventfd_dev;
-static ino_t eventfd_ino;
-
-static void eventfd_learn(void)
-{
-	int fd = eventfd(0, EFD_CLOEXEC);
-	struct stat sb;
-
-	if (fd >= 0 && !fstat(fd, &sb)) {
-		eventfd_dev = sb.st_dev;
-		eventfd_ino = sb.st_ino;
-	}
-	if (fd >= 0)
-		close(fd);
-}
-
-static int eventfd_identity(dev_t *dev, ino_t *ino)
-{
-	pthread_once(&eventfd_once, eventfd_learn);
-	*dev = eventfd_dev;
-	*ino = eventfd_ino;
-	return eventfd_ino ? 0 : -EBADF;
-}
-
-static int check_resfd(struct submit_state *st, int fd)
-{
-	struct stat sb;
-
-	if (fd < 0 || fstat(fd, &sb))
-		return -EBADF;
-	if (!st->anon_ino && eventfd_identity(&st->anon_dev, &st->anon_ino))
-		return -EBADF;
-	if (sb.st_dev != st->anon_dev || sb.st_ino != st->anon_ino)
-		return -EINVAL;
-	st->resfd_ok = fd;
-	st->resfd_checked = true;
-	return 0;
-}
 
 /* The iovec array as import_iovec() judges it; *total gets its length. */
 static int check_iovec(const struct iocb *io, size_t *total)
@@ -223,16 +175,19 @@ static int check_iocb(struct aio_ctx *ctx, struct submit_state *st, const struct
 		/* Its event would wait for a call in, which it exists to avoid. */
 		if (ctx->single_issuer)
 			return -EINVAL;
-		if (!st->resfd_checked || (int)io->u.c.resfd != st->resfd_ok) {
-			ret = check_resfd(st, (int)io->u.c.resfd);
-			if (ret)
-				return ret;
-		}
+		ret = eventfd_get(ctx, (int)io->u.c.resfd);
+		if (ret < 0)
+			return ret;
+		st->efd = ret;
 	}
 	if (ctx->engine->kind != AIO_COMPAT_URING)
 		return 0;
 	ret = check_for_uring(io);
-	return unlikely(ret) ? kernel_refusal(ctx, io, ret) : 0;
+	if (likely(!ret))
+		return 0;
+	if (st->efd >= 0)
+		eventfd_put(ctx, st->efd);
+	return kernel_refusal(ctx, io, ret);
 }
 
 /* Bookkeeping for a request the kernel now has, or that waits for writes. */
@@ -272,6 +227,27 @@ static bool flush(struct aio_ctx *ctx, struct submit_state *st)
 }
 
 /*
+ * A held sync syncs the file it was submitted for, whatever the program
+ * does with the number meanwhile: it holds a descriptor of its own until
+ * its event is posted (io_uring, which runs a sync in a worker, looks the
+ * number up only there).
+ */
+static int hold_file(struct aio_ctx *ctx, struct req *req)
+{
+	int fd = fd_hold(req_fd(req));
+
+	if (fd < 0)
+		return fd;
+	if (order_hold(ctx, req)) {
+		close(fd);
+		return -EAGAIN;
+	}
+	req->kiocb.aio_fildes = (uint32_t)fd;
+	req->owns_fd = true;
+	return 0;
+}
+
+/*
  * Everything before a sync goes to the kernel first: the writes must be
  * counted before the rule can judge it, and a refusal earlier in the array
  * must stop the sync as it stops anything after it.
@@ -288,11 +264,12 @@ static bool queue_sync(struct aio_ctx *ctx, struct submit_state *st, struct req 
 	}
 	/* The kernel will not see it now: what it would refuse, refuse here. */
 	st->err = ctx->engine->kind == AIO_COMPAT_NATIVE ? check_sync(&req->kiocb) : 0;
+	if (!st->err)
+		st->err = hold_file(ctx, req);
 	if (st->err) {
 		req_free(ctx, req);
 		return false;
 	}
-	order_hold(ctx, req);
 	accepted(ctx, req);
 	st->done++;
 	return true;
@@ -306,6 +283,7 @@ static bool queue_one(struct aio_ctx *ctx, struct submit_state *st, struct iocb 
 		st->err = -EFAULT;
 		return false;
 	}
+	st->efd = -1;
 	st->err = check_iocb(ctx, st, io);
 	if (st->err)
 		return false;
@@ -314,7 +292,8 @@ static bool queue_one(struct aio_ctx *ctx, struct submit_state *st, struct iocb 
 	req->obj = io;
 	req->owner = NULL;
 	req->epoch = UINT32_MAX;
-	req->resfd = io->u.c.flags & IOCB_FLAG_RESFD ? (int)io->u.c.resfd : -1;
+	req->efd_slot = st->efd;
+	req->resfd = st->efd >= 0 ? eventfd_of(ctx, st->efd) : -1;
 	req->tracked = req->resfd >= 0 || io->aio_lio_opcode == IO_CMD_POLL ||
 		       (ctx->fsync_order && opcode_is_write(io->aio_lio_opcode));
 	if (ctx->fsync_order && opcode_is_sync(io->aio_lio_opcode))
@@ -330,8 +309,6 @@ static long submit(struct aio_ctx *ctx, long nr, struct iocb **ios)
 	st.nr_batch = 0;
 	st.done = 0;
 	st.err = 0;
-	st.resfd_checked = false;
-	st.anon_ino = 0;
 	if (nr > ctx->ring_nr)
 		nr = ctx->ring_nr;
 	if (bad_user_ptr(ios, nr * sizeof(*ios)))

@@ -5,6 +5,7 @@
  * library's own (wake-ups, poll removals) and are skipped.
  */
 #include <errno.h>
+#include <limits.h>
 #include <liburing.h>
 #include <poll.h>
 #include <stdio.h>
@@ -16,7 +17,14 @@
 #include "internal.h"
 
 #define SQ_ENTRIES_MAX 128u
-#define CQ_ENTRIES_MAX 65536u
+#define CQ_ENTRIES_MAX 65536u /* the kernel's IORING_MAX_CQ_ENTRIES */
+
+/*
+ * How often a submission the kernel turns away whole (-EAGAIN: no memory
+ * for requests; -EINTR) is tried before io_submit answers -EAGAIN, as
+ * native AIO does when it lacks resources.
+ */
+#define SUBMIT_TRIES 4
 
 /*
  * io_uring runs blocking work on the submitting thread's io-wq, and cancels
@@ -92,6 +100,50 @@ static struct submitter *submitter_self(void)
 	return s;
 }
 
+/*
+ * AIO_COMPAT_URING_EMULATE=MAJOR.MINOR, read at each io_setup, makes the
+ * library meet io_uring as that kernel would: the setup flags it lacks are
+ * refused with -EINVAL, and before 5.6 (or with "none") io_uring lacks
+ * what the library needs. The running kernel does all the rest: this only
+ * lets tests take the paths an older kernel sends the library down.
+ */
+#define LINUX(major, minor) ((major) << 8 | (minor))
+#define URING_USABLE_SINCE LINUX(5, 6) /* IORING_OP_READ, the probe */
+
+static const struct {
+	unsigned flag;
+	unsigned since;
+} setup_flags_since[] = {
+	{ IORING_SETUP_SUBMIT_ALL, LINUX(5, 18) },
+	{ IORING_SETUP_COOP_TASKRUN, LINUX(5, 19) },
+	{ IORING_SETUP_SINGLE_ISSUER, LINUX(6, 0) },
+	{ IORING_SETUP_DEFER_TASKRUN, LINUX(6, 1) },
+};
+
+/* The kernel to act as, or UINT_MAX for the running one. */
+static unsigned emulated_kernel(void)
+{
+	const char *env = getenv("AIO_COMPAT_URING_EMULATE");
+	unsigned major, minor;
+
+	if (!env)
+		return UINT_MAX;
+	if (!strcmp(env, "none"))
+		return 0;
+	if (sscanf(env, "%u.%u", &major, &minor) != 2 || major > 255 || minor > 255)
+		return UINT_MAX;
+	return LINUX(major, minor);
+}
+
+static int queue_init(unsigned entries, struct io_uring *ring, struct io_uring_params *p,
+		      unsigned kernel)
+{
+	for (unsigned i = 0; i < sizeof(setup_flags_since) / sizeof(setup_flags_since[0]); i++)
+		if (p->flags & setup_flags_since[i].flag && kernel < setup_flags_since[i].since)
+			return -EINVAL;
+	return io_uring_queue_init_params(entries, ring, p);
+}
+
 static const int needed_ops[] = {
 	IORING_OP_READ,	 IORING_OP_WRITE,    IORING_OP_READV,	    IORING_OP_WRITEV,
 	IORING_OP_FSYNC, IORING_OP_POLL_ADD, IORING_OP_POLL_REMOVE,
@@ -122,6 +174,8 @@ int backend_probe_uring(void)
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
 
+	if (emulated_kernel() < URING_USABLE_SINCE)
+		return -ENOSYS;
 	pthread_once(&once, probe_once);
 	return probe_result;
 }
@@ -224,22 +278,32 @@ static unsigned newest_flag(unsigned flags)
  * Single issuer: io-wq completions become task work that only the ring's
  * thread runs, when it enters to get events, instead of each interrupting
  * it; fio's reads from tmpfs go about 1.3 times as fast.
+ *
+ * The CQ holds every CQE that can wait in it: one per request in flight
+ * (its slot is freed only once its CQE is reaped) and one per poll removal
+ * (a poll is removed once). Each publish drains it: the program's ring has
+ * room for every request in flight, as in-flight requests and unreaped
+ * events together stay within max_outstanding. So it never overflows,
+ * which on older kernels (5.10) would fail every submission with -EBUSY
+ * until a reap, and the reap needs the lock the submitter holds. Only
+ * contexts of more than CQ_ENTRIES_MAX / 2 requests could fill it.
  */
 static int ring_init(struct aio_ctx *ctx, struct io_uring *ring)
 {
 	unsigned outstanding = ctx->max_outstanding;
+	unsigned cqes = outstanding < CQ_ENTRIES_MAX / 2 ? 2 * outstanding : CQ_ENTRIES_MAX;
 	unsigned sq = pow2_at_least(outstanding < SQ_ENTRIES_MAX ? outstanding : SQ_ENTRIES_MAX);
-	unsigned cq = pow2_at_least(outstanding < CQ_ENTRIES_MAX ? outstanding : CQ_ENTRIES_MAX);
+	unsigned cq = pow2_at_least(cqes);
 	unsigned flags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL | coop_taskrun();
+	unsigned kernel = emulated_kernel();
 	int ret;
 
 	if (ctx->single_issuer)
 		flags |= SINGLE_ISSUER;
 	for (;;) {
-		struct io_uring_params p = { .flags = flags,
-					     .cq_entries = cq < sq * 2 ? sq * 2 : cq };
+		struct io_uring_params p = { .flags = flags, .cq_entries = cq };
 
-		ret = io_uring_queue_init_params(sq, ring, &p);
+		ret = queue_init(sq, ring, &p, kernel);
 		if (ret != -EINVAL || flags == IORING_SETUP_CQSIZE)
 			break;
 		flags &= ~newest_flag(flags);
@@ -328,31 +392,55 @@ static void prep(struct io_uring_sqe *sqe, struct req *req)
 	io_uring_sqe_set_data(sqe, req);
 }
 
+/* How many of the SQEs from start on the kernel has consumed. */
+static unsigned sqes_consumed(struct io_uring *ring, unsigned start)
+{
+	int consumed = (int)(io_uring_smp_load_acquire(ring->sq.khead) - start);
+
+	return consumed > 0 ? (unsigned)consumed : 0;
+}
+
+/* Takes back the SQEs from start on, which the kernel has not consumed. */
+static void sqes_withdraw(struct io_uring *ring, unsigned start)
+{
+	ring->sq.sqe_head = ring->sq.sqe_tail = start;
+	io_uring_smp_store_release(ring->sq.ktail, start);
+}
+
 /*
- * Errors in an SQE come back as its CQE, so the kernel takes all or none.
- * If it takes none, the SQEs are withdrawn: they must not go out later
- * for requests already refused.
+ * Errors in an SQE come back as its CQE. With IORING_SETUP_SUBMIT_ALL the
+ * kernel takes all or none; without it (before 5.18) it stops after an SQE
+ * that failed at submission, whose CQE it has posted, and leaves the rest
+ * in the SQ: valid requests, which go in again. A submission turned away
+ * whole is tried SUBMIT_TRIES times, no more: with the lock held nothing
+ * else can change, and -EBUSY (a full CQ, on older kernels) clears only
+ * with a reap. What the kernel does not take is withdrawn: it must not go
+ * out later for requests refused.
  */
 static int uring_submit(struct aio_ctx *ctx, struct req **reqs, int n)
 {
 	struct io_uring *ring = ctx->priv;
 	struct submitter *owner = submitter_self();
-	unsigned start = ring->sq.sqe_tail;
-	int ret;
+	unsigned start = ring->sq.sqe_tail, taken;
+	int ret, tries = 0;
 
 	for (int i = 0; i < n; i++) {
 		prep(io_uring_get_sqe(ring), reqs[i]);
 		reqs[i]->owner = req_opcode(reqs[i]) == IO_CMD_POLL ? NULL : owner;
+		reqs[i]->cancelled = false;
 	}
-	do
+	do {
 		ret = ctx->single_issuer ? io_uring_submit_and_get_events(ring)
 					 : io_uring_submit(ring);
-	while (ret == -EINTR || ret == -EAGAIN || ret == -EBUSY);
-	if (ret >= 0)
+		taken = sqes_consumed(ring, start);
+	} while (taken < (unsigned)n &&
+		 (ret > 0 || ((ret == -EINTR || ret == -EAGAIN) && ++tries < SUBMIT_TRIES)));
+	if (taken == (unsigned)n)
 		return n;
-	ring->sq.sqe_head = ring->sq.sqe_tail = start;
-	io_uring_smp_store_release(ring->sq.ktail, start);
-	return ret;
+	sqes_withdraw(ring, start + taken);
+	if (taken)
+		return (int)taken;
+	return ret < 0 && ret != -EBUSY && ret != -EINTR ? ret : -EAGAIN;
 }
 
 /*
@@ -397,7 +485,8 @@ static int uring_reap(struct aio_ctx *ctx, struct completion *out, int max)
 	io_uring_for_each_cqe (ring, head, cqe) {
 		struct req *req = io_uring_cqe_get_data(cqe);
 
-		if (n == max)
+		/* The library's own need no room: none stays behind. */
+		if (req && n == max)
 			break;
 		seen++;
 		if (!req)
@@ -459,6 +548,21 @@ static int uring_cancel(struct aio_ctx *ctx, struct req *req)
 	return -EINPROGRESS;
 }
 
+/*
+ * A poll is removed once: a second io_cancel finds it gone (-EINVAL), as
+ * the kernel's does, and the CQ needs room for one removal per request.
+ */
+static int uring_cancel_once(struct aio_ctx *ctx, struct req *req)
+{
+	int ret;
+
+	if (req->cancelled)
+		return -EINVAL;
+	ret = uring_cancel(ctx, req);
+	req->cancelled = ret == -EINPROGRESS;
+	return ret;
+}
+
 const struct engine uring_engine = {
 	.kind = AIO_COMPAT_URING,
 	.setup = uring_setup,
@@ -468,6 +572,6 @@ const struct engine uring_engine = {
 	.ready = uring_ready,
 	.arm = uring_arm,
 	.wait_fd = uring_wait_fd,
-	.cancel = uring_cancel,
+	.cancel = uring_cancel_once,
 	.wait = uring_wait,
 };

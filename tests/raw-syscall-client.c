@@ -82,7 +82,8 @@ static void read_and_pgetevents(io_context_t ctx, int fd, char *buf)
 	memset(buf, 0, BLOCK);
 	io_prep_pread(&cb, fd, buf, BLOCK, 0);
 	show("io_submit (libaio's) pread", io_submit(ctx, 1, one));
-	show("io_pgetevents sigsetsize 4", syscall(__NR_io_pgetevents, ctx, 1L, 1L, &ev, &ts, &bad));
+	show("io_pgetevents sigsetsize 4",
+	     syscall(__NR_io_pgetevents, ctx, 1L, 1L, &ev, &ts, &bad));
 	show("io_pgetevents", syscall(__NR_io_pgetevents, ctx, 1L, 1L, &ev, &ts, &usig));
 	show("  event res", (long)ev.res);
 	expect(ev.obj == &cb && buf[BLOCK - 1] == 'x', "the read's event and data");

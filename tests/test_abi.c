@@ -188,7 +188,7 @@ struct dynsym {
 struct dynsyms {
 	int nr;
 	struct dynsym syms[MAX_SYMS];
-	int unversioned;	/* defined symbols without a version, but syscall */
+	int unversioned;	 /* defined symbols without a version, but syscall */
 	int syscall_unversioned; /* the syscall(2) interposer, which must bind any */
 };
 

@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -322,6 +323,65 @@ START_TEST(resfd_without_flag_is_ignored)
 }
 END_TEST
 
+/*
+ * The eventfd is held by reference from io_submit to its signal, as the
+ * kernel holds it: the program closes it while a poll that names it is in
+ * flight, and a file takes the number. The event arrives and nothing is
+ * written into the file.
+ */
+START_TEST(closed_eventfd_is_not_written_by_number)
+{
+	struct iocb cb;
+	struct stat sb;
+	int p[2], reused;
+
+	ck_assert_int_eq(pipe(p), 0);
+	io_prep_poll(&cb, p[0], POLLIN);
+	io_set_eventfd(&cb, efd);
+	ck_assert_int_eq(submit_one(ctx, &cb), 1);
+	ck_assert_int_eq(close(efd), 0);
+	reused = tmpfile_in(NULL, 0, O_RDWR);
+	ck_assert_int_eq(reused, efd);
+	ck_assert_int_eq(write(p[1], "x", 1), 1);
+	ck_assert_int_eq(reap_one(ctx, &cb) & POLLIN, POLLIN);
+	/* ctx_down's check that nothing more arrives lets a late write land. */
+	expect_no_event(ctx, 50);
+	ck_assert_int_eq(fstat(reused, &sb), 0);
+	ck_assert_msg(sb.st_size == 0,
+		      "the library wrote %lld bytes into the file that took the "
+		      "eventfd's number",
+		      (long long)sb.st_size);
+	close(p[0]);
+	close(p[1]);
+	efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	ck_assert_int_ge(efd, 0);
+	close(reused);
+}
+END_TEST
+
+/*
+ * Once nothing names it, a number that now means another eventfd is
+ * signalled as that one, not as the eventfd the library held before.
+ */
+START_TEST(new_eventfd_on_an_old_number)
+{
+	struct iocb cb;
+	int old = efd;
+
+	prep_read_resfd(&cb, 0, NULL);
+	ck_assert_int_eq(submit_one(ctx, &cb), 1);
+	ck_assert_int_eq(reap_one(ctx, &cb), 512);
+	ck_assert_uint_eq(wait_eventfd(), 1);
+	ck_assert_int_eq(close(efd), 0);
+	efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	ck_assert_int_eq(efd, old);
+	prep_read_resfd(&cb, 0, NULL);
+	ck_assert_int_eq(submit_one(ctx, &cb), 1);
+	ck_assert_int_eq(reap_one(ctx, &cb), 512);
+	ck_assert_uint_eq(wait_eventfd(), 1);
+}
+END_TEST
+
 static Suite *eventfd_suite(void)
 {
 	Suite *s = suite_create("eventfd");
@@ -342,6 +402,8 @@ static Suite *eventfd_suite(void)
 	tcase_add_test(reader, blocking_read_on_eventfd);
 	tcase_add_test(bad, bad_resfd);
 	tcase_add_test(bad, resfd_without_flag_is_ignored);
+	tcase_add_test(bad, closed_eventfd_is_not_written_by_number);
+	tcase_add_test(count, new_eventfd_on_an_old_number);
 	suite_add_tcase(s, count);
 	suite_add_tcase(s, reader);
 	suite_add_tcase(s, bad);

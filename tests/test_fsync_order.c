@@ -973,6 +973,42 @@ START_TEST(test_destroy_with_held_sync)
 }
 END_TEST
 
+/*
+ * A held sync syncs the file it was submitted for: the program closes the
+ * fd while the sync waits, and a pipe takes the number. The sync must still
+ * succeed, as on the kernel, which holds the file from io_submit on.
+ */
+START_TEST(test_held_sync_keeps_its_file)
+{
+	io_context_t ctx = ctx_new();
+	unsigned seed = 7;
+	int held_rounds = 0;
+
+	buffers_init();
+	for (int round = 0; round < ROUNDS && held_rounds < 3; round++) {
+		int fd = file_written(&kinds[KIND_DIRECT]), pipefd[2], s;
+		long before = held(ctx);
+		struct plan p;
+
+		plan_init(&p);
+		s = plan_writes_then_sync(&p, fd, IO_CMD_FDSYNC, SPLIT_NONE, &seed, 0);
+		plan_submit(ctx, &p);
+		held_rounds += held(ctx) > before;
+		ck_assert_int_eq(close(fd), 0);
+		ck_assert_int_eq(pipe(pipefd), 0);
+		ck_assert_msg(pipefd[0] == fd, "the pipe took fd %d, not %d", pipefd[0], fd);
+		plan_reap(ctx, &p, MAX_OPS);
+		ck_assert_int_eq(p.want[s], 0);
+		assert_sync_after_writes(&p, s, "fd closed and reused while the sync waited");
+		close(pipefd[0]);
+		close(pipefd[1]);
+	}
+	ck_assert_msg(held_rounds > 0, "no round held the sync: the case was not reached");
+	ck_assert_int_eq(io_destroy(ctx), 0);
+	buffers_free();
+}
+END_TEST
+
 static Suite *fsync_order_suite(void)
 {
 	Suite *s = suite_create("fsync_order");
@@ -986,6 +1022,7 @@ static Suite *fsync_order_suite(void)
 	tcase_add_loop_test(order, test_writev_then_sync, 0, NR_KINDS * 2);
 	tcase_add_test(order, test_mixed_writes_then_sync);
 	tcase_add_test(order, test_sync_covers_all_earlier_writes);
+	tcase_add_test(order, test_held_sync_keeps_its_file);
 	tcase_add_loop_test(order, test_two_fds, 0, 2);
 	suite_add_tcase(s, order);
 

@@ -31,12 +31,17 @@
 static io_context_t ctx;
 static int fd;
 
-/* Whether this kernel makes such rings: then the flag must take effect. */
+/*
+ * Whether this kernel makes such rings (and the library is not told to
+ * act as on an older one): then the flag must take effect.
+ */
 static bool kernel_has_single_issuer(void)
 {
 	struct io_uring_params p;
 	int ring;
 
+	if (uring_emulates_before(6, 1))
+		return false;
 	memset(&p, 0, sizeof(p));
 	p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
 	ring = (int)syscall(__NR_io_uring_setup, 2, &p);

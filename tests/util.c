@@ -13,11 +13,34 @@
 #include <time.h>
 #include <unistd.h>
 
+/* For auto, the backend the library picks on this machine. */
 const char *test_backend(void)
 {
+	static const char *picked;
 	const char *b = getenv("AIO_COMPAT_BACKEND");
+	io_context_t ctx = NULL;
 
-	return b && *b ? b : "auto";
+	if (b && *b && strcmp(b, "auto"))
+		return b;
+	if (!picked && aio_compat_backend && io_setup(1, &ctx) == 0) {
+		picked = aio_compat_backend(ctx) == AIO_COMPAT_URING ? "uring" : "native";
+		io_destroy(ctx);
+	}
+	return picked ? picked : "auto";
+}
+
+int uring_emulates_before(unsigned major, unsigned minor)
+{
+	const char *env = getenv("AIO_COMPAT_URING_EMULATE");
+	unsigned env_major, env_minor;
+
+	if (!env)
+		return 0;
+	if (!strcmp(env, "none"))
+		return 1;
+	if (sscanf(env, "%u.%u", &env_major, &env_minor) != 2)
+		return 0;
+	return env_major < major || (env_major == major && env_minor < minor);
 }
 
 int ctx_is_uring(io_context_t ctx)

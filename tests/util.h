@@ -46,8 +46,16 @@
 #define UNDER_VALGRIND 0
 #endif
 
-/* The backend this run tests: "native" or "uring" (AIO_COMPAT_BACKEND). */
+/*
+ * The backend this run tests: "native" or "uring" (AIO_COMPAT_BACKEND; for
+ * auto, the one the library picks here).
+ */
 const char *test_backend(void);
+/*
+ * Whether AIO_COMPAT_URING_EMULATE has the library meet io_uring as a
+ * kernel older than major.minor would ("none": older than any).
+ */
+int uring_emulates_before(unsigned major, unsigned minor);
 /* True when the context runs on io_uring (false under the real libaio). */
 int ctx_is_uring(io_context_t ctx);
 

@@ -1,0 +1,185 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The eventfds of IOCB_FLAG_RESFD, held by reference as the kernel holds
+ * them: from io_submit until the event is posted and signalled, whatever
+ * the program does with the number meanwhile. Each context keeps a
+ * duplicate of every eventfd its requests name:
+ *
+ * - while requests that name it are in flight, the number is trusted to
+ *   mean the same eventfd, and submission costs no system call;
+ * - once none are, it is trusted again only after kcmp(2) says the number
+ *   still names the duplicate's file; else a new duplicate is made.
+ *
+ * The duplicates, and a held sync's own (submit.c), are taken high among
+ * the numbers (fd_hold), away from those the program uses.
+ *
+ * A signal is written after the context's lock is released (ctx_unlock),
+ * so a duplicate no longer wanted is closed only under the lock, when no
+ * thread is between its unlock and its writes (ctx->signalling is 0).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/kcmp.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/*
+ * The kernel takes only an eventfd here. Its inode is the one all
+ * anonymous-inode files share, which is as far as fstat can tell.
+ */
+static pthread_once_t anon_once = PTHREAD_ONCE_INIT;
+static dev_t anon_dev;
+static ino_t anon_ino;
+
+static void anon_learn(void)
+{
+	int fd = eventfd(0, EFD_CLOEXEC);
+	struct stat sb;
+
+	if (fd >= 0 && !fstat(fd, &sb)) {
+		anon_dev = sb.st_dev;
+		anon_ino = sb.st_ino;
+	}
+	if (fd >= 0)
+		close(fd);
+}
+
+static int check_eventfd(int fd)
+{
+	struct stat sb;
+
+	if (fd < 0 || fstat(fd, &sb))
+		return -EBADF;
+	pthread_once(&anon_once, anon_learn);
+	if (!anon_ino)
+		return -EBADF;
+	if (sb.st_dev != anon_dev || sb.st_ino != anon_ino)
+		return -EINVAL;
+	return 0;
+}
+
+/*
+ * The lowest number for the library's own descriptors: high, so that they
+ * take neither the number a program's next open() would get nor one the
+ * program believes closed (and expects -EBADF from).
+ */
+static pthread_once_t high_once = PTHREAD_ONCE_INIT;
+static int high_fd;
+
+static void high_learn(void)
+{
+	struct rlimit rl;
+
+	if (!getrlimit(RLIMIT_NOFILE, &rl))
+		high_fd = rl.rlim_cur / 2 < 1024 ? (int)(rl.rlim_cur / 2) : 1024;
+}
+
+/* A descriptor of the library's own for the file fd names, or -errno. */
+int fd_hold(int fd)
+{
+	int held;
+
+	pthread_once(&high_once, high_learn);
+	held = fcntl(fd, F_DUPFD_CLOEXEC, high_fd);
+	if (held < 0 && errno != EBADF)
+		held = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (held >= 0)
+		return held;
+	return errno == EBADF ? -EBADF : -EAGAIN;
+}
+
+static bool same_file(const struct aio_ctx *ctx, int a, int b)
+{
+	return syscall(SYS_kcmp, ctx->pid, ctx->pid, KCMP_FILE, a, b) == 0;
+}
+
+/* Duplicates nobody signals any more: closed once no signal is under way. */
+static void close_retired(struct aio_ctx *ctx)
+{
+	if (atomic_load_explicit(&ctx->signalling, memory_order_acquire))
+		return;
+	for (unsigned i = 0; i < ctx->nr_efds; i++) {
+		struct eventfd_hold *e = &ctx->efds[i];
+
+		if (e->prog < 0 && e->fd >= 0) {
+			close(e->fd);
+			e->fd = -1;
+		}
+	}
+	ctx->retired = 0;
+}
+
+static int hold_new(struct aio_ctx *ctx, int prog)
+{
+	struct eventfd_hold *e = NULL;
+	int ret = check_eventfd(prog), fd;
+
+	if (ret)
+		return ret;
+	for (unsigned i = 0; i < ctx->nr_efds && !e; i++)
+		if (ctx->efds[i].fd < 0)
+			e = &ctx->efds[i];
+	if (!e) {
+		e = realloc(ctx->efds, (ctx->nr_efds + 1) * sizeof(*e));
+		if (!e)
+			return -EAGAIN;
+		ctx->efds = e;
+		e += ctx->nr_efds++;
+	}
+	fd = fd_hold(prog);
+	if (fd < 0) {
+		e->fd = -1;
+		e->prog = -1;
+		return fd;
+	}
+	*e = (struct eventfd_hold){ .prog = prog, .fd = fd, .users = 1 };
+	return (int)(e - ctx->efds);
+}
+
+/* The slot of the eventfd the program names, held once more, or -errno. */
+int eventfd_get(struct aio_ctx *ctx, int prog)
+{
+	if (unlikely(ctx->retired))
+		close_retired(ctx);
+	for (unsigned i = 0; i < ctx->nr_efds; i++) {
+		struct eventfd_hold *e = &ctx->efds[i];
+
+		if (e->prog != prog)
+			continue;
+		if (e->users || same_file(ctx, prog, e->fd)) {
+			e->users++;
+			return (int)i;
+		}
+		e->prog = -1;
+		ctx->retired++;
+		break;
+	}
+	return hold_new(ctx, prog);
+}
+
+void eventfd_put(struct aio_ctx *ctx, int slot)
+{
+	ctx->efds[slot].users--;
+}
+
+int eventfd_of(const struct aio_ctx *ctx, int slot)
+{
+	return ctx->efds[slot].fd;
+}
+
+/* At teardown: no request is left to signal one. */
+void eventfd_release_all(struct aio_ctx *ctx)
+{
+	for (unsigned i = 0; i < ctx->nr_efds; i++)
+		if (ctx->efds[i].fd >= 0)
+			close(ctx->efds[i].fd);
+	free(ctx->efds);
+	ctx->efds = NULL;
+	ctx->nr_efds = 0;
+}
