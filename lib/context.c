@@ -142,16 +142,18 @@ static int setup(int maxevents, io_context_t *ctxp, int backend)
 	unsigned nr = (unsigned)maxevents;
 	const struct engine *engine;
 	struct aio_ctx *ctx = NULL;
-	int ret;
+	int ret, state;
 
 	if (bad_user_ptr(ctxp, sizeof(*ctxp)))
 		return -EFAULT;
 	if (*ctxp || nr == 0 || flags & ~AIO_COMPAT_SINGLE_ISSUER)
 		return -EINVAL;
+	/* Probing and setting up open and close files: never half done. */
+	state = cancel_disable();
 	engine = choose_engine(backend & ~flags, &ret);
-	if (!engine)
-		return ret;
-	ret = ctx_create(nr, engine, flags, &ctx);
+	if (engine)
+		ret = ctx_create(nr, engine, flags, &ctx);
+	cancel_restore(state);
 	if (ret)
 		return ret;
 	*ctxp = (io_context_t)ctx->ring;
@@ -191,7 +193,7 @@ static void cancel_polls(struct aio_ctx *ctx)
  * waiting in io_getevents are woken, and the call returns once every
  * request in flight has finished (held syncs are issued and waited for).
  */
-AIO_EXPORT int io_destroy(io_context_t handle)
+static int destroy(io_context_t handle)
 {
 	struct aio_ctx *ctx = ctx_get(handle);
 
@@ -222,6 +224,16 @@ AIO_EXPORT int io_destroy(io_context_t handle)
 	registry_remove(ctx);
 	ctx_free(ctx);
 	return 0;
+}
+
+/* Its waits, joins and closes run to the end: a cancel acts after it. */
+AIO_EXPORT int io_destroy(io_context_t handle)
+{
+	int state = cancel_disable();
+	int ret = destroy(handle);
+
+	cancel_restore(state);
+	return ret;
 }
 
 AIO_EXPORT int aio_compat_backend(io_context_t handle)

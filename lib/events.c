@@ -96,16 +96,21 @@ void ring_post(struct aio_ctx *ctx, struct req *req, long res, long res2)
 /* Signals the eventfds of events already in the ring, one write per fd. */
 void resfd_flush(struct aio_ctx *ctx)
 {
+	int state = cancel_disable();
+
 	for (unsigned i = 0; i < ctx->nr_resfd; i++)
 		(void)!write(ctx->resfd[i].fd, &ctx->resfd[i].count, sizeof(uint64_t));
 	ctx->nr_resfd = 0;
+	cancel_restore(state);
 }
 
 static void eventfd_post(int fd)
 {
+	int state = cancel_disable();
 	uint64_t one = 1;
 
 	(void)!write(fd, &one, sizeof(one));
+	cancel_restore(state);
 }
 
 /* io_destroy: every reaper must look again, and find the context dead. */
@@ -137,6 +142,7 @@ void ctx_unlock(struct aio_ctx *ctx)
 {
 	struct resfd_signal sig[RESFD_BATCH];
 	unsigned n = ctx->nr_resfd;
+	int state;
 
 	if (unlikely(ctx->reapers))
 		wake_reapers(ctx);
@@ -149,8 +155,10 @@ void ctx_unlock(struct aio_ctx *ctx)
 	memcpy(sig, ctx->resfd, n * sizeof(*sig));
 	ctx->nr_resfd = 0;
 	pthread_mutex_unlock(&ctx->lock);
+	state = cancel_disable();
 	for (unsigned i = 0; i < n; i++)
 		(void)!write(sig[i].fd, &sig[i].count, sizeof(uint64_t));
+	cancel_restore(state);
 }
 
 /* The program moved head itself: from now on, publish as things complete. */
@@ -291,6 +299,7 @@ int wait_for_events(struct aio_ctx *ctx, const struct timespec *deadline, const 
 		{ .fd = reaper ? ctx->wake_fd : ctx->helper_fd, .events = POLLIN },
 	};
 	struct timespec left, *timeout = NULL;
+	int state = cancel_disable();
 	bool in_engine;
 	uint64_t count;
 	int ret = 0;
@@ -324,6 +333,7 @@ int wait_for_events(struct aio_ctx *ctx, const struct timespec *deadline, const 
 out:
 	if (reaper)
 		ctx->reapers--;
+	cancel_restore(state);
 	return ret;
 }
 
@@ -454,11 +464,14 @@ static void helper_start(struct aio_ctx *ctx)
 /* Starts the helper, or wakes it from waiting for work. */
 void helper_kick(struct aio_ctx *ctx)
 {
+	int state = cancel_disable();
+
 	ctx->helper_awake = true;
 	if (!ctx->helper_running)
 		helper_start(ctx);
 	else
 		pthread_cond_signal(&ctx->helper_cond);
+	cancel_restore(state);
 }
 
 void helper_need(struct aio_ctx *ctx)

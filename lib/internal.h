@@ -68,6 +68,28 @@ static inline bool bad_user_range(const void *p, size_t len)
 	return a > USER_ADDR_END || len > USER_ADDR_END - a;
 }
 
+/*
+ * libaio's calls are system calls, none a cancellation point: a thread
+ * cancelled while it waits in io_getevents leaves the call as it would
+ * have, and the cancel acts at its next cancellation point. The library's
+ * waits, and the calls it makes that glibc makes cancellation points
+ * (ppoll, read, write, close, pthread_join), run with cancellation off,
+ * so that no cancel leaves a lock held, a reaper counted or a context
+ * pinned. Off and on again, a pending cancel stays pending.
+ */
+static inline int cancel_disable(void)
+{
+	int state;
+
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &state);
+	return state;
+}
+
+static inline void cancel_restore(int state)
+{
+	pthread_setcancelstate(state, NULL);
+}
+
 /* One submitted iocb, from io_submit until its event reaches the ring. */
 struct req {
 	struct iocb kiocb;	 /* the caller's iocb as submitted, checked */

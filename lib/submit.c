@@ -46,15 +46,17 @@ static ino_t eventfd_ino;
 
 static void eventfd_learn(void)
 {
-	int fd = eventfd(0, EFD_CLOEXEC);
+	int fd = eventfd(0, EFD_CLOEXEC), state;
 	struct stat sb;
 
 	if (fd >= 0 && !fstat(fd, &sb)) {
 		eventfd_dev = sb.st_dev;
 		eventfd_ino = sb.st_ino;
 	}
+	state = cancel_disable();
 	if (fd >= 0)
 		close(fd);
+	cancel_restore(state);
 }
 
 static int eventfd_identity(dev_t *dev, ino_t *ino)

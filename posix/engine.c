@@ -83,13 +83,22 @@ static void futex_wake_all(void)
 	syscall(SYS_futex, &generation, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
 }
 
-/* 0 once woken or when generation moved past seen, else ETIMEDOUT or EINTR. */
-static int futex_wait(uint32_t seen, const struct timespec *timeout)
+/*
+ * 0 once woken or when generation moved past seen, else ETIMEDOUT or
+ * EINTR. A cancellable wait takes a cancel while it sleeps, where no lock
+ * is held and nothing is left to undo.
+ */
+static int futex_wait(uint32_t seen, const struct timespec *timeout, bool cancellable)
 {
-	if (syscall(SYS_futex, &generation, FUTEX_WAIT_PRIVATE, seen, timeout, NULL, 0) < 0 &&
-	    (errno == ETIMEDOUT || errno == EINTR))
-		return errno;
-	return 0;
+	int type, err = 0;
+
+	if (cancellable)
+		pthread_setcanceltype(PTHREAD_CANCEL_ASYNCHRONOUS, &type);
+	if (syscall(SYS_futex, &generation, FUTEX_WAIT_PRIVATE, seen, timeout, NULL, 0) < 0)
+		err = errno;
+	if (cancellable)
+		pthread_setcanceltype(type, NULL);
+	return err == ETIMEDOUT || err == EINTR ? err : 0;
 }
 
 /* Finishes a lio_listio group; called without the lock held. */
@@ -428,9 +437,10 @@ static bool remaining(const struct timespec *deadline, struct timespec *left)
 
 /*
  * Waits until done(arg), checked under the lock, is true: 0, or EAGAIN
- * when the relative timeout passes, or EINTR when a signal arrives.
+ * when the relative timeout passes, or EINTR when a signal arrives. Only
+ * a cancellable wait is a cancellation point.
  */
-int wait_until(bool (*done)(void *arg), void *arg, const struct timespec *timeout)
+int wait_until(bool (*done)(void *arg), void *arg, const struct timespec *timeout, bool cancellable)
 {
 	struct timespec deadline, left, *wait_for = NULL;
 
@@ -459,7 +469,7 @@ int wait_until(bool (*done)(void *arg), void *arg, const struct timespec *timeou
 				return EAGAIN;
 			wait_for = &left;
 		}
-		switch (futex_wait(seen, wait_for)) {
+		switch (futex_wait(seen, wait_for, cancellable)) {
 		case ETIMEDOUT:
 			return EAGAIN;
 		case EINTR:

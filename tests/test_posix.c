@@ -14,6 +14,8 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -632,6 +634,73 @@ START_TEST(suspend_interrupted_is_eintr)
 }
 END_TEST
 
+/* Blocks in aio_read on the native backend, where a pipe's read runs inside the call. */
+static void *read_pipe(void *arg)
+{
+	return (void *)(intptr_t)aio_read(arg);
+}
+
+struct suspender {
+	const struct aiocb *cb;
+	atomic_bool returned;
+};
+
+static void *suspend_on(void *arg)
+{
+	struct suspender *s = arg;
+	const struct aiocb *list[1] = { s->cb };
+
+	stack_unwinds_next();
+	aio_suspend(list, 1, NULL);
+	atomic_store(&s->returned, true);
+	return NULL;
+}
+
+/* aio_suspend is a cancellation point: a cancel ends it, and leaves the face working. */
+START_TEST(suspend_cancelled_mid_wait)
+{
+	struct suspender s = { 0 };
+	struct timespec bound;
+	pthread_t reader, thread;
+	void *res = NULL;
+	struct aiocb cb, w;
+	int p[2], fd, tries = 0;
+	char c = 0;
+
+	ck_assert_int_eq(pipe(p), 0);
+	init_cb(&cb, p[0], &c, 1, 0);
+	ck_assert_int_eq(pthread_create(&reader, NULL, read_pipe, &cb), 0);
+	while (aio_error(&cb) != EINPROGRESS && tries++ < 2000)
+		sleep_ms(1);
+	ck_assert_int_eq(aio_error(&cb), EINPROGRESS);
+	s.cb = &cb;
+	ck_assert_int_eq(pthread_create(&thread, NULL, suspend_on, &s), 0);
+	sleep_ms(50);
+	ck_assert_int_eq(pthread_cancel(thread), 0);
+	clock_gettime(CLOCK_REALTIME, &bound);
+	bound.tv_sec += 5;
+	ck_assert_msg(pthread_timedjoin_np(thread, &res, &bound) == 0,
+		      "a cancelled aio_suspend still waits");
+	ck_assert_ptr_eq(res, PTHREAD_CANCELED);
+	ck_assert(!atomic_load(&s.returned));
+
+	ck_assert_int_eq(write(p[1], "x", 1), 1);
+	ck_assert_int_eq(pthread_join(reader, &res), 0);
+	ck_assert_int_eq((int)(intptr_t)res, 0);
+	ck_assert_int_eq(wait_cb(&cb), 0);
+	ck_assert_int_eq(aio_return(&cb), 1);
+	ck_assert_int_eq(c, 'x');
+	fd = tmpfile_in(NULL, 0, O_RDWR);
+	init_cb(&w, fd, "after", 5, 0);
+	ck_assert_int_eq(aio_write(&w), 0);
+	ck_assert_int_eq(wait_cb(&w), 0);
+	ck_assert_int_eq(aio_return(&w), 5);
+	close(fd);
+	close(p[0]);
+	close(p[1]);
+}
+END_TEST
+
 START_TEST(cancel_answers)
 {
 	int fd = tmpfile_in(NULL, 4096, O_RDWR);
@@ -861,6 +930,7 @@ static Suite *posix_suite(void)
 	tcase_add_test(wait, suspend_times_out_then_wakes);
 	tcase_add_test(wait, suspend_returns_at_once_when_done);
 	tcase_add_test(wait, suspend_interrupted_is_eintr);
+	tcase_add_test(wait, suspend_cancelled_mid_wait);
 	tcase_add_test(wait, cancel_answers);
 	tcase_add_test(wait, cancel_in_flight_is_notcanceled);
 	suite_add_tcase(s, fsync);

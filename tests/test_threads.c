@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -418,11 +419,147 @@ START_TEST(test_waiters_woken_by_later_submission)
 }
 END_TEST
 
+/*
+ * libaio's waits are system calls, not cancellation points: a thread
+ * cancelled while it waits leaves the call as it would have, and the
+ * cancel acts at its next cancellation point. Nothing of the call may
+ * stay behind (a reaper counted, the context pinned), or io_destroy
+ * would wait for ever.
+ */
+#define NOT_RETURNED (-1000)
+
+struct cancelled {
+	io_context_t ctx;
+	int ret; /* what the call returned, or NOT_RETURNED */
+};
+
+static void *getevents_then_cancel_point(void *arg)
+{
+	struct cancelled *c = arg;
+	struct io_event ev;
+
+	c->ret = io_getevents(c->ctx, 1, 1, &ev, NULL);
+	stack_unwinds_next();
+	pthread_testcancel();
+	return NULL;
+}
+
+static void *queue_wait_then_cancel_point(void *arg)
+{
+	struct cancelled *c = arg;
+
+	c->ret = io_queue_wait(c->ctx, NULL);
+	stack_unwinds_next();
+	pthread_testcancel();
+	return NULL;
+}
+
+/* Cancels a thread that (very likely) sleeps in the library by now. */
+static void cancel_sleeper(pthread_t thread)
+{
+	usleep(50 * 1000);
+	ck_assert_int_eq(pthread_cancel(thread), 0);
+}
+
+static void join_cancelled(pthread_t thread)
+{
+	void *res = NULL;
+
+	ck_assert_int_eq(pthread_join(thread, &res), 0);
+	ck_assert_ptr_eq(res, PTHREAD_CANCELED);
+}
+
+START_TEST(test_cancel_waiter_in_getevents)
+{
+	struct cancelled c = { .ret = NOT_RETURNED };
+	int fd = tmpfile_in(NULL, 4096, 0);
+	char buf[512] = { 0 };
+	struct iocb cb, *cbp = &cb;
+	pthread_t thread;
+
+	ck_assert_int_eq(io_setup(8, &c.ctx), 0);
+	ck_assert_int_eq(pthread_create(&thread, NULL, getevents_then_cancel_point, &c), 0);
+	cancel_sleeper(thread);
+	/* Its completion ends the wait; the cancel acts after the call. */
+	io_prep_pwrite(&cb, fd, buf, sizeof(buf), 0);
+	ck_assert_int_eq(io_submit(c.ctx, 1, &cbp), 1);
+	join_cancelled(thread);
+	ck_assert_int_eq(c.ret, 1);
+	ck_assert_int_eq(io_destroy(c.ctx), 0);
+	close(fd);
+}
+END_TEST
+
+START_TEST(test_cancel_waiter_in_queue_wait)
+{
+	struct cancelled c = { .ret = NOT_RETURNED };
+	struct iocb cb, *cbp = &cb;
+	pthread_t thread;
+	int p[2];
+
+	ck_assert_int_eq(pipe(p), 0);
+	ck_assert_int_eq(io_setup(8, &c.ctx), 0);
+	io_prep_poll(&cb, p[0], POLLIN);
+	ck_assert_int_eq(io_submit(c.ctx, 1, &cbp), 1);
+	ck_assert_int_eq(pthread_create(&thread, NULL, queue_wait_then_cancel_point, &c), 0);
+	cancel_sleeper(thread);
+	ck_assert_int_eq(write(p[1], "x", 1), 1);
+	join_cancelled(thread);
+	ck_assert_int_eq(c.ret, 0);
+	ck_assert(reap_one(c.ctx, &cb) & POLLIN);
+	ck_assert_int_eq(io_destroy(c.ctx), 0);
+	close(p[0]);
+	close(p[1]);
+}
+END_TEST
+
+struct setup_destroy {
+	int setup, submit, destroy;
+};
+
+/* Set up and destroyed by a thread whose cancel is already pending. */
+static void *setup_destroy_cancelled(void *arg)
+{
+	struct setup_destroy *r = arg;
+	io_context_t ctx = NULL;
+	struct iocb cb, *cbp = &cb;
+	int p[2];
+
+	if (pipe(p))
+		return NULL;
+	pthread_cancel(pthread_self());
+	r->setup = io_setup(8, &ctx);
+	if (!r->setup) {
+		/* A poll in flight: io_destroy has to cancel it and wait. */
+		io_prep_poll(&cb, p[0], POLLIN);
+		r->submit = io_submit(ctx, 1, &cbp);
+		r->destroy = io_destroy(ctx);
+	}
+	stack_unwinds_next();
+	close(p[0]);
+	close(p[1]);
+	return NULL;
+}
+
+START_TEST(test_cancel_pending_at_setup_and_destroy)
+{
+	struct setup_destroy r = { NOT_RETURNED, NOT_RETURNED, NOT_RETURNED };
+	pthread_t thread;
+
+	ck_assert_int_eq(pthread_create(&thread, NULL, setup_destroy_cancelled, &r), 0);
+	join_cancelled(thread);
+	ck_assert_int_eq(r.setup, 0);
+	ck_assert_int_eq(r.submit, 1);
+	ck_assert_int_eq(r.destroy, 0);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("threads");
 	TCase *reap = tcase_create("submit and reap");
 	TCase *dispatch = tcase_create("dispatch");
+	TCase *cancel = tcase_create("cancel");
 
 	tcase_set_timeout(reap, 10);
 	tcase_add_test(reap, test_submit_reap_buffered);
@@ -434,6 +571,12 @@ int main(void)
 	tcase_set_timeout(dispatch, 10);
 	tcase_add_test(dispatch, test_queue_run_concurrent);
 	suite_add_tcase(s, dispatch);
+
+	tcase_set_timeout(cancel, 10);
+	tcase_add_test(cancel, test_cancel_waiter_in_getevents);
+	tcase_add_test(cancel, test_cancel_waiter_in_queue_wait);
+	tcase_add_test(cancel, test_cancel_pending_at_setup_and_destroy);
+	suite_add_tcase(s, cancel);
 
 	return run_suite(s, "threads");
 }

@@ -13,6 +13,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#if UNDER_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+
+void stack_unwinds_next(void)
+{
+#if UNDER_ASAN
+	__asan_handle_no_return();
+#endif
+}
+
 const char *test_backend(void)
 {
 	const char *b = getenv("AIO_COMPAT_BACKEND");
