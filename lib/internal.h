@@ -90,6 +90,14 @@ static inline void cancel_restore(int state)
 	pthread_setcancelstate(state, NULL);
 }
 
+/*
+ * How long an idle thread of the library (the ticker, a context's helper)
+ * waits for new work before it ends: long enough that a program's next
+ * burst usually finds it, short enough that none outlives the program's
+ * own threads for long.
+ */
+#define THREAD_LINGER_NS (100 * 1000000L)
+
 /* One submitted iocb, from io_submit until its event reaches the ring. */
 struct req {
 	struct iocb kiocb;	 /* the caller's iocb as submitted, checked */
@@ -214,10 +222,11 @@ struct aio_ctx {
 	/* The publisher thread that serves programs waiting on eventfds. */
 	unsigned helper_needs; /* live RESFD requests, and a direct reader */
 	int helper_fd;	       /* eventfd that stops it waiting */
-	bool helper_running;
-	bool helper_awake; /* not waiting for work */
+	bool helper_running;   /* until its last hold of the lock */
+	bool helper_awake;     /* has work: not lingering */
+	bool helper_waiting;   /* asleep for completions */
+	bool helper_woken;     /* by helper_fd: its work is gone */
 	bool helper_stop;
-	pthread_t helper;
 	pthread_cond_t helper_cond;
 
 	/* The head as the library last left it; if the program moved it,
@@ -270,7 +279,7 @@ void deadline_from(struct timespec *deadline, const struct timespec *rel);
 void wake_sleepers(struct aio_ctx *ctx);
 void reapers_recheck(struct aio_ctx *ctx);
 void helper_need(struct aio_ctx *ctx);
-void helper_kick(struct aio_ctx *ctx);
+void helper_check(struct aio_ctx *ctx);
 void helper_done(struct aio_ctx *ctx);
 void helper_stop(struct aio_ctx *ctx);
 

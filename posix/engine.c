@@ -4,6 +4,9 @@
  * on first use and again in a forked child; a table of requests keyed by
  * aiocb; a completion thread that stores each result, wakes waiters and
  * only then notifies, so a signal handler's aio_error sees the result.
+ * The thread runs while requests are in flight: idle, it waits a while
+ * for more and then ends, so that it never keeps alive a process whose
+ * main thread has called pthread_exit(); the next submission starts another.
  */
 #include "internal.h"
 
@@ -25,6 +28,8 @@
 #define MAX_INFLIGHT 1024
 #define MIN_INFLIGHT 128
 #define REAP_TICK_NS (20 * 1000000L)
+/* How long an idle completion thread waits for requests before it ends. */
+#define LINGER_NS (100 * 1000000L)
 
 static pthread_mutex_t engine_mutex = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
@@ -33,6 +38,7 @@ static io_context_t engine_ctx;
 static bool engine_ready;
 /* Requests submitted and not yet reaped; the completion thread idles at 0. */
 static long in_flight;
+static bool thread_running;
 static struct posix_req *table[TABLE_SIZE];
 /* Bumped after every batch of completions; aio_suspend waits on it. */
 static _Atomic uint32_t generation;
@@ -152,18 +158,39 @@ static void complete_locked(const struct io_event *ev, struct notice *out)
 }
 
 /*
+ * Whether requests are in flight, or come within the linger; the thread
+ * ends when this says no, under the lock that req_submit checks it under.
+ */
+static bool work_to_reap(void)
+{
+	struct timespec deadline;
+	bool work;
+
+	engine_lock();
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_nsec += LINGER_NS;
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_nsec -= 1000000000L;
+		deadline.tv_sec++;
+	}
+	while (!in_flight && pthread_cond_clockwait(&engine_busy, &engine_mutex, CLOCK_MONOTONIC,
+						    &deadline) != ETIMEDOUT)
+		;
+	work = in_flight != 0;
+	thread_running = work;
+	engine_unlock();
+	return work;
+}
+
+/*
  * While requests are in flight the wait is bounded, so a wake-up lost
  * between another thread's io_submit and this wait costs a tick, not a
- * hang; with none in flight the thread sleeps without a timer.
+ * hang.
  */
 static int reap(io_context_t ctx, struct io_event *ev)
 {
 	struct timespec tick = { 0, REAP_TICK_NS };
 
-	engine_lock();
-	while (!in_flight)
-		pthread_cond_wait(&engine_busy, &engine_mutex);
-	engine_unlock();
 	return io_getevents(ctx, 1, REAP_BATCH, ev, &tick);
 }
 
@@ -173,13 +200,13 @@ static void *completion_thread(void *arg)
 	struct io_event ev[REAP_BATCH];
 	struct notice notices[REAP_BATCH];
 
-	for (;;) {
+	while (work_to_reap()) {
 		int n = reap(ctx, ev);
 
 		if (n == -EINTR || n == 0)
 			continue;
 		if (n < 0)
-			return NULL; /* the context is gone: a forked child's stale copy */
+			break; /* the context is gone: a forked child's stale copy */
 		engine_lock();
 		for (int i = 0; i < n; i++)
 			complete_locked(&ev[i], &notices[i]);
@@ -193,6 +220,10 @@ static void *completion_thread(void *arg)
 				group_finish(notices[i].group);
 		}
 	}
+	engine_lock();
+	thread_running = false;
+	engine_unlock();
+	return NULL;
 }
 
 /* In a forked child the parent's requests and context are not ours. */
@@ -222,6 +253,7 @@ static void atfork_child(void)
 	engine_ctx = NULL;
 	engine_ready = false;
 	in_flight = 0;
+	thread_running = false;
 	pthread_mutex_init(&engine_mutex, NULL);
 	pthread_cond_init(&engine_busy, NULL);
 }
@@ -262,11 +294,6 @@ static int engine_start_locked(void)
 		ret = io_setup(MIN_INFLIGHT, &ctx);
 	if (ret < 0)
 		return -ret;
-	ret = start_thread(ctx);
-	if (ret) {
-		io_destroy(ctx);
-		return EAGAIN;
-	}
 	engine_ctx = ctx;
 	engine_ready = true;
 	return 0;
@@ -341,6 +368,13 @@ int req_submit(struct posix_req **reqs, int nr)
 	/* Counted before the kernel sees them: they may complete at once. */
 	engine_lock();
 	ctx = engine_ctx;
+	if (!thread_running) {
+		if (start_thread(ctx)) {
+			engine_unlock();
+			return -EAGAIN;
+		}
+		thread_running = true;
+	}
 	in_flight += nr;
 	pthread_cond_signal(&engine_busy);
 	engine_unlock();

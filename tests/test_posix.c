@@ -825,6 +825,36 @@ START_TEST(child_after_fork)
 }
 END_TEST
 
+/*
+ * A process whose main thread ends with pthread_exit() ends with its last
+ * thread: the completion thread must not outlive the requests it serves.
+ */
+START_TEST(pthread_exit_ends_the_process)
+{
+	int fd = tmpfile_in(NULL, 0, O_RDWR), status = 0, ms;
+	pid_t pid = fork();
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct aiocb c;
+
+		init_cb(&c, fd, "child", 5, 0);
+		if (aio_write(&c) || wait_cb(&c) || aio_return(&c) != 5)
+			_exit(1);
+		main_thread_exit();
+	}
+	for (ms = 0; ms < 5000 && waitpid(pid, &status, WNOHANG) != pid; ms += 10)
+		sleep_ms(10);
+	if (ms >= 5000) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &status, 0);
+		ck_abort_msg("the process lives on 5 s after its main thread's pthread_exit");
+	}
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x", status);
+	close(fd);
+}
+END_TEST
+
 /* A zeroed aiocb asks for SIGEV_SIGNAL with signal 0: accepted, and nothing is sent. */
 START_TEST(zeroed_sigevent_sends_nothing)
 {
@@ -903,6 +933,7 @@ static Suite *posix_suite(void)
 
 	tcase_set_timeout(fsync, 30);
 	tcase_set_timeout(wait, 30);
+	tcase_set_timeout(rw, 15);
 	tcase_add_test(fsync, fsync_comes_from_the_library);
 	tcase_add_test(fsync, fsync_bad_op_is_einval);
 	tcase_add_test(fsync, fsync_bad_sigev_notify_is_einval);
@@ -919,6 +950,7 @@ static Suite *posix_suite(void)
 	tcase_add_test(rw, error_from_the_request);
 	tcase_add_test(rw, read_write_access_mode_is_ebadf);
 	tcase_add_test(rw, child_after_fork);
+	tcase_add_test(rw, pthread_exit_ends_the_process);
 	tcase_add_test(rw, large_file_names);
 	tcase_add_test(notify, sigev_signal_delivered_once_with_value);
 	tcase_add_test(notify, sigev_thread_runs_once_with_value);
