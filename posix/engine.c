@@ -35,7 +35,7 @@ static pthread_mutex_t engine_mutex = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 static pthread_cond_t engine_busy = PTHREAD_COND_INITIALIZER;
 static io_context_t engine_ctx;
-static bool engine_ready;
+static atomic_bool engine_ready;
 /* Requests submitted and not yet reaped; the completion thread idles at 0. */
 static long in_flight;
 static bool thread_running;
@@ -281,12 +281,20 @@ static int start_thread(io_context_t ctx)
 	return ret;
 }
 
-static int engine_start_locked(void)
+/*
+ * The context is set up outside the engine lock: io_setup takes the
+ * registry's lock, and the fork handlers take both, in the order they
+ * were registered in, which depends on which came first in the process.
+ * So no thread ever holds the engine lock while it takes another lock of
+ * the library. Two first calls at once may each set one up: the second
+ * to finish destroys its own.
+ */
+static int engine_start(void)
 {
 	io_context_t ctx = NULL;
 	int ret;
 
-	if (engine_ready)
+	if (atomic_load_explicit(&engine_ready, memory_order_acquire))
 		return 0;
 	pthread_once(&atfork_once, register_atfork);
 	ret = io_setup(MAX_INFLIGHT, &ctx);
@@ -294,8 +302,15 @@ static int engine_start_locked(void)
 		ret = io_setup(MIN_INFLIGHT, &ctx);
 	if (ret < 0)
 		return -ret;
-	engine_ctx = ctx;
-	engine_ready = true;
+	engine_lock();
+	if (!engine_ready) {
+		engine_ctx = ctx;
+		atomic_store_explicit(&engine_ready, true, memory_order_release);
+		ctx = NULL;
+	}
+	engine_unlock();
+	if (ctx)
+		io_destroy(ctx);
 	return 0;
 }
 
@@ -303,14 +318,13 @@ struct posix_req *req_new(struct aiocb *cb, int *err)
 {
 	struct posix_req *req, *old;
 
-	engine_lock();
-	*err = engine_start_locked();
-	if (*err) {
-		/* No context (ENOSYS, EPERM, aio-max-nr): resources, to POSIX. */
-		if (*err != EAGAIN)
-			*err = EAGAIN;
-		goto out;
+	/* No context (ENOSYS, EPERM, aio-max-nr): resources, to POSIX. */
+	if (engine_start()) {
+		*err = EAGAIN;
+		return NULL;
 	}
+	*err = 0;
+	engine_lock();
 	old = lookup(cb);
 	if (old && old->err == EINPROGRESS) {
 		*err = EINVAL; /* the aiocb is still in use */

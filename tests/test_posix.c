@@ -855,6 +855,131 @@ START_TEST(pthread_exit_ends_the_process)
 }
 END_TEST
 
+/*
+ * fork() while another thread submits: the face's fork handlers and its
+ * first use in a process (which sets up its context) must take their
+ * locks in one order. A process of its own runs it (this program, run
+ * again with --fork-while-submitting), as the order the handlers were
+ * registered in matters and the suite registers the library's first.
+ */
+#define FORK_ROUNDS 40
+#define SUBMITS 200
+
+/* Without Check: exit codes say what failed. */
+static int write_and_wait(int fd, off_t off)
+{
+	const struct aiocb *list[1];
+	struct aiocb cb;
+
+	init_cb(&cb, fd, "x", 1, off);
+	if (aio_write(&cb))
+		return -1;
+	list[0] = &cb;
+	while (aio_error(&cb) == EINPROGRESS)
+		aio_suspend(list, 1, NULL);
+	return aio_return(&cb) == 1 ? 0 : -1;
+}
+
+static atomic_bool submitting;
+
+static void *submitter(void *arg)
+{
+	int fd = (int)(intptr_t)arg;
+
+	for (int i = 0; i < SUBMITS; i++)
+		if (write_and_wait(fd, i))
+			return (void *)1;
+	atomic_store(&submitting, false);
+	return NULL;
+}
+
+/* A child: its first aio_write sets the face up again, while this thread forks. */
+static int fork_while_submitting(int fd)
+{
+	pthread_t thread;
+	void *res;
+
+	atomic_store(&submitting, true);
+	if (pthread_create(&thread, NULL, submitter, (void *)(intptr_t)fd))
+		return 3;
+	while (atomic_load(&submitting)) {
+		pid_t pid = fork();
+
+		if (pid == 0)
+			_exit(0);
+		if (pid < 0 || waitpid(pid, NULL, 0) != pid)
+			return 4;
+	}
+	pthread_join(thread, &res);
+	return res ? 5 : 0;
+}
+
+/* Each child must end within 5 s; 0 when all did, with status 0. */
+static int fork_rounds(void)
+{
+	char path[] = "/dev/shm/aio-compat-test-XXXXXX";
+	int fd = mkstemp(path);
+
+	if (fd < 0)
+		return 1;
+	unlink(path);
+	if (write_and_wait(fd, 0))
+		return 1;
+	for (int round = 0; round < FORK_ROUNDS; round++) {
+		pid_t pid = fork();
+		int status = 0, ms;
+
+		if (pid == 0)
+			_exit(fork_while_submitting(fd));
+		for (ms = 0; ms < 5000 && waitpid(pid, &status, WNOHANG) != pid; ms += 1)
+			usleep(1000);
+		if (ms >= 5000) {
+			fprintf(stderr, "fork-while-submitting: round %d deadlocked\n", round);
+			kill(pid, SIGKILL);
+			waitpid(pid, &status, 0);
+			return 2;
+		}
+		if (!WIFEXITED(status) || WEXITSTATUS(status)) {
+			fprintf(stderr, "fork-while-submitting: round %d: status %#x\n", round,
+				status);
+			return 2;
+		}
+	}
+	return 0;
+}
+
+START_TEST(fork_while_others_submit)
+{
+	char self[4096];
+	ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	int status = 0, ms;
+	pid_t pid;
+
+	/* As in child_after_fork: its allocator is not fork-safe with threads. */
+	if (UNDER_ASAN) {
+		printf("backend %s: fork with threads under AddressSanitizer, skipped\n",
+		       test_backend());
+		return;
+	}
+	ck_assert_int_gt(len, 0);
+	self[len] = '\0';
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		execl(self, self, "--fork-while-submitting", (char *)NULL);
+		_exit(127);
+	}
+	for (ms = 0; ms < 20000 && waitpid(pid, &status, WNOHANG) != pid; ms += 10)
+		sleep_ms(10);
+	if (ms >= 20000) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &status, 0);
+		ck_abort_msg("fork-while-submitting still runs after 20 s");
+	}
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x", status);
+}
+END_TEST
+
 /* A zeroed aiocb asks for SIGEV_SIGNAL with signal 0: accepted, and nothing is sent. */
 START_TEST(zeroed_sigevent_sends_nothing)
 {
@@ -933,7 +1058,7 @@ static Suite *posix_suite(void)
 
 	tcase_set_timeout(fsync, 30);
 	tcase_set_timeout(wait, 30);
-	tcase_set_timeout(rw, 15);
+	tcase_set_timeout(rw, 30);
 	tcase_add_test(fsync, fsync_comes_from_the_library);
 	tcase_add_test(fsync, fsync_bad_op_is_einval);
 	tcase_add_test(fsync, fsync_bad_sigev_notify_is_einval);
@@ -951,6 +1076,7 @@ static Suite *posix_suite(void)
 	tcase_add_test(rw, read_write_access_mode_is_ebadf);
 	tcase_add_test(rw, child_after_fork);
 	tcase_add_test(rw, pthread_exit_ends_the_process);
+	tcase_add_test(rw, fork_while_others_submit);
 	tcase_add_test(rw, large_file_names);
 	tcase_add_test(notify, sigev_signal_delivered_once_with_value);
 	tcase_add_test(notify, sigev_thread_runs_once_with_value);
@@ -973,7 +1099,9 @@ static Suite *posix_suite(void)
 	return s;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	if (argc == 2 && !strcmp(argv[1], "--fork-while-submitting"))
+		return fork_rounds();
 	return run_suite(posix_suite(), "posix");
 }
