@@ -104,7 +104,7 @@ void resfd_flush(struct aio_ctx *ctx)
 	cancel_restore(state);
 }
 
-static void eventfd_post(int fd)
+void eventfd_post(int fd)
 {
 	int state = cancel_disable();
 	uint64_t one = 1;
@@ -201,6 +201,9 @@ unsigned publish(struct aio_ctx *ctx)
 		if (n < PUBLISH_BATCH)
 			break;
 	}
+	/* A thread at its exit waits for its own requests, perhaps these. */
+	if (unlikely(ctx->exit_waiters) && total)
+		exit_waiters_wake(ctx);
 	return total;
 }
 

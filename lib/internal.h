@@ -138,6 +138,7 @@ struct completion {
 };
 
 struct aio_ctx;
+struct exit_waiter;
 
 /* What a backend does; ae_epoll.c-sized, one file each. */
 struct engine {
@@ -164,6 +165,9 @@ struct engine {
 
 extern const struct engine native_engine;
 extern const struct engine uring_engine;
+
+/* uring.c: publishers wake the threads waiting at their exit. */
+void exit_waiters_wake(struct aio_ctx *ctx);
 
 /* Per fd of a context: the writes in flight, by epoch (see order.c). */
 struct fd_epoch {
@@ -202,6 +206,8 @@ struct aio_ctx {
 	int wake_fd;	      /* eventfd that wakes reapers */
 	unsigned reapers;     /* threads waiting in io_getevents, io_queue_wait */
 	bool woken;	      /* and woken since the last one went to sleep */
+	/* Threads at their exit, waiting for their requests (uring.c). */
+	struct exit_waiter *exit_waiters;
 	bool dead;
 	unsigned fork_gen;
 	unsigned slot; /* in the registry */
@@ -277,6 +283,7 @@ void ctx_unlock(struct aio_ctx *ctx);
 bool deadline_passed(const struct timespec *deadline);
 void deadline_from(struct timespec *deadline, const struct timespec *rel);
 void wake_sleepers(struct aio_ctx *ctx);
+void eventfd_post(int fd);
 void reapers_recheck(struct aio_ctx *ctx);
 void helper_need(struct aio_ctx *ctx);
 void helper_check(struct aio_ctx *ctx);

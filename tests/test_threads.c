@@ -7,10 +7,12 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -420,6 +422,87 @@ START_TEST(test_waiters_woken_by_later_submission)
 END_TEST
 
 /*
+ * io_uring cancels what a thread still has queued when it exits, so on the
+ * uring backend a thread that exits with I/O in flight waits, at its exit,
+ * until that I/O is done: asleep in the kernel, not polling on a timer.
+ * A read of an empty pipe keeps it waiting while its state is sampled.
+ */
+struct exiting {
+	io_context_t ctx;
+	int fd, ret;
+	pid_t tid;
+	char c;
+	struct iocb cb;
+	atomic_bool submitted;
+};
+
+static void *read_then_exit(void *arg)
+{
+	struct exiting *e = arg;
+	struct iocb *cbp = &e->cb;
+
+	e->tid = gettid();
+	io_prep_pread(&e->cb, e->fd, &e->c, 1, 0);
+	e->ret = io_submit(e->ctx, 1, &cbp);
+	atomic_store(&e->submitted, true);
+	return NULL;
+}
+
+/* The system call the thread sleeps in, -1 when it runs, or -2 once gone. */
+static long sleeping_in(pid_t tid)
+{
+	char path[64], buf[64] = "";
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", tid);
+	f = fopen(path, "r");
+	if (!f)
+		return -2;
+	if (!fgets(buf, sizeof(buf), f))
+		buf[0] = '\0';
+	fclose(f);
+	return strncmp(buf, "running", 7) ? strtol(buf, NULL, 10) : -1;
+}
+
+START_TEST(test_exit_waits_asleep)
+{
+	struct exiting e = { 0 };
+	int p[2], timed_sleeps = 0;
+	pthread_t thread;
+
+	ck_assert_int_eq(io_setup(8, &e.ctx), 0);
+	/* Native AIO ties I/O to the process (and reads a pipe inside io_submit). */
+	if (!ctx_is_uring(e.ctx)) {
+		ck_assert_int_eq(io_destroy(e.ctx), 0);
+		return;
+	}
+	ck_assert_int_eq(pipe(p), 0);
+	e.fd = p[0];
+	ck_assert_int_eq(pthread_create(&thread, NULL, read_then_exit, &e), 0);
+	while (!atomic_load(&e.submitted))
+		usleep(1000);
+	ck_assert_int_eq(e.ret, 1);
+	for (int i = 0; i < 100; i++) {
+		long nr = sleeping_in(e.tid);
+
+		if (nr == -2)
+			break;
+		timed_sleeps += nr == SYS_nanosleep || nr == SYS_clock_nanosleep;
+		usleep(1000);
+	}
+	ck_assert_int_eq(write(p[1], "x", 1), 1);
+	ck_assert_int_eq(pthread_join(thread, NULL), 0);
+	ck_assert_int_eq(reap_one(e.ctx, &e.cb), 1);
+	ck_assert_int_eq(e.c, 'x');
+	ck_assert_msg(!timed_sleeps, "the exiting thread slept on a timer in %d of 100 samples",
+		      timed_sleeps);
+	ck_assert_int_eq(io_destroy(e.ctx), 0);
+	close(p[0]);
+	close(p[1]);
+}
+END_TEST
+
+/*
  * libaio's waits are system calls, not cancellation points: a thread
  * cancelled while it waits leaves the call as it would have, and the
  * cancel acts at its next cancellation point. Nothing of the call may
@@ -566,6 +649,7 @@ int main(void)
 	tcase_add_test(reap, test_submit_reap_direct);
 	tcase_add_test(reap, test_io_outlives_submitter);
 	tcase_add_test(reap, test_waiters_woken_by_later_submission);
+	tcase_add_test(reap, test_exit_waits_asleep);
 	suite_add_tcase(s, reap);
 
 	tcase_set_timeout(dispatch, 10);
