@@ -177,15 +177,21 @@ static void discard_events(struct aio_ctx *ctx)
 	ctx->ring->head = ctx->tail;
 }
 
-/* As the kernel's io_destroy does: a poll would never let it return. */
-static void cancel_polls(struct aio_ctx *ctx)
+/*
+ * As the kernel's io_destroy does: a poll would never let it return.
+ * Whether any cancel failed (native: perhaps a poll that just completed).
+ */
+static bool cancel_polls(struct aio_ctx *ctx)
 {
+	bool failed = false;
+
 	for (unsigned i = 0; i < ctx->max_outstanding; i++) {
 		struct req *req = &ctx->reqs[i];
 
 		if (req->obj && req_opcode(req) == IO_CMD_POLL)
-			ctx->engine->cancel(ctx, req);
+			failed |= ctx->engine->cancel(ctx, req) != -EINPROGRESS;
 	}
+	return failed;
 }
 
 /*
@@ -196,6 +202,7 @@ static void cancel_polls(struct aio_ctx *ctx)
 static int destroy(io_context_t handle)
 {
 	struct aio_ctx *ctx = ctx_get(handle);
+	bool failed;
 
 	if (!ctx)
 		return -EINVAL;
@@ -213,10 +220,20 @@ static int destroy(io_context_t handle)
 	helper_stop(ctx);
 
 	pthread_mutex_lock(&ctx->lock);
-	cancel_polls(ctx);
+	failed = cancel_polls(ctx);
 	while (ctx->live) {
 		publish(ctx);
 		discard_events(ctx);
+		/*
+		 * Only polls left, and some not cancelled: once more, now that
+		 * the engine has been reaped; past that, tearing the engine down
+		 * cancels them in the kernel, where no event is waited for.
+		 */
+		if (failed && ctx->live && ctx->live == ctx->polls) {
+			failed = cancel_polls(ctx);
+			if (failed)
+				break;
+		}
 		if (ctx->live)
 			wait_for_events(ctx, NULL, NULL, true);
 	}

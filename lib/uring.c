@@ -543,15 +543,33 @@ static int uring_wait(struct aio_ctx *ctx, const struct timespec *timeout, const
 	return ret == -EINTR ? -EINTR : 0;
 }
 
+/*
+ * A poll's removal. A full SQ holds SQEs the kernel has not taken yet:
+ * they go first, to make room. A removal the kernel does not take is
+ * withdrawn and its error returned, so that no one waits for it.
+ */
 static int uring_cancel(struct aio_ctx *ctx, struct req *req)
 {
 	struct io_uring *ring = ctx->priv;
 	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+	unsigned start;
+	int ret;
 
+	if (!sqe) {
+		ret = io_uring_submit(ring);
+		sqe = io_uring_get_sqe(ring);
+		if (!sqe)
+			return ret < 0 ? ret : -EAGAIN;
+	}
+	start = ring->sq.sqe_tail - 1;
 	io_uring_prep_poll_remove(sqe, (uint64_t)(uintptr_t)req);
 	io_uring_sqe_set_data(sqe, NULL);
-	io_uring_submit(ring);
-	return -EINPROGRESS;
+	ret = io_uring_submit(ring);
+	if (ret >= 0)
+		return -EINPROGRESS;
+	ring->sq.sqe_head = ring->sq.sqe_tail = start;
+	io_uring_smp_store_release(ring->sq.ktail, start);
+	return ret;
 }
 
 const struct engine uring_engine = {
