@@ -65,9 +65,11 @@ all: $(LIB_SO).1 $(LIB_SO) $(LIB_A) $(LIB_PC) $(POSIX_SO).1 $(POSIX_SO) $(POSIX_
 lib/%.o: lib/%.c lib/*.h include/aio-compat.h
 	$(CC) $(ALL_CFLAGS) -fPIC -fvisibility=hidden -c -o $@ $<
 
+# -z nodelete: dlclose() leaves the library mapped, as its threads, which
+# end only once idle, and its thread-exit destructor may still run its code.
 $(LIB_SO).1: $(LIB_OBJS) lib/libaio-compat.map
 	$(CC) $(ALL_CFLAGS) -shared -Wl,-soname,$(SONAME) \
-		-Wl,--version-script=lib/libaio-compat.map -Wl,-z,defs \
+		-Wl,--version-script=lib/libaio-compat.map -Wl,-z,defs -Wl,-z,nodelete \
 		-o $@ $(LIB_OBJS) $(ALL_LDFLAGS) -luring -lpthread
 
 $(LIB_SO): $(LIB_SO).1
@@ -88,9 +90,10 @@ posix/%.o: posix/%.c posix/*.h include/aio-compat.h
 
 # Linked against libaio-compat.so.1 (NEEDED); programs in the tree load
 # that one through their own rpath, so it is named explicitly for them.
+# -z nodelete for its completion thread, as above.
 $(POSIX_SO).1: $(POSIX_OBJS) posix/libaio-compat-posix.map $(LIB_SO)
 	$(CC) $(ALL_CFLAGS) -shared -Wl,-soname,$(POSIX_SONAME) \
-		-Wl,--version-script=posix/libaio-compat-posix.map -Wl,-z,defs \
+		-Wl,--version-script=posix/libaio-compat-posix.map -Wl,-z,defs -Wl,-z,nodelete \
 		-o $@ $(POSIX_OBJS) $(ALL_LDFLAGS) -Llib -laio-compat -lpthread
 
 $(POSIX_SO): $(POSIX_SO).1
@@ -123,6 +126,12 @@ tests/test_%: tests/test_%.o $(TEST_UTIL) $(LIB_SO)
 # test_posix runs on the POSIX face; the same object without it runs on glibc's.
 tests/test_posix: tests/test_posix.o $(TEST_UTIL) $(LIB_SO) $(POSIX_SO)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(TEST_UTIL) $(PROG_LDFLAGS) $(POSIX_LIBS) $(PROG_LIBS) $(CHECK_LIBS)
+
+# dlopen()s the libraries of this build and dlclose()s them: not linked with them.
+tests/unload-client: tests/unload-client.c include/aio-compat.h
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(ALL_LDFLAGS) -ldl -lpthread
+
+tests/test_unload: tests/unload-client $(POSIX_SO).1
 
 tests/test_posix-glibc: tests/test_posix.o $(TEST_UTIL) $(LIB_SO)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(TEST_UTIL) $(PROG_LDFLAGS) $(PROG_LIBS) $(CHECK_LIBS)

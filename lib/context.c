@@ -144,16 +144,18 @@ static int setup(int maxevents, io_context_t *ctxp, int backend)
 	unsigned nr = (unsigned)maxevents;
 	const struct engine *engine;
 	struct aio_ctx *ctx = NULL;
-	int ret;
+	int ret, state;
 
 	if (bad_user_ptr(ctxp, sizeof(*ctxp)))
 		return -EFAULT;
 	if (*ctxp || nr == 0 || flags & ~AIO_COMPAT_SINGLE_ISSUER)
 		return -EINVAL;
+	/* Probing and setting up open and close files: never half done. */
+	state = cancel_disable();
 	engine = choose_engine(backend & ~flags, &ret);
-	if (!engine)
-		return ret;
-	ret = ctx_create(nr, engine, flags, &ctx);
+	if (engine)
+		ret = ctx_create(nr, engine, flags, &ctx);
+	cancel_restore(state);
 	if (ret)
 		return ret;
 	*ctxp = (io_context_t)ctx->ring;
@@ -177,15 +179,21 @@ static void discard_events(struct aio_ctx *ctx)
 	ctx->ring->head = ctx->tail;
 }
 
-/* As the kernel's io_destroy does: a poll would never let it return. */
-static void cancel_polls(struct aio_ctx *ctx)
+/*
+ * As the kernel's io_destroy does: a poll would never let it return.
+ * Whether any cancel failed (native: perhaps a poll that just completed).
+ */
+static bool cancel_polls(struct aio_ctx *ctx)
 {
+	bool failed = false;
+
 	for (unsigned i = 0; i < ctx->max_outstanding; i++) {
 		struct req *req = &ctx->reqs[i];
 
 		if (req->obj && req_opcode(req) == IO_CMD_POLL)
-			ctx->engine->cancel(ctx, req);
+			failed |= ctx->engine->cancel(ctx, req) != -EINPROGRESS;
 	}
+	return failed;
 }
 
 /*
@@ -193,9 +201,10 @@ static void cancel_polls(struct aio_ctx *ctx)
  * waiting in io_getevents are woken, and the call returns once every
  * request in flight has finished (held syncs are issued and waited for).
  */
-AIO_EXPORT int io_destroy(io_context_t handle)
+static int destroy(io_context_t handle)
 {
 	struct aio_ctx *ctx = ctx_get(handle);
+	bool failed;
 
 	if (!ctx)
 		return -EINVAL;
@@ -213,10 +222,20 @@ AIO_EXPORT int io_destroy(io_context_t handle)
 	helper_stop(ctx);
 
 	pthread_mutex_lock(&ctx->lock);
-	cancel_polls(ctx);
+	failed = cancel_polls(ctx);
 	while (ctx->live) {
 		publish(ctx);
 		discard_events(ctx);
+		/*
+		 * Only polls left, and some not cancelled: once more, now that
+		 * the engine has been reaped; past that, tearing the engine down
+		 * cancels them in the kernel, where no event is waited for.
+		 */
+		if (failed && ctx->live && ctx->live == ctx->polls) {
+			failed = cancel_polls(ctx);
+			if (failed)
+				break;
+		}
 		if (ctx->live)
 			wait_for_events(ctx, NULL, NULL, true);
 	}
@@ -224,6 +243,16 @@ AIO_EXPORT int io_destroy(io_context_t handle)
 	registry_remove(ctx);
 	ctx_free(ctx);
 	return 0;
+}
+
+/* Its waits, joins and closes run to the end: a cancel acts after it. */
+AIO_EXPORT int io_destroy(io_context_t handle)
+{
+	int state = cancel_disable();
+	int ret = destroy(handle);
+
+	cancel_restore(state);
+	return ret;
 }
 
 AIO_EXPORT int aio_compat_backend(io_context_t handle)

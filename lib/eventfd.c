@@ -47,7 +47,7 @@ static void anon_learn(void)
 		anon_ino = sb.st_ino;
 	}
 	if (fd >= 0)
-		close(fd);
+		close_nocancel(fd);
 }
 
 static int check_eventfd(int fd)
@@ -108,7 +108,7 @@ static void close_retired(struct aio_ctx *ctx)
 		struct eventfd_hold *e = &ctx->efds[i];
 
 		if (e->prog < 0 && e->fd >= 0) {
-			close(e->fd);
+			close_nocancel(e->fd);
 			e->fd = -1;
 		}
 	}
@@ -178,7 +178,7 @@ void eventfd_release_all(struct aio_ctx *ctx)
 {
 	for (unsigned i = 0; i < ctx->nr_efds; i++)
 		if (ctx->efds[i].fd >= 0)
-			close(ctx->efds[i].fd);
+			close_nocancel(ctx->efds[i].fd);
 	free(ctx->efds);
 	ctx->efds = NULL;
 	ctx->nr_efds = 0;

@@ -96,16 +96,21 @@ void ring_post(struct aio_ctx *ctx, struct req *req, long res, long res2)
 /* Signals the eventfds of events already in the ring, one write per fd. */
 void resfd_flush(struct aio_ctx *ctx)
 {
+	int state = cancel_disable();
+
 	for (unsigned i = 0; i < ctx->nr_resfd; i++)
 		(void)!write(ctx->resfd[i].fd, &ctx->resfd[i].count, sizeof(uint64_t));
 	ctx->nr_resfd = 0;
+	cancel_restore(state);
 }
 
-static void eventfd_post(int fd)
+void eventfd_post(int fd)
 {
+	int state = cancel_disable();
 	uint64_t one = 1;
 
 	(void)!write(fd, &one, sizeof(one));
+	cancel_restore(state);
 }
 
 /* io_destroy: every reaper must look again, and find the context dead. */
@@ -137,11 +142,12 @@ void ctx_unlock(struct aio_ctx *ctx)
 {
 	struct resfd_signal sig[RESFD_BATCH];
 	unsigned n = ctx->nr_resfd;
+	int state;
 
 	if (unlikely(ctx->reapers))
 		wake_reapers(ctx);
-	if (unlikely(ctx->helper_needs && !ctx->helper_awake && !ctx->helper_stop))
-		helper_kick(ctx);
+	if (unlikely(ctx->helper_needs || ctx->helper_waiting))
+		helper_check(ctx);
 	if (likely(!n)) {
 		pthread_mutex_unlock(&ctx->lock);
 		return;
@@ -150,10 +156,12 @@ void ctx_unlock(struct aio_ctx *ctx)
 	ctx->nr_resfd = 0;
 	atomic_fetch_add_explicit(&ctx->signalling, 1, memory_order_relaxed);
 	pthread_mutex_unlock(&ctx->lock);
+	state = cancel_disable();
 	for (unsigned i = 0; i < n; i++)
 		(void)!write(sig[i].fd, &sig[i].count, sizeof(uint64_t));
 	/* Pairs with close_retired(): these fds may be closed after this. */
 	atomic_fetch_sub_explicit(&ctx->signalling, 1, memory_order_release);
+	cancel_restore(state);
 }
 
 /* The program moved head itself: from now on, publish as things complete. */
@@ -196,6 +204,9 @@ unsigned publish(struct aio_ctx *ctx)
 		if (n < PUBLISH_BATCH)
 			break;
 	}
+	/* A thread at its exit waits for its own requests, perhaps these. */
+	if (unlikely(ctx->exit_waiters) && total)
+		exit_waiters_wake(ctx);
 	return total;
 }
 
@@ -294,6 +305,7 @@ int wait_for_events(struct aio_ctx *ctx, const struct timespec *deadline, const 
 		{ .fd = reaper ? ctx->wake_fd : ctx->helper_fd, .events = POLLIN },
 	};
 	struct timespec left, *timeout = NULL;
+	int state = cancel_disable();
 	bool in_engine;
 	uint64_t count;
 	int ret = 0;
@@ -327,6 +339,7 @@ int wait_for_events(struct aio_ctx *ctx, const struct timespec *deadline, const 
 out:
 	if (reaper)
 		ctx->reapers--;
+	cancel_restore(state);
 	return ret;
 }
 
@@ -414,54 +427,117 @@ AIO_EXPORT int io_pgetevents(io_context_t ctx, long min_nr, long nr, struct io_e
 /*
  * The helper thread publishes for programs that wait on an iocb's eventfd
  * and never call in (QEMU reads the ring itself), and for programs seen to
- * read the ring themselves. It runs only while such requests live.
+ * read the ring themselves. It runs only while such requests live: idle,
+ * it waits THREAD_LINGER_NS for more and then ends, and the next such
+ * request starts another (a thread of the library must not keep a process
+ * alive whose main thread has called pthread_exit()).
  */
+static bool helper_has_work(const struct aio_ctx *ctx)
+{
+	return ctx->direct_reader ? ctx->live != 0 : ctx->helper_needs != 0;
+}
+
+/* Idle: whether work came (helper_kick) within the linger. */
+static bool helper_linger(struct aio_ctx *ctx)
+{
+	const struct timespec linger = { 0, THREAD_LINGER_NS };
+	struct timespec deadline;
+
+	deadline_from(&deadline, &linger);
+	while (!ctx->helper_awake && !ctx->helper_stop &&
+	       pthread_cond_clockwait(&ctx->helper_cond, &ctx->lock, CLOCK_MONOTONIC, &deadline) !=
+		   ETIMEDOUT)
+		;
+	return ctx->helper_awake;
+}
+
+/* Sleeps until a completion, or until another thread took the last of its work. */
+static void helper_wait(struct aio_ctx *ctx)
+{
+	uint64_t count;
+
+	ctx->helper_waiting = true;
+	wait_for_events(ctx, NULL, NULL, false);
+	ctx->helper_waiting = false;
+	if (ctx->helper_woken) {
+		(void)!read(ctx->helper_fd, &count, sizeof(count));
+		ctx->helper_woken = false;
+	}
+}
+
 static void *helper_main(void *arg)
 {
 	struct aio_ctx *ctx = arg;
 
 	pthread_mutex_lock(&ctx->lock);
 	while (!ctx->helper_stop) {
-		if (!ctx->helper_needs) {
+		if (!helper_has_work(ctx)) {
 			ctx->helper_awake = false;
 			resfd_flush(ctx);
-			pthread_cond_wait(&ctx->helper_cond, &ctx->lock);
+			if (!helper_linger(ctx))
+				break;
 			continue;
 		}
 		publish(ctx);
-		if (ctx->helper_needs)
-			wait_for_events(ctx, NULL, NULL, false);
+		if (helper_has_work(ctx))
+			helper_wait(ctx);
 	}
+	ctx->helper_awake = false;
+	ctx->helper_running = false;
+	/* For helper_stop: this hold of the lock is its last. */
+	pthread_cond_broadcast(&ctx->helper_cond);
 	ctx_unlock(ctx);
 	return NULL;
 }
 
-/* The helper must not take the program's signals. */
+/*
+ * The helper must not take the program's signals. Detached: nothing may
+ * wait for its end under the lock, which its exit may need (a uring
+ * submitter's exit waits for its requests, such as a sync it issued).
+ */
 static void helper_start(struct aio_ctx *ctx)
 {
+	pthread_attr_t attr;
 	sigset_t all, old;
+	pthread_t thread;
 
-	ctx->helper_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (ctx->helper_fd < 0)
+		ctx->helper_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (ctx->helper_fd < 0)
 		return;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	ctx->helper_running = !pthread_create(&ctx->helper, NULL, helper_main, ctx);
+	ctx->helper_running = !pthread_create(&thread, &attr, helper_main, ctx);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (!ctx->helper_running) {
-		close(ctx->helper_fd);
-		ctx->helper_fd = -1;
-	}
+	pthread_attr_destroy(&attr);
 }
 
-/* Starts the helper, or wakes it from waiting for work. */
-void helper_kick(struct aio_ctx *ctx)
+/* Starts the helper, or wakes it from its linger. */
+static void helper_kick(struct aio_ctx *ctx)
 {
 	ctx->helper_awake = true;
-	if (!ctx->helper_running)
-		helper_start(ctx);
-	else
+	if (ctx->helper_running)
 		pthread_cond_signal(&ctx->helper_cond);
+	else
+		helper_start(ctx);
+	ctx->helper_awake = ctx->helper_running;
+}
+
+/* At each unlock while the helper has or had work: start, wake or release it. */
+void helper_check(struct aio_ctx *ctx)
+{
+	bool work = helper_has_work(ctx);
+
+	if (ctx->helper_stop)
+		return;
+	if (work && !ctx->helper_awake) {
+		helper_kick(ctx);
+	} else if (!work && ctx->helper_waiting && !ctx->helper_woken) {
+		ctx->helper_woken = true;
+		eventfd_post(ctx->helper_fd);
+	}
 }
 
 void helper_need(struct aio_ctx *ctx)
@@ -474,20 +550,23 @@ void helper_done(struct aio_ctx *ctx)
 	ctx->helper_needs--;
 }
 
-/* For good: io_destroy's own waiting must not start it again. */
+/*
+ * For good: io_destroy's own waiting must not start it again. Returns once
+ * the helper left the lock for the last time; its thread's exit may still
+ * wait for a sync it issued, with the context pinned as any thread's is.
+ */
 void helper_stop(struct aio_ctx *ctx)
 {
 	pthread_mutex_lock(&ctx->lock);
 	ctx->helper_stop = true;
-	if (!ctx->helper_running) {
-		pthread_mutex_unlock(&ctx->lock);
-		return;
+	if (ctx->helper_running) {
+		pthread_cond_broadcast(&ctx->helper_cond);
+		eventfd_post(ctx->helper_fd);
 	}
-	pthread_cond_signal(&ctx->helper_cond);
-	eventfd_post(ctx->helper_fd);
+	while (ctx->helper_running)
+		pthread_cond_wait(&ctx->helper_cond, &ctx->lock);
 	pthread_mutex_unlock(&ctx->lock);
-	pthread_join(ctx->helper, NULL);
-	ctx->helper_running = false;
-	close(ctx->helper_fd);
+	if (ctx->helper_fd >= 0)
+		close(ctx->helper_fd);
 	ctx->helper_fd = -1;
 }

@@ -70,6 +70,45 @@ static inline bool bad_user_range(const void *p, size_t len)
 	return a > USER_ADDR_END || len > USER_ADDR_END - a;
 }
 
+/*
+ * libaio's calls are system calls, none a cancellation point: a thread
+ * cancelled while it waits in io_getevents leaves the call as it would
+ * have, and the cancel acts at its next cancellation point. The library's
+ * waits, and the calls it makes that glibc makes cancellation points
+ * (ppoll, read, write, close, pthread_join), run with cancellation off,
+ * so that no cancel leaves a lock held, a reaper counted or a context
+ * pinned. Off and on again, a pending cancel stays pending.
+ */
+static inline int cancel_disable(void)
+{
+	int state;
+
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &state);
+	return state;
+}
+
+static inline void cancel_restore(int state)
+{
+	pthread_setcancelstate(state, NULL);
+}
+
+/* Closes a descriptor of the library's own, wherever a cancel is pending. */
+static inline void close_nocancel(int fd)
+{
+	int state = cancel_disable();
+
+	close(fd);
+	cancel_restore(state);
+}
+
+/*
+ * How long an idle thread of the library (the ticker, a context's helper)
+ * waits for new work before it ends: long enough that a program's next
+ * burst usually finds it, short enough that none outlives the program's
+ * own threads for long.
+ */
+#define THREAD_LINGER_NS (100 * 1000000L)
+
 /* One submitted iocb, from io_submit until its event reaches the ring. */
 struct req {
 	struct iocb kiocb;	 /* the caller's iocb as submitted, checked */
@@ -113,6 +152,7 @@ struct completion {
 };
 
 struct aio_ctx;
+struct exit_waiter;
 
 /* What a backend does; ae_epoll.c-sized, one file each. */
 struct engine {
@@ -139,6 +179,9 @@ struct engine {
 
 extern const struct engine native_engine;
 extern const struct engine uring_engine;
+
+/* uring.c: publishers wake the threads waiting at their exit. */
+void exit_waiters_wake(struct aio_ctx *ctx);
 
 /* Per fd of a context: the writes in flight, by epoch (see order.c). */
 struct fd_epoch {
@@ -184,6 +227,8 @@ struct aio_ctx {
 	int wake_fd;	      /* eventfd that wakes reapers */
 	unsigned reapers;     /* threads waiting in io_getevents, io_queue_wait */
 	bool woken;	      /* and woken since the last one went to sleep */
+	/* Threads at their exit, waiting for their requests (uring.c). */
+	struct exit_waiter *exit_waiters;
 	bool dead;
 	unsigned fork_gen;
 	unsigned slot; /* in the registry */
@@ -211,10 +256,11 @@ struct aio_ctx {
 	/* The publisher thread that serves programs waiting on eventfds. */
 	unsigned helper_needs; /* live RESFD requests, and a direct reader */
 	int helper_fd;	       /* eventfd that stops it waiting */
-	bool helper_running;
-	bool helper_awake; /* not waiting for work */
+	bool helper_running;   /* until its last hold of the lock */
+	bool helper_awake;     /* has work: not lingering */
+	bool helper_waiting;   /* asleep for completions */
+	bool helper_woken;     /* by helper_fd: its work is gone */
 	bool helper_stop;
-	pthread_t helper;
 	pthread_cond_t helper_cond;
 
 	/* The head as the library last left it; if the program moved it,
@@ -265,9 +311,10 @@ void ctx_unlock(struct aio_ctx *ctx);
 bool deadline_passed(const struct timespec *deadline);
 void deadline_from(struct timespec *deadline, const struct timespec *rel);
 void wake_sleepers(struct aio_ctx *ctx);
+void eventfd_post(int fd);
 void reapers_recheck(struct aio_ctx *ctx);
 void helper_need(struct aio_ctx *ctx);
-void helper_kick(struct aio_ctx *ctx);
+void helper_check(struct aio_ctx *ctx);
 void helper_done(struct aio_ctx *ctx);
 void helper_stop(struct aio_ctx *ctx);
 
@@ -303,7 +350,7 @@ static inline void req_free(struct aio_ctx *ctx, struct req *req)
 	if (req->resfd >= 0)
 		eventfd_put(ctx, req->efd_slot);
 	if (unlikely(req->owns_fd))
-		close(req_fd(req));
+		close_nocancel(req_fd(req));
 	req->obj = NULL;
 	req->held = false;
 	req->owns_fd = false;

@@ -8,7 +8,13 @@
  * per request. A context whose program is then seen to move the ring's
  * head itself gets its helper thread, which publishes each completion as
  * it arrives (events.c).
+ *
+ * Idle, the ticker waits a while for new work and then ends, to be started
+ * again by the next submission: a thread of the library must not keep the
+ * process alive once its main thread has called pthread_exit(), nor sit on
+ * the signals it blocks.
  */
+#include <errno.h>
 #include <stdatomic.h>
 #include <time.h>
 
@@ -19,7 +25,7 @@
 static pthread_mutex_t ticker_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t ticker_cond = PTHREAD_COND_INITIALIZER;
 static atomic_bool ticking;
-static bool started, kicked;
+static bool running, kicked;
 
 /*
  * Publishes what is ready, unless a thread holds the context; *busy is set
@@ -70,9 +76,23 @@ static bool tick(void)
 	return busy;
 }
 
+/* Idle, under ticker_lock: whether a kick came within THREAD_LINGER_NS. */
+static bool ticker_linger(void)
+{
+	const struct timespec linger = { 0, THREAD_LINGER_NS };
+	struct timespec deadline;
+
+	deadline_from(&deadline, &linger);
+	while (!kicked && pthread_cond_clockwait(&ticker_cond, &ticker_lock, CLOCK_MONOTONIC,
+						 &deadline) != ETIMEDOUT)
+		;
+	return kicked;
+}
+
 /*
  * Idle once a pass finds nothing in flight. ticking is cleared before that
- * last pass, so a submission after it sees it clear and kicks.
+ * last pass, so a submission after it sees it clear and kicks; one that
+ * comes after the linger finds it gone and starts another.
  */
 static void *ticker_main(void *arg)
 {
@@ -86,13 +106,15 @@ static void *ticker_main(void *arg)
 			continue;
 		}
 		pthread_mutex_lock(&ticker_lock);
-		while (!kicked)
-			pthread_cond_wait(&ticker_cond, &ticker_lock);
+		if (!ticker_linger()) {
+			running = false;
+			pthread_mutex_unlock(&ticker_lock);
+			return NULL;
+		}
 		kicked = false;
 		atomic_store(&ticking, true);
 		pthread_mutex_unlock(&ticker_lock);
 	}
-	return NULL;
 }
 
 static void ticker_forked(void)
@@ -100,7 +122,7 @@ static void ticker_forked(void)
 	pthread_mutex_init(&ticker_lock, NULL);
 	pthread_cond_init(&ticker_cond, NULL);
 	atomic_store(&ticking, false);
-	started = kicked = false;
+	running = kicked = false;
 }
 
 static void ticker_atfork(void)
@@ -119,7 +141,7 @@ static void ticker_start(void)
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	if (!pthread_create(&thread, NULL, ticker_main, NULL)) {
 		pthread_detach(thread);
-		started = true;
+		running = true;
 	} else {
 		atomic_store(&ticking, false);
 	}
@@ -132,7 +154,7 @@ void publisher_kick(void)
 	if (likely(atomic_load(&ticking)))
 		return;
 	pthread_mutex_lock(&ticker_lock);
-	if (!started) {
+	if (!running) {
 		atomic_store(&ticking, true);
 		ticker_start();
 	} else {

@@ -239,7 +239,7 @@ static int hold_file(struct aio_ctx *ctx, struct req *req)
 	if (fd < 0)
 		return fd;
 	if (order_hold(ctx, req)) {
-		close(fd);
+		close_nocancel(fd);
 		return -EAGAIN;
 	}
 	req->kiocb.aio_fildes = (uint32_t)fd;

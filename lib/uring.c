@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/sysinfo.h>
 #include <unistd.h>
 
@@ -45,43 +46,137 @@ static pthread_once_t submitter_once = PTHREAD_ONCE_INIT;
  * the static TLS that glibc keeps for libraries loaded later. */
 static __thread struct submitter self __attribute__((tls_model("initial-exec")));
 
-struct exit_wait {
+static bool runs_requests_of(const struct aio_ctx *ctx, const struct submitter *s)
+{
+	for (unsigned i = 0; i < ctx->max_outstanding; i++)
+		if (ctx->reqs[i].obj && ctx->reqs[i].owner == s)
+			return true;
+	return false;
+}
+
+/* A thread at its exit, among its ring's exit_waiters while it waits there. */
+struct exit_waiter {
 	const struct submitter *s;
-	bool busy;
+	int wake_fd; /* written by whoever publishes on the ring */
+	bool woken;
+	struct exit_waiter *next;
 };
 
-/* Publishes what finished; busy while requests of this thread remain. */
-static void exit_visit(struct aio_ctx *ctx, void *arg)
+/*
+ * Whoever publishes may have taken the completions the ring's fd told a
+ * waiter of: it tells the waiter instead, through the waiter's own
+ * eventfd, which no one else drains.
+ */
+void exit_waiters_wake(struct aio_ctx *ctx)
 {
-	struct exit_wait *w = arg;
-
-	if (ctx->engine != &uring_engine || ctx_foreign(ctx))
-		return;
-	if (pthread_mutex_trylock(&ctx->lock)) {
-		w->busy = true;
-		return;
+	for (struct exit_waiter *w = ctx->exit_waiters; w; w = w->next) {
+		if (w->woken || w->s == &self || w->wake_fd < 0)
+			continue;
+		w->woken = true;
+		eventfd_post(w->wake_fd);
 	}
-	/* A single issuer's completions wait for its thread: this one. */
-	if (ctx->single_issuer)
-		io_uring_get_events(ctx->priv);
-	publish(ctx);
-	for (unsigned i = 0; i < ctx->max_outstanding && !w->busy; i++)
-		w->busy = ctx->reqs[i].obj && ctx->reqs[i].owner == w->s;
+}
+
+struct exit_find {
+	const struct submitter *s;
+	struct aio_ctx *ctx; /* pinned */
+};
+
+/*
+ * Under the registry's lock, which is only to find: the first ring that
+ * may still run requests of f->s, pinned. One whose lock is taken may;
+ * it is looked at once pinned. A ring io_destroy retired cannot be
+ * pinned, and needs no looking at: it waited for all its I/O first.
+ */
+static void exit_find_visit(struct aio_ctx *ctx, void *arg)
+{
+	struct exit_find *f = arg;
+	bool maybe;
+
+	if (f->ctx || ctx->engine != &uring_engine || ctx_foreign(ctx))
+		return;
+	maybe = pthread_mutex_trylock(&ctx->lock) != 0;
+	if (!maybe) {
+		maybe = runs_requests_of(ctx, f->s);
+		pthread_mutex_unlock(&ctx->lock);
+	}
+	if (maybe)
+		f->ctx = ctx_get((io_context_t)ctx->ring);
+}
+
+/*
+ * Until the ring's fd polls readable or a publisher writes the waiter's
+ * eventfd (without one, it looks again every millisecond). Called and
+ * returns with the lock held.
+ */
+static void exit_sleep(struct aio_ctx *ctx, struct exit_waiter *w)
+{
+	struct pollfd pfd[2] = {
+		{ .fd = ((struct io_uring *)ctx->priv)->ring_fd, .events = POLLIN },
+		{ .fd = w->wake_fd, .events = POLLIN },
+	};
+	const struct timespec tick = { 0, 1000000 };
+	uint64_t count;
+
+	if (w->woken)
+		(void)!read(w->wake_fd, &count, sizeof(count));
+	w->woken = false;
+	ctx_unlock(ctx);
+	ppoll(pfd, 2, w->wake_fd < 0 ? &tick : NULL, NULL);
+	pthread_mutex_lock(&ctx->lock);
+}
+
+/*
+ * Sleeps in the kernel until no request of w->s runs on ctx. A single
+ * issuer's ring has no other reaper: it waits there as any of its waits.
+ */
+static void exit_wait(struct aio_ctx *ctx, struct exit_waiter *w)
+{
+	struct exit_waiter **p;
+
+	pthread_mutex_lock(&ctx->lock);
+	w->next = ctx->exit_waiters;
+	ctx->exit_waiters = w;
+	for (;;) {
+		/* A single issuer's completions wait for its thread: this one. */
+		if (ctx->single_issuer)
+			io_uring_get_events(ctx->priv);
+		publish(ctx);
+		if (!runs_requests_of(ctx, w->s))
+			break;
+		if (ctx->single_issuer)
+			wait_for_events(ctx, NULL, NULL, true);
+		else
+			exit_sleep(ctx, w);
+	}
+	for (p = &ctx->exit_waiters; *p != w; p = &(*p)->next)
+		;
+	*p = w->next;
 	ctx_unlock(ctx);
 }
 
+/*
+ * Ring by ring, without the registry's lock while it waits: this thread
+ * creates no request any more, so a ring it has waited on stays done.
+ */
 static void submitter_exit(void *arg)
 {
-	struct exit_wait w = { .s = arg };
-	const struct timespec pause = { 0, 200000 };
+	struct exit_waiter w = { .s = arg };
+	struct exit_find f = { .s = arg };
+	int state = cancel_disable();
 
+	w.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	for (;;) {
-		w.busy = false;
-		registry_each(exit_visit, &w);
-		if (!w.busy)
+		f.ctx = NULL;
+		registry_each(exit_find_visit, &f);
+		if (!f.ctx)
 			break;
-		nanosleep(&pause, NULL);
+		exit_wait(f.ctx, &w);
+		ctx_put(f.ctx);
 	}
+	if (w.wake_fd >= 0)
+		close(w.wake_fd);
+	cancel_restore(state);
 }
 
 static void submitter_key_create(void)
@@ -537,15 +632,33 @@ static int uring_wait(struct aio_ctx *ctx, const struct timespec *timeout, const
 	return ret == -EINTR ? -EINTR : 0;
 }
 
+/*
+ * A poll's removal. A full SQ holds SQEs the kernel has not taken yet:
+ * they go first, to make room. A removal the kernel does not take is
+ * withdrawn and its error returned, so that no one waits for it.
+ */
 static int uring_cancel(struct aio_ctx *ctx, struct req *req)
 {
 	struct io_uring *ring = ctx->priv;
 	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+	unsigned start;
+	int ret;
 
+	if (!sqe) {
+		ret = io_uring_submit(ring);
+		sqe = io_uring_get_sqe(ring);
+		if (!sqe)
+			return ret < 0 ? ret : -EAGAIN;
+	}
+	start = ring->sq.sqe_tail - 1;
 	io_uring_prep_poll_remove(sqe, (uint64_t)(uintptr_t)req);
 	io_uring_sqe_set_data(sqe, NULL);
-	io_uring_submit(ring);
-	return -EINPROGRESS;
+	ret = io_uring_submit(ring);
+	if (ret >= 0)
+		return -EINPROGRESS;
+	ring->sq.sqe_head = ring->sq.sqe_tail = start;
+	io_uring_smp_store_release(ring->sq.ktail, start);
+	return ret;
 }
 
 /*

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdlib.h>
 
 enum access {
@@ -159,14 +160,16 @@ static bool any_done(void *arg)
 	return !any;
 }
 
+/* A cancellation point, as POSIX has it: a cancel acts on entry or while it sleeps. */
 PUBLIC int aio_suspend(const struct aiocb *const list[], int nent, const struct timespec *timeout)
 {
 	struct suspend_list s = { list, nent };
 	int err;
 
+	pthread_testcancel();
 	if (nent < 0)
 		return fail(EINVAL);
-	err = wait_until(any_done, &s, timeout);
+	err = wait_until(any_done, &s, timeout, true);
 	return err ? fail(err) : 0;
 }
 
@@ -184,10 +187,13 @@ static bool group_done(void *arg)
 	return ((struct lio_group *)arg)->outstanding == 0;
 }
 
-/* An interrupted LIO_WAIT hands its group to the completions. */
+/*
+ * An interrupted LIO_WAIT hands its group to the completions. Not a
+ * cancellation point (nor is glibc's): the group would have no owner.
+ */
 static int lio_wait(struct lio_group *group)
 {
-	int err = wait_until(group_done, group, NULL);
+	int err = wait_until(group_done, group, NULL, false);
 	bool failed;
 
 	engine_lock();

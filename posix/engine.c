@@ -4,6 +4,9 @@
  * on first use and again in a forked child; a table of requests keyed by
  * aiocb; a completion thread that stores each result, wakes waiters and
  * only then notifies, so a signal handler's aio_error sees the result.
+ * The thread runs while requests are in flight: idle, it waits a while
+ * for more and then ends, so that it never keeps alive a process whose
+ * main thread has called pthread_exit(); the next submission starts another.
  */
 #include "internal.h"
 
@@ -25,14 +28,17 @@
 #define MAX_INFLIGHT 1024
 #define MIN_INFLIGHT 128
 #define REAP_TICK_NS (20 * 1000000L)
+/* How long an idle completion thread waits for requests before it ends. */
+#define LINGER_NS (100 * 1000000L)
 
 static pthread_mutex_t engine_mutex = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 static pthread_cond_t engine_busy = PTHREAD_COND_INITIALIZER;
 static io_context_t engine_ctx;
-static bool engine_ready;
+static atomic_bool engine_ready;
 /* Requests submitted and not yet reaped; the completion thread idles at 0. */
 static long in_flight;
+static bool thread_running;
 static struct posix_req *table[TABLE_SIZE];
 /* Bumped after every batch of completions; aio_suspend waits on it. */
 static _Atomic uint32_t generation;
@@ -83,13 +89,22 @@ static void futex_wake_all(void)
 	syscall(SYS_futex, &generation, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
 }
 
-/* 0 once woken or when generation moved past seen, else ETIMEDOUT or EINTR. */
-static int futex_wait(uint32_t seen, const struct timespec *timeout)
+/*
+ * 0 once woken or when generation moved past seen, else ETIMEDOUT or
+ * EINTR. A cancellable wait takes a cancel while it sleeps, where no lock
+ * is held and nothing is left to undo.
+ */
+static int futex_wait(uint32_t seen, const struct timespec *timeout, bool cancellable)
 {
-	if (syscall(SYS_futex, &generation, FUTEX_WAIT_PRIVATE, seen, timeout, NULL, 0) < 0 &&
-	    (errno == ETIMEDOUT || errno == EINTR))
-		return errno;
-	return 0;
+	int type, err = 0;
+
+	if (cancellable)
+		pthread_setcanceltype(PTHREAD_CANCEL_ASYNCHRONOUS, &type);
+	if (syscall(SYS_futex, &generation, FUTEX_WAIT_PRIVATE, seen, timeout, NULL, 0) < 0)
+		err = errno;
+	if (cancellable)
+		pthread_setcanceltype(type, NULL);
+	return err == ETIMEDOUT || err == EINTR ? err : 0;
 }
 
 /* Finishes a lio_listio group; called without the lock held. */
@@ -143,18 +158,39 @@ static void complete_locked(const struct io_event *ev, struct notice *out)
 }
 
 /*
+ * Whether requests are in flight, or come within the linger; the thread
+ * ends when this says no, under the lock that req_submit checks it under.
+ */
+static bool work_to_reap(void)
+{
+	struct timespec deadline;
+	bool work;
+
+	engine_lock();
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_nsec += LINGER_NS;
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_nsec -= 1000000000L;
+		deadline.tv_sec++;
+	}
+	while (!in_flight && pthread_cond_clockwait(&engine_busy, &engine_mutex, CLOCK_MONOTONIC,
+						    &deadline) != ETIMEDOUT)
+		;
+	work = in_flight != 0;
+	thread_running = work;
+	engine_unlock();
+	return work;
+}
+
+/*
  * While requests are in flight the wait is bounded, so a wake-up lost
  * between another thread's io_submit and this wait costs a tick, not a
- * hang; with none in flight the thread sleeps without a timer.
+ * hang.
  */
 static int reap(io_context_t ctx, struct io_event *ev)
 {
 	struct timespec tick = { 0, REAP_TICK_NS };
 
-	engine_lock();
-	while (!in_flight)
-		pthread_cond_wait(&engine_busy, &engine_mutex);
-	engine_unlock();
 	return io_getevents(ctx, 1, REAP_BATCH, ev, &tick);
 }
 
@@ -164,13 +200,13 @@ static void *completion_thread(void *arg)
 	struct io_event ev[REAP_BATCH];
 	struct notice notices[REAP_BATCH];
 
-	for (;;) {
+	while (work_to_reap()) {
 		int n = reap(ctx, ev);
 
 		if (n == -EINTR || n == 0)
 			continue;
 		if (n < 0)
-			return NULL; /* the context is gone: a forked child's stale copy */
+			break; /* the context is gone: a forked child's stale copy */
 		engine_lock();
 		for (int i = 0; i < n; i++)
 			complete_locked(&ev[i], &notices[i]);
@@ -184,6 +220,10 @@ static void *completion_thread(void *arg)
 				group_finish(notices[i].group);
 		}
 	}
+	engine_lock();
+	thread_running = false;
+	engine_unlock();
+	return NULL;
 }
 
 /* In a forked child the parent's requests and context are not ours. */
@@ -213,6 +253,7 @@ static void atfork_child(void)
 	engine_ctx = NULL;
 	engine_ready = false;
 	in_flight = 0;
+	thread_running = false;
 	pthread_mutex_init(&engine_mutex, NULL);
 	pthread_cond_init(&engine_busy, NULL);
 }
@@ -240,12 +281,20 @@ static int start_thread(io_context_t ctx)
 	return ret;
 }
 
-static int engine_start_locked(void)
+/*
+ * The context is set up outside the engine lock: io_setup takes the
+ * registry's lock, and the fork handlers take both, in the order they
+ * were registered in, which depends on which came first in the process.
+ * So no thread ever holds the engine lock while it takes another lock of
+ * the library. Two first calls at once may each set one up: the second
+ * to finish destroys its own.
+ */
+static int engine_start(void)
 {
 	io_context_t ctx = NULL;
 	int ret;
 
-	if (engine_ready)
+	if (atomic_load_explicit(&engine_ready, memory_order_acquire))
 		return 0;
 	pthread_once(&atfork_once, register_atfork);
 	ret = io_setup(MAX_INFLIGHT, &ctx);
@@ -253,13 +302,15 @@ static int engine_start_locked(void)
 		ret = io_setup(MIN_INFLIGHT, &ctx);
 	if (ret < 0)
 		return -ret;
-	ret = start_thread(ctx);
-	if (ret) {
-		io_destroy(ctx);
-		return EAGAIN;
+	engine_lock();
+	if (!engine_ready) {
+		engine_ctx = ctx;
+		atomic_store_explicit(&engine_ready, true, memory_order_release);
+		ctx = NULL;
 	}
-	engine_ctx = ctx;
-	engine_ready = true;
+	engine_unlock();
+	if (ctx)
+		io_destroy(ctx);
 	return 0;
 }
 
@@ -267,14 +318,13 @@ struct posix_req *req_new(struct aiocb *cb, int *err)
 {
 	struct posix_req *req, *old;
 
-	engine_lock();
-	*err = engine_start_locked();
-	if (*err) {
-		/* No context (ENOSYS, EPERM, aio-max-nr): resources, to POSIX. */
-		if (*err != EAGAIN)
-			*err = EAGAIN;
-		goto out;
+	/* No context (ENOSYS, EPERM, aio-max-nr): resources, to POSIX. */
+	if (engine_start()) {
+		*err = EAGAIN;
+		return NULL;
 	}
+	*err = 0;
+	engine_lock();
 	old = lookup(cb);
 	if (old && old->err == EINPROGRESS) {
 		*err = EINVAL; /* the aiocb is still in use */
@@ -332,6 +382,13 @@ int req_submit(struct posix_req **reqs, int nr)
 	/* Counted before the kernel sees them: they may complete at once. */
 	engine_lock();
 	ctx = engine_ctx;
+	if (!thread_running) {
+		if (start_thread(ctx)) {
+			engine_unlock();
+			return -EAGAIN;
+		}
+		thread_running = true;
+	}
 	in_flight += nr;
 	pthread_cond_signal(&engine_busy);
 	engine_unlock();
@@ -428,9 +485,10 @@ static bool remaining(const struct timespec *deadline, struct timespec *left)
 
 /*
  * Waits until done(arg), checked under the lock, is true: 0, or EAGAIN
- * when the relative timeout passes, or EINTR when a signal arrives.
+ * when the relative timeout passes, or EINTR when a signal arrives. Only
+ * a cancellable wait is a cancellation point.
  */
-int wait_until(bool (*done)(void *arg), void *arg, const struct timespec *timeout)
+int wait_until(bool (*done)(void *arg), void *arg, const struct timespec *timeout, bool cancellable)
 {
 	struct timespec deadline, left, *wait_for = NULL;
 
@@ -459,7 +517,7 @@ int wait_until(bool (*done)(void *arg), void *arg, const struct timespec *timeou
 				return EAGAIN;
 			wait_for = &left;
 		}
-		switch (futex_wait(seen, wait_for)) {
+		switch (futex_wait(seen, wait_for, cancellable)) {
 		case ETIMEDOUT:
 			return EAGAIN;
 		case EINTR:

@@ -46,7 +46,8 @@ void group_release(struct lio_group *group, int n);
 int req_status(const struct aiocb *cb, int *err, ssize_t *ret, bool consume);
 bool req_busy_locked(const struct aiocb *cb);
 int req_cancel_scan(int fd, const struct aiocb *cb);
-int wait_until(bool (*done)(void *arg), void *arg, const struct timespec *timeout);
+int wait_until(bool (*done)(void *arg), void *arg, const struct timespec *timeout,
+	       bool cancellable);
 void engine_lock(void);
 void engine_unlock(void);
 

@@ -6,9 +6,11 @@
  */
 #include "util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -246,6 +248,65 @@ START_TEST(destroy_with_poll_in_flight)
 }
 END_TEST
 
+/* The io_uring descriptors of this process, as a bit set of fd numbers below 1024. */
+static void uring_fds(unsigned char set[128])
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *de;
+
+	ck_assert_ptr_nonnull(d);
+	memset(set, 0, 128);
+	while ((de = readdir(d))) {
+		char path[300], target[64];
+		int fd = atoi(de->d_name);
+		ssize_t len;
+
+		snprintf(path, sizeof(path), "/proc/self/fd/%s", de->d_name);
+		len = readlink(path, target, sizeof(target) - 1);
+		if (len <= 0 || fd >= 1024)
+			continue;
+		target[len] = '\0';
+		if (!strcmp(target, "anon_inode:[io_uring]"))
+			set[fd / 8] |= 1 << (fd % 8);
+	}
+	closedir(d);
+}
+
+/*
+ * When the kernel refuses to take a poll's removal, io_destroy must not
+ * wait for it for ever. Here it refuses every submission: the ring's
+ * descriptor now names /dev/null, as after a program dup2()s over every
+ * descriptor it finds.
+ */
+START_TEST(destroy_when_removal_is_refused)
+{
+	unsigned char before[128], after[128];
+	io_context_t c = NULL;
+	struct iocb cb;
+	int ring = -1, null;
+
+	uring_fds(before);
+	ck_assert_int_eq(io_setup(4, &c), 0);
+	if (!ctx_is_uring(c)) {
+		ck_assert_int_eq(io_destroy(c), 0);
+		return;
+	}
+	uring_fds(after);
+	for (int fd = 0; fd < 1024 && ring < 0; fd++)
+		if ((after[fd / 8] & ~before[fd / 8]) & (1 << (fd % 8)))
+			ring = fd;
+	ck_assert_int_ge(ring, 0);
+	io_prep_poll(&cb, pfd[0], POLLIN);
+	ck_assert_int_eq(submit_one(c, &cb), 1);
+	null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	ck_assert_int_ge(null, 0);
+	ck_assert_int_eq(dup2(null, ring), ring);
+	close(null);
+	ck_assert_int_ne(io_cancel(c, &cb, NULL), -EINPROGRESS);
+	ck_assert_int_eq(io_destroy(c), 0);
+}
+END_TEST
+
 static Suite *cancel_suite(void)
 {
 	Suite *s = suite_create("cancel");
@@ -267,6 +328,7 @@ static Suite *cancel_suite(void)
 	tcase_add_test(other, cancel_write_and_fsync_are_refused);
 	tcase_add_test(other, cancel_after_completion);
 	tcase_add_test(other, destroy_with_poll_in_flight);
+	tcase_add_test(other, destroy_when_removal_is_refused);
 	suite_add_tcase(s, poll_tc);
 	suite_add_tcase(s, other);
 	return s;

@@ -14,6 +14,8 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -632,6 +634,73 @@ START_TEST(suspend_interrupted_is_eintr)
 }
 END_TEST
 
+/* Blocks in aio_read on the native backend, where a pipe's read runs inside the call. */
+static void *read_pipe(void *arg)
+{
+	return (void *)(intptr_t)aio_read(arg);
+}
+
+struct suspender {
+	const struct aiocb *cb;
+	atomic_bool returned;
+};
+
+static void *suspend_on(void *arg)
+{
+	struct suspender *s = arg;
+	const struct aiocb *list[1] = { s->cb };
+
+	stack_unwinds_next();
+	aio_suspend(list, 1, NULL);
+	atomic_store(&s->returned, true);
+	return NULL;
+}
+
+/* aio_suspend is a cancellation point: a cancel ends it, and leaves the face working. */
+START_TEST(suspend_cancelled_mid_wait)
+{
+	struct suspender s = { 0 };
+	struct timespec bound;
+	pthread_t reader, thread;
+	void *res = NULL;
+	struct aiocb cb, w;
+	int p[2], fd, tries = 0;
+	char c = 0;
+
+	ck_assert_int_eq(pipe(p), 0);
+	init_cb(&cb, p[0], &c, 1, 0);
+	ck_assert_int_eq(pthread_create(&reader, NULL, read_pipe, &cb), 0);
+	while (aio_error(&cb) != EINPROGRESS && tries++ < 2000)
+		sleep_ms(1);
+	ck_assert_int_eq(aio_error(&cb), EINPROGRESS);
+	s.cb = &cb;
+	ck_assert_int_eq(pthread_create(&thread, NULL, suspend_on, &s), 0);
+	sleep_ms(50);
+	ck_assert_int_eq(pthread_cancel(thread), 0);
+	clock_gettime(CLOCK_REALTIME, &bound);
+	bound.tv_sec += 5;
+	ck_assert_msg(pthread_timedjoin_np(thread, &res, &bound) == 0,
+		      "a cancelled aio_suspend still waits");
+	ck_assert_ptr_eq(res, PTHREAD_CANCELED);
+	ck_assert(!atomic_load(&s.returned));
+
+	ck_assert_int_eq(write(p[1], "x", 1), 1);
+	ck_assert_int_eq(pthread_join(reader, &res), 0);
+	ck_assert_int_eq((int)(intptr_t)res, 0);
+	ck_assert_int_eq(wait_cb(&cb), 0);
+	ck_assert_int_eq(aio_return(&cb), 1);
+	ck_assert_int_eq(c, 'x');
+	fd = tmpfile_in(NULL, 0, O_RDWR);
+	init_cb(&w, fd, "after", 5, 0);
+	ck_assert_int_eq(aio_write(&w), 0);
+	ck_assert_int_eq(wait_cb(&w), 0);
+	ck_assert_int_eq(aio_return(&w), 5);
+	close(fd);
+	close(p[0]);
+	close(p[1]);
+}
+END_TEST
+
 START_TEST(cancel_answers)
 {
 	int fd = tmpfile_in(NULL, 4096, O_RDWR);
@@ -756,6 +825,161 @@ START_TEST(child_after_fork)
 }
 END_TEST
 
+/*
+ * A process whose main thread ends with pthread_exit() ends with its last
+ * thread: the completion thread must not outlive the requests it serves.
+ */
+START_TEST(pthread_exit_ends_the_process)
+{
+	int fd = tmpfile_in(NULL, 0, O_RDWR), status = 0, ms;
+	pid_t pid = fork();
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct aiocb c;
+
+		init_cb(&c, fd, "child", 5, 0);
+		if (aio_write(&c) || wait_cb(&c) || aio_return(&c) != 5)
+			_exit(1);
+		main_thread_exit();
+	}
+	for (ms = 0; ms < 5000 && waitpid(pid, &status, WNOHANG) != pid; ms += 10)
+		sleep_ms(10);
+	if (ms >= 5000) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &status, 0);
+		ck_abort_msg("the process lives on 5 s after its main thread's pthread_exit");
+	}
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x", status);
+	close(fd);
+}
+END_TEST
+
+/*
+ * fork() while another thread submits: the face's fork handlers and its
+ * first use in a process (which sets up its context) must take their
+ * locks in one order. A process of its own runs it (this program, run
+ * again with --fork-while-submitting), as the order the handlers were
+ * registered in matters and the suite registers the library's first.
+ */
+#define FORK_ROUNDS 40
+#define SUBMITS 200
+
+/* Without Check: exit codes say what failed. */
+static int write_and_wait(int fd, off_t off)
+{
+	const struct aiocb *list[1];
+	struct aiocb cb;
+
+	init_cb(&cb, fd, "x", 1, off);
+	if (aio_write(&cb))
+		return -1;
+	list[0] = &cb;
+	while (aio_error(&cb) == EINPROGRESS)
+		aio_suspend(list, 1, NULL);
+	return aio_return(&cb) == 1 ? 0 : -1;
+}
+
+static atomic_bool submitting;
+
+static void *submitter(void *arg)
+{
+	int fd = (int)(intptr_t)arg;
+
+	for (int i = 0; i < SUBMITS; i++)
+		if (write_and_wait(fd, i))
+			return (void *)1;
+	atomic_store(&submitting, false);
+	return NULL;
+}
+
+/* A child: its first aio_write sets the face up again, while this thread forks. */
+static int fork_while_submitting(int fd)
+{
+	pthread_t thread;
+	void *res;
+
+	atomic_store(&submitting, true);
+	if (pthread_create(&thread, NULL, submitter, (void *)(intptr_t)fd))
+		return 3;
+	while (atomic_load(&submitting)) {
+		pid_t pid = fork();
+
+		if (pid == 0)
+			_exit(0);
+		if (pid < 0 || waitpid(pid, NULL, 0) != pid)
+			return 4;
+	}
+	pthread_join(thread, &res);
+	return res ? 5 : 0;
+}
+
+/* Each child must end within 5 s; 0 when all did, with status 0. */
+static int fork_rounds(void)
+{
+	char path[] = "/dev/shm/aio-compat-test-XXXXXX";
+	int fd = mkstemp(path);
+
+	if (fd < 0)
+		return 1;
+	unlink(path);
+	if (write_and_wait(fd, 0))
+		return 1;
+	for (int round = 0; round < FORK_ROUNDS; round++) {
+		pid_t pid = fork();
+		int status = 0, ms;
+
+		if (pid == 0)
+			_exit(fork_while_submitting(fd));
+		for (ms = 0; ms < 5000 && waitpid(pid, &status, WNOHANG) != pid; ms += 1)
+			usleep(1000);
+		if (ms >= 5000) {
+			fprintf(stderr, "fork-while-submitting: round %d deadlocked\n", round);
+			kill(pid, SIGKILL);
+			waitpid(pid, &status, 0);
+			return 2;
+		}
+		if (!WIFEXITED(status) || WEXITSTATUS(status)) {
+			fprintf(stderr, "fork-while-submitting: round %d: status %#x\n", round,
+				status);
+			return 2;
+		}
+	}
+	return 0;
+}
+
+START_TEST(fork_while_others_submit)
+{
+	char self[4096];
+	ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	int status = 0, ms;
+	pid_t pid;
+
+	/* As in child_after_fork: its allocator is not fork-safe with threads. */
+	if (UNDER_ASAN) {
+		printf("backend %s: fork with threads under AddressSanitizer, skipped\n",
+		       test_backend());
+		return;
+	}
+	ck_assert_int_gt(len, 0);
+	self[len] = '\0';
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		execl(self, self, "--fork-while-submitting", (char *)NULL);
+		_exit(127);
+	}
+	for (ms = 0; ms < 20000 && waitpid(pid, &status, WNOHANG) != pid; ms += 10)
+		sleep_ms(10);
+	if (ms >= 20000) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &status, 0);
+		ck_abort_msg("fork-while-submitting still runs after 20 s");
+	}
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x", status);
+}
+END_TEST
+
 /* A zeroed aiocb asks for SIGEV_SIGNAL with signal 0: accepted, and nothing is sent. */
 START_TEST(zeroed_sigevent_sends_nothing)
 {
@@ -834,6 +1058,7 @@ static Suite *posix_suite(void)
 
 	tcase_set_timeout(fsync, 30);
 	tcase_set_timeout(wait, 30);
+	tcase_set_timeout(rw, 30);
 	tcase_add_test(fsync, fsync_comes_from_the_library);
 	tcase_add_test(fsync, fsync_bad_op_is_einval);
 	tcase_add_test(fsync, fsync_bad_sigev_notify_is_einval);
@@ -850,6 +1075,8 @@ static Suite *posix_suite(void)
 	tcase_add_test(rw, error_from_the_request);
 	tcase_add_test(rw, read_write_access_mode_is_ebadf);
 	tcase_add_test(rw, child_after_fork);
+	tcase_add_test(rw, pthread_exit_ends_the_process);
+	tcase_add_test(rw, fork_while_others_submit);
 	tcase_add_test(rw, large_file_names);
 	tcase_add_test(notify, sigev_signal_delivered_once_with_value);
 	tcase_add_test(notify, sigev_thread_runs_once_with_value);
@@ -861,6 +1088,7 @@ static Suite *posix_suite(void)
 	tcase_add_test(wait, suspend_times_out_then_wakes);
 	tcase_add_test(wait, suspend_returns_at_once_when_done);
 	tcase_add_test(wait, suspend_interrupted_is_eintr);
+	tcase_add_test(wait, suspend_cancelled_mid_wait);
 	tcase_add_test(wait, cancel_answers);
 	tcase_add_test(wait, cancel_in_flight_is_notcanceled);
 	suite_add_tcase(s, fsync);
@@ -871,7 +1099,9 @@ static Suite *posix_suite(void)
 	return s;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	if (argc == 2 && !strcmp(argv[1], "--fork-while-submitting"))
+		return fork_rounds();
 	return run_suite(posix_suite(), "posix");
 }

@@ -7,10 +7,12 @@
 #include <malloc.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static int aio_max_nr(void)
@@ -403,6 +405,119 @@ START_TEST(compat_backend_name)
 }
 END_TEST
 
+/*
+ * A daemon may end its main thread with pthread_exit(): the process then
+ * ends with its last thread, as it does on libaio. No thread of the
+ * library may outlive the work it serves and keep the process alive.
+ * Each scenario runs in a child, which ends its main thread that way;
+ * exit codes name what failed in it.
+ */
+static int write_and_reap(io_context_t ctx, int fd, int efd)
+{
+	static char buf[512];
+	struct iocb cb, *cbp = &cb;
+	struct io_event ev;
+
+	io_prep_pwrite(&cb, fd, buf, sizeof(buf), 0);
+	if (efd >= 0)
+		io_set_eventfd(&cb, efd);
+	if (io_submit(ctx, 1, &cbp) != 1)
+		return 11;
+	if (io_getevents(ctx, 1, 1, &ev, NULL) != 1 || ev.res != sizeof(buf))
+		return 12;
+	return 0;
+}
+
+static int destroyed_context(int fd)
+{
+	io_context_t ctx = NULL;
+	int ret;
+
+	if (io_setup(8, &ctx))
+		return 10;
+	ret = write_and_reap(ctx, fd, -1);
+	if (!ret && io_destroy(ctx))
+		ret = 13;
+	return ret;
+}
+
+/*
+ * Left set up, with nothing in flight, after an eventfd's request and a
+ * completion read from the ring by hand: the work of the context's helper.
+ */
+static int idle_context(int fd)
+{
+	int efd = eventfd(0, EFD_CLOEXEC);
+	io_context_t ctx = NULL;
+	struct aio_ring *ring;
+	struct iocb cb, *cbp = &cb;
+	static char buf[512];
+	uint64_t count;
+	int ret;
+
+	if (efd < 0 || io_setup(8, &ctx))
+		return 10;
+	ring = (struct aio_ring *)ctx;
+	ret = write_and_reap(ctx, fd, efd);
+	if (ret)
+		return ret;
+	io_prep_pwrite(&cb, fd, buf, sizeof(buf), 512);
+	io_set_eventfd(&cb, efd);
+	if (io_submit(ctx, 1, &cbp) != 1 || read(efd, &count, sizeof(count)) != sizeof(count))
+		return 14;
+	while (__atomic_load_n(&ring->tail, __ATOMIC_ACQUIRE) == ring->head)
+		usleep(1000);
+	__atomic_store_n(&ring->head, (ring->head + 1) % ring->nr, __ATOMIC_RELEASE);
+	return write_and_reap(ctx, fd, -1);
+}
+
+/* The child must end, with status 0, within 5 s; it is killed after that. */
+static void expect_child_ends(pid_t pid)
+{
+	int status = 0;
+
+	ck_assert_int_ge(pid, 0);
+	for (int ms = 0; ms < 5000; ms += 10) {
+		if (waitpid(pid, &status, WNOHANG) == pid)
+			break;
+		usleep(10 * 1000);
+	}
+	if (waitpid(pid, &status, WNOHANG) == 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &status, 0);
+		ck_abort_msg("the process lives on 5 s after its main thread's pthread_exit");
+	}
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x", status);
+}
+
+static void pthread_exit_after(int (*scenario)(int fd))
+{
+	int fd = tmpfile_in(NULL, 4096, 0);
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		int ret = scenario(fd);
+
+		if (ret)
+			_exit(ret);
+		main_thread_exit();
+	}
+	expect_child_ends(pid);
+	close(fd);
+}
+
+START_TEST(pthread_exit_after_destroy)
+{
+	pthread_exit_after(destroyed_context);
+}
+END_TEST
+
+START_TEST(pthread_exit_with_idle_context)
+{
+	pthread_exit_after(idle_context);
+}
+END_TEST
+
 static Suite *setup_suite(void)
 {
 	Suite *s = suite_create("setup");
@@ -410,6 +525,7 @@ static Suite *setup_suite(void)
 	TCase *many = tcase_create("many");
 	TCase *ring = tcase_create("ring");
 	TCase *ext = tcase_create("extensions");
+	TCase *lifetime = tcase_create("lifetime");
 
 	tcase_add_test(tc, setup_and_destroy);
 	tcase_add_test(tc, setup_needs_null_ctx);
@@ -432,6 +548,11 @@ static Suite *setup_suite(void)
 	tcase_add_loop_test(ring, ring_header, 0, sizeof(ring_sizes) / sizeof(ring_sizes[0]));
 	tcase_add_test(ring, ring_holds_completion_until_reaped);
 	suite_add_tcase(s, ring);
+
+	tcase_set_timeout(lifetime, 15);
+	tcase_add_test(lifetime, pthread_exit_after_destroy);
+	tcase_add_test(lifetime, pthread_exit_with_idle_context);
+	suite_add_tcase(s, lifetime);
 
 	/* The extensions exist only in libaio-compat, not in the real libaio. */
 	if (aio_compat_setup && aio_compat_backend && aio_compat_backend_name) {

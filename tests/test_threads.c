@@ -4,12 +4,15 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -418,22 +421,246 @@ START_TEST(test_waiters_woken_by_later_submission)
 }
 END_TEST
 
+/*
+ * io_uring cancels what a thread still has queued when it exits, so on the
+ * uring backend a thread that exits with I/O in flight waits, at its exit,
+ * until that I/O is done: asleep in the kernel, not polling on a timer.
+ * A read of an empty pipe keeps it waiting while its state is sampled.
+ */
+struct exiting {
+	io_context_t ctx;
+	int fd, ret;
+	pid_t tid;
+	char c;
+	struct iocb cb;
+	atomic_bool submitted;
+};
+
+static void *read_then_exit(void *arg)
+{
+	struct exiting *e = arg;
+	struct iocb *cbp = &e->cb;
+
+	e->tid = gettid();
+	io_prep_pread(&e->cb, e->fd, &e->c, 1, 0);
+	e->ret = io_submit(e->ctx, 1, &cbp);
+	atomic_store(&e->submitted, true);
+	return NULL;
+}
+
+/* The system call the thread sleeps in, -1 when it runs, or -2 once gone. */
+static long sleeping_in(pid_t tid)
+{
+	char path[64], buf[64] = "";
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", tid);
+	f = fopen(path, "r");
+	if (!f)
+		return -2;
+	if (!fgets(buf, sizeof(buf), f))
+		buf[0] = '\0';
+	fclose(f);
+	return strncmp(buf, "running", 7) ? strtol(buf, NULL, 10) : -1;
+}
+
+START_TEST(test_exit_waits_asleep)
+{
+	struct exiting e = { 0 };
+	int p[2], timed_sleeps = 0;
+	pthread_t thread;
+
+	ck_assert_int_eq(io_setup(8, &e.ctx), 0);
+	/* Native AIO ties I/O to the process (and reads a pipe inside io_submit). */
+	if (!ctx_is_uring(e.ctx)) {
+		ck_assert_int_eq(io_destroy(e.ctx), 0);
+		return;
+	}
+	ck_assert_int_eq(pipe(p), 0);
+	e.fd = p[0];
+	ck_assert_int_eq(pthread_create(&thread, NULL, read_then_exit, &e), 0);
+	while (!atomic_load(&e.submitted))
+		usleep(1000);
+	ck_assert_int_eq(e.ret, 1);
+	for (int i = 0; i < 100; i++) {
+		long nr = sleeping_in(e.tid);
+
+		if (nr == -2)
+			break;
+		timed_sleeps += nr == SYS_nanosleep || nr == SYS_clock_nanosleep;
+		usleep(1000);
+	}
+	ck_assert_int_eq(write(p[1], "x", 1), 1);
+	ck_assert_int_eq(pthread_join(thread, NULL), 0);
+	ck_assert_int_eq(reap_one(e.ctx, &e.cb), 1);
+	ck_assert_int_eq(e.c, 'x');
+	ck_assert_msg(!timed_sleeps, "the exiting thread slept on a timer in %d of 100 samples",
+		      timed_sleeps);
+	ck_assert_int_eq(io_destroy(e.ctx), 0);
+	close(p[0]);
+	close(p[1]);
+}
+END_TEST
+
+/*
+ * libaio's waits are system calls, not cancellation points: a thread
+ * cancelled while it waits leaves the call as it would have, and the
+ * cancel acts at its next cancellation point. Nothing of the call may
+ * stay behind (a reaper counted, the context pinned), or io_destroy
+ * would wait for ever.
+ */
+#define NOT_RETURNED (-1000)
+
+struct cancelled {
+	io_context_t ctx;
+	int ret; /* what the call returned, or NOT_RETURNED */
+};
+
+static void *getevents_then_cancel_point(void *arg)
+{
+	struct cancelled *c = arg;
+	struct io_event ev;
+
+	c->ret = io_getevents(c->ctx, 1, 1, &ev, NULL);
+	stack_unwinds_next();
+	pthread_testcancel();
+	return NULL;
+}
+
+static void *queue_wait_then_cancel_point(void *arg)
+{
+	struct cancelled *c = arg;
+
+	c->ret = io_queue_wait(c->ctx, NULL);
+	stack_unwinds_next();
+	pthread_testcancel();
+	return NULL;
+}
+
+/* Cancels a thread that (very likely) sleeps in the library by now. */
+static void cancel_sleeper(pthread_t thread)
+{
+	usleep(50 * 1000);
+	ck_assert_int_eq(pthread_cancel(thread), 0);
+}
+
+static void join_cancelled(pthread_t thread)
+{
+	void *res = NULL;
+
+	ck_assert_int_eq(pthread_join(thread, &res), 0);
+	ck_assert_ptr_eq(res, PTHREAD_CANCELED);
+}
+
+START_TEST(test_cancel_waiter_in_getevents)
+{
+	struct cancelled c = { .ret = NOT_RETURNED };
+	int fd = tmpfile_in(NULL, 4096, 0);
+	char buf[512] = { 0 };
+	struct iocb cb, *cbp = &cb;
+	pthread_t thread;
+
+	ck_assert_int_eq(io_setup(8, &c.ctx), 0);
+	ck_assert_int_eq(pthread_create(&thread, NULL, getevents_then_cancel_point, &c), 0);
+	cancel_sleeper(thread);
+	/* Its completion ends the wait; the cancel acts after the call. */
+	io_prep_pwrite(&cb, fd, buf, sizeof(buf), 0);
+	ck_assert_int_eq(io_submit(c.ctx, 1, &cbp), 1);
+	join_cancelled(thread);
+	ck_assert_int_eq(c.ret, 1);
+	ck_assert_int_eq(io_destroy(c.ctx), 0);
+	close(fd);
+}
+END_TEST
+
+START_TEST(test_cancel_waiter_in_queue_wait)
+{
+	struct cancelled c = { .ret = NOT_RETURNED };
+	struct iocb cb, *cbp = &cb;
+	pthread_t thread;
+	int p[2];
+
+	ck_assert_int_eq(pipe(p), 0);
+	ck_assert_int_eq(io_setup(8, &c.ctx), 0);
+	io_prep_poll(&cb, p[0], POLLIN);
+	ck_assert_int_eq(io_submit(c.ctx, 1, &cbp), 1);
+	ck_assert_int_eq(pthread_create(&thread, NULL, queue_wait_then_cancel_point, &c), 0);
+	cancel_sleeper(thread);
+	ck_assert_int_eq(write(p[1], "x", 1), 1);
+	join_cancelled(thread);
+	ck_assert_int_eq(c.ret, 0);
+	ck_assert(reap_one(c.ctx, &cb) & POLLIN);
+	ck_assert_int_eq(io_destroy(c.ctx), 0);
+	close(p[0]);
+	close(p[1]);
+}
+END_TEST
+
+struct setup_destroy {
+	int setup, submit, destroy;
+};
+
+/* Set up and destroyed by a thread whose cancel is already pending. */
+static void *setup_destroy_cancelled(void *arg)
+{
+	struct setup_destroy *r = arg;
+	io_context_t ctx = NULL;
+	struct iocb cb, *cbp = &cb;
+	int p[2];
+
+	if (pipe(p))
+		return NULL;
+	pthread_cancel(pthread_self());
+	r->setup = io_setup(8, &ctx);
+	if (!r->setup) {
+		/* A poll in flight: io_destroy has to cancel it and wait. */
+		io_prep_poll(&cb, p[0], POLLIN);
+		r->submit = io_submit(ctx, 1, &cbp);
+		r->destroy = io_destroy(ctx);
+	}
+	stack_unwinds_next();
+	close(p[0]);
+	close(p[1]);
+	return NULL;
+}
+
+START_TEST(test_cancel_pending_at_setup_and_destroy)
+{
+	struct setup_destroy r = { NOT_RETURNED, NOT_RETURNED, NOT_RETURNED };
+	pthread_t thread;
+
+	ck_assert_int_eq(pthread_create(&thread, NULL, setup_destroy_cancelled, &r), 0);
+	join_cancelled(thread);
+	ck_assert_int_eq(r.setup, 0);
+	ck_assert_int_eq(r.submit, 1);
+	ck_assert_int_eq(r.destroy, 0);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("threads");
 	TCase *reap = tcase_create("submit and reap");
 	TCase *dispatch = tcase_create("dispatch");
+	TCase *cancel = tcase_create("cancel");
 
 	tcase_set_timeout(reap, 10);
 	tcase_add_test(reap, test_submit_reap_buffered);
 	tcase_add_test(reap, test_submit_reap_direct);
 	tcase_add_test(reap, test_io_outlives_submitter);
 	tcase_add_test(reap, test_waiters_woken_by_later_submission);
+	tcase_add_test(reap, test_exit_waits_asleep);
 	suite_add_tcase(s, reap);
 
 	tcase_set_timeout(dispatch, 10);
 	tcase_add_test(dispatch, test_queue_run_concurrent);
 	suite_add_tcase(s, dispatch);
+
+	tcase_set_timeout(cancel, 10);
+	tcase_add_test(cancel, test_cancel_waiter_in_getevents);
+	tcase_add_test(cancel, test_cancel_waiter_in_queue_wait);
+	tcase_add_test(cancel, test_cancel_pending_at_setup_and_destroy);
+	suite_add_tcase(s, cancel);
 
 	return run_suite(s, "threads");
 }

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,34 @@
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+
+#if UNDER_ASAN
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/lsan_interface.h>
+
+static int main_thread_gone;
+
+int __lsan_is_turned_off(void)
+{
+	return main_thread_gone;
+}
+#endif
+
+void stack_unwinds_next(void)
+{
+#if UNDER_ASAN
+	__asan_handle_no_return();
+#endif
+}
+
+void main_thread_exit(void)
+{
+#if UNDER_ASAN
+	main_thread_gone = 1;
+#endif
+	stack_unwinds_next();
+	pthread_exit(NULL);
+}
 
 /* For auto, the backend the library picks on this machine. */
 const char *test_backend(void)

@@ -32,6 +32,21 @@
 #endif
 
 /*
+ * AddressSanitizer does not follow the unwinding of a thread that is
+ * cancelled or calls pthread_exit(): its stack would stay poisoned. A test
+ * thread calls this right before the cancellation point where its cancel
+ * acts (a no-op without ASan).
+ */
+void stack_unwinds_next(void);
+
+/*
+ * pthread_exit(NULL) from the main thread: the process ends with its last
+ * thread. Under LeakSanitizer, what the main thread's stack held would
+ * look leaked at that end: the leak check is then turned off.
+ */
+void main_thread_exit(void) __attribute__((noreturn));
+
+/*
  * valgrind (make check VALGRIND=1) maps memory of its own and cannot
  * follow some calls the suites make on purpose. Without its headers the
  * suites cannot tell, and take it that they run without it.
