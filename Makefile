@@ -156,6 +156,7 @@ check: deps
 	sh tests/run.sh $(TESTS)
 	for b in native uring; do AIO_COMPAT_BACKEND=$$b ./tests/diff-libaio -s 1 -n 500 || exit 1; done
 	sh tests/preload.sh
+	sh tests/qemu.sh
 	LD_LIBRARY_PATH=lib ./$(BENCH) --quick > /dev/null
 	@echo "aio-compat-bench --quick: every contender ran and checked its results"
 ifneq ($(VALGRIND)$(SANITIZE),)
