@@ -57,7 +57,7 @@ export CHECK_WRAPPER := valgrind -q --error-exitcode=1 --suppressions=tests/valg
 export CK_TIMEOUT_MULTIPLIER := 10
 endif
 
-.PHONY: all deps check check-modes run bench install clean format deb fuzz posix-compare
+.PHONY: all deps check check-modes run bench bench-qemu install clean format deb fuzz posix-compare
 
 all: $(LIB_SO).1 $(LIB_SO) $(LIB_A) $(LIB_PC) $(POSIX_SO).1 $(POSIX_SO) $(POSIX_A) $(POSIX_PC) \
 	$(EXAMPLES) $(SHAREABLE_RING)
@@ -179,6 +179,12 @@ check-modes: deps
 bench: deps
 	$(MAKE) all $(BENCH)
 	LD_LIBRARY_PATH=lib ./$(BENCH)
+
+# QEMU's qemu-img bench on real libaio, QEMU's io_uring and the library's
+# backends, in alternating rounds (a few minutes).
+bench-qemu: deps
+	$(MAKE) $(LIB_SO).1
+	sh tools/bench-qemu.sh
 
 run: deps
 	$(MAKE) all
