@@ -186,7 +186,7 @@ case $scenarios in
 *shm-read*) ;;
 *) exit 0 ;;
 esac
-traced="io_submit io_getevents io_uring_enter ppoll read write futex newfstatat clock_nanosleep"
+traced="io_submit io_getevents io_uring_enter ppoll read write futex newfstatat fstat kcmp clock_nanosleep"
 echo
 echo "system calls per request, shm-read, $strace_requests requests under strace -f -c" \
 	"(tracing slows the program, so timed wake-ups count more than untraced)"
