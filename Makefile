@@ -57,7 +57,7 @@ export CHECK_WRAPPER := valgrind -q --error-exitcode=1 --suppressions=tests/valg
 export CK_TIMEOUT_MULTIPLIER := 10
 endif
 
-.PHONY: all deps check check-modes run bench bench-clients install clean format deb fuzz posix-compare
+.PHONY: all deps check check-modes run bench bench-clients bench-qemu install clean format deb fuzz posix-compare
 
 all: $(LIB_SO).1 $(LIB_SO) $(LIB_A) $(LIB_PC) $(POSIX_SO).1 $(POSIX_SO) $(POSIX_A) $(POSIX_PC) \
 	$(EXAMPLES) $(SHAREABLE_RING)
@@ -170,6 +170,7 @@ check: deps
 	for b in native uring; do AIO_COMPAT_BACKEND=$$b ./tests/diff-libaio -s 1 -n 500 || exit 1; done
 	sh tests/preload.sh
 	sh tests/mariadb.sh
+	sh tests/qemu.sh
 	LD_LIBRARY_PATH=lib ./$(BENCH) --quick > /dev/null
 	@echo "aio-compat-bench --quick: every contender ran and checked its results"
 ifneq ($(VALGRIND)$(SANITIZE),)
@@ -193,10 +194,18 @@ bench: deps
 	$(MAKE) all $(BENCH)
 	LD_LIBRARY_PATH=lib ./$(BENCH)
 
-# sysbench oltp_read_write on MariaDB: the real libaio against the library
-# on each backend, in alternating rounds (BENCHMARKS.md).
+# QEMU's qemu-img bench on real libaio, QEMU's io_uring and the library's
+# backends, in alternating rounds (a few minutes).
+bench-qemu: deps
+	$(MAKE) $(LIB_SO).1
+	sh tools/bench-qemu.sh
+
+# The real clients: QEMU (as bench-qemu), then sysbench oltp_read_write on
+# MariaDB, the real libaio against the library on each backend, in
+# alternating rounds (BENCHMARKS.md).
 bench-clients: deps
 	$(MAKE) $(LIB_SO).1
+	sh tools/bench-qemu.sh
 	sh tools/bench-clients.sh
 
 run: deps
