@@ -157,10 +157,10 @@ check: deps
 	LD_LIBRARY_PATH=lib ./$(BENCH) --quick > /dev/null
 	@echo "aio-compat-bench --quick: every contender ran and checked its results"
 ifneq ($(VALGRIND)$(SANITIZE),)
-	@echo "fuzz run skipped under VALGRIND or SANITIZE (the fuzzer has its own sanitizers)"
+	@echo "SKIP: fuzz run: under VALGRIND or SANITIZE (the fuzzer has its own sanitizers)"
 else
 	if command -v $(FUZZ_CC) > /dev/null; then $(MAKE) fuzz && FUZZ_SECONDS=20 sh tests/fuzz.sh; \
-	else echo "$(FUZZ_CC) missing: fuzz run skipped"; fi
+	else sh tests/skip.sh clang "fuzz run: $(FUZZ_CC) is missing"; fi
 endif
 
 bench: deps

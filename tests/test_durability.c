@@ -192,8 +192,7 @@ static int skipped(void)
 {
 	if (!fs.skip[0])
 		return 0;
-	printf("backend %s: durability: skipped (%s)\n", test_backend(), fs.skip);
-	fflush(stdout);
+	test_skip("loop", "%s", fs.skip);
 	return 1;
 }
 

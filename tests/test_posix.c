@@ -729,8 +729,7 @@ START_TEST(child_after_fork)
 	 * use it: a child's new threads were seen to hang on its lock.
 	 */
 	if (UNDER_ASAN) {
-		printf("backend %s: fork with threads under AddressSanitizer, skipped\n",
-		       test_backend());
+		test_skip(NULL, "child_after_fork: fork with threads under AddressSanitizer");
 		close(fd);
 		return;
 	}

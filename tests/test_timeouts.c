@@ -522,9 +522,8 @@ START_TEST(test_pgetevents_mask_blocks_signal)
 	 * from a wait not yet begun, and ends the wait with EINTR.
 	 */
 	if (UNDER_VALGRIND && ctx_is_uring(ctx)) {
-		printf("test_pgetevents_mask_blocks_signal: skipped under valgrind on io_uring "
-		       "(it ends a restarted ppoll with EINTR)\n");
-		fflush(stdout);
+		test_skip(NULL, "test_pgetevents_mask_blocks_signal: under valgrind on io_uring "
+				"(it ends a restarted ppoll with EINTR)");
 		ck_assert_int_eq(io_destroy(ctx), 0);
 		return;
 	}

@@ -122,10 +122,23 @@ int kernel_inflight_limit(int maxevents);
 void pin_to_cpu0(void);
 
 /*
+ * A check that cannot run here: prints "SKIP: <suite> on <backend>: <why>"
+ * and makes run_suite return EXIT_SKIP (unless a check failed). part names
+ * what is missing (tests/run.sh lists the names); where AIO_COMPAT_REQUIRE
+ * lists it, the check fails instead. NULL for a limit of the tool the run
+ * is under (valgrind, ASan), which no list can require away.
+ */
+void test_skip(const char *part, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* The exit status of a suite that ran but skipped some or all of its checks. */
+#define EXIT_SKIP 77
+
+/*
  * Runs the suite and prints the Check summary after a line naming the
- * backend. Returns the process exit status. When the backend this run
- * names cannot be set up on this kernel, says so and returns 0 with no
- * test run.
+ * backend. Returns the process exit status: EXIT_FAILURE if a check
+ * failed, else EXIT_SKIP if one was skipped, else EXIT_SUCCESS. When the
+ * backend this run names cannot be set up on this kernel, the whole suite
+ * is skipped, by test_skip's rule with the backend as the part.
  */
 int run_suite(Suite *s, const char *area);
 
