@@ -1,6 +1,7 @@
 #!/bin/sh
-# Runs every suite once per backend; the line before each Check summary
-# names the backend. The unit counted is a suite run (one suite on one
+# Runs every suite once per backend, and those built with the real libaio
+# (tests/libaio/, the reference) once, as backend "libaio"; the line before
+# each Check summary names the backend. The unit counted is a suite run (one suite on one
 # backend): it passed (exit 0), was skipped (exit 77: some or all of its
 # checks could not run here, each named by a line starting "SKIP:") or
 # failed (any other exit). Ends with "N passed, N failed, N skipped" after
@@ -15,17 +16,25 @@
 # outside the suites, fio and strace (tests/preload.sh) and clang (the fuzz
 # run of make check). Skips that are limits of valgrind or ASan name nothing.
 passed=0 failed=0 skipped=0 failures=
-for backend in native uring; do
+
+# run BACKEND SUITE
+run() {
+	AIO_COMPAT_BACKEND=$1 $CHECK_WRAPPER "./$2"
+	status=$?
+	case $status in
+	0) passed=$((passed + 1)) ;;
+	77) skipped=$((skipped + 1)) ;;
+	*)
+		failed=$((failed + 1))
+		failures="$failures $1:${2#tests/}($status)"
+		;;
+	esac
+}
+
+for backend in native uring libaio; do
 	for t in "$@"; do
-		AIO_COMPAT_BACKEND=$backend $CHECK_WRAPPER "./$t"
-		status=$?
-		case $status in
-		0) passed=$((passed + 1)) ;;
-		77) skipped=$((skipped + 1)) ;;
-		*)
-			failed=$((failed + 1))
-			failures="$failures $backend:${t#tests/}($status)"
-			;;
+		case $backend:$t in
+		libaio:tests/libaio/* | native:tests/test_* | uring:tests/test_*) run "$backend" "$t" ;;
 		esac
 	done
 done

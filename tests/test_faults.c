@@ -4,7 +4,7 @@
  * closed under in-flight I/O, RWF_NOWAIT, contexts torn down with I/O in
  * flight or with a thread waiting on them, signals that are not delivered.
  * The results asserted are the kernel's native AIO results, measured with
- * the real libaio on this kernel; the suite also links against -laio.
+ * the real libaio on this kernel; make check runs the suite on -laio too.
  */
 #include "util.h"
 

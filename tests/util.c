@@ -20,6 +20,8 @@ const char *test_backend(void)
 {
 	const char *b = getenv("AIO_COMPAT_BACKEND");
 
+	if (!aio_compat_backend)
+		return "libaio";
 	return b && *b ? b : "auto";
 }
 

@@ -9,7 +9,10 @@
 
 /*
  * The extensions are weak references, so that the suites also link against
- * the real libaio (-laio), the reference whose results they assert.
+ * the real libaio (-laio), the reference whose results they assert: make
+ * check runs each of them so (tests/libaio/), but those of the library's
+ * own rules. There the extensions are NULL, and a suite asserts only what
+ * libaio does too.
  */
 #pragma weak aio_compat_backend
 #pragma weak aio_compat_setup
@@ -46,7 +49,7 @@
 #define UNDER_VALGRIND 0
 #endif
 
-/* The backend this run tests: "native" or "uring" (AIO_COMPAT_BACKEND). */
+/* The backend this run tests: "native" or "uring" (AIO_COMPAT_BACKEND), or "libaio". */
 const char *test_backend(void);
 /* True when the context runs on io_uring (false under the real libaio). */
 int ctx_is_uring(io_context_t ctx);
