@@ -17,6 +17,18 @@ BASE_CFLAGS := -std=gnu17 -D_GNU_SOURCE -Iinclude $(WARN)
 ifeq ($(SANITIZE),1)
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 endif
+# Shared objects name every library they use.
+LIB_ZDEFS := -Wl,-z,defs
+# ThreadSanitizer (clang's): the library and every program built with it.
+# Its runtime is linked into each program, which exports it to the library
+# (clang 14's shared runtime crashes at startup), so the libraries leave its
+# symbols undefined. A race stops the program, which fails its check.
+ifeq ($(TSAN),1)
+CC := clang
+SAN := -fsanitize=thread -fno-omit-frame-pointer
+LIB_ZDEFS :=
+export TSAN_OPTIONS := halt_on_error=1 second_deadlock_stack=1 $(TSAN_OPTIONS)
+endif
 ALL_CFLAGS := $(BASE_CFLAGS) $(CFLAGS) $(SAN) $(CPPFLAGS)
 ALL_LDFLAGS := $(LDFLAGS) $(SAN)
 
@@ -73,7 +85,7 @@ lib/%.o: lib/%.c lib/*.h include/aio-compat.h
 
 $(LIB_SO).1: $(LIB_OBJS) lib/libaio-compat.map
 	$(CC) $(ALL_CFLAGS) -shared -Wl,-soname,$(SONAME) \
-		-Wl,--version-script=lib/libaio-compat.map -Wl,-z,defs \
+		-Wl,--version-script=lib/libaio-compat.map $(LIB_ZDEFS) \
 		-o $@ $(LIB_OBJS) $(ALL_LDFLAGS) -luring -lpthread
 
 $(LIB_SO): $(LIB_SO).1
@@ -94,7 +106,7 @@ posix/%.o: posix/%.c posix/*.h include/aio-compat.h
 # that one through their own rpath, so it is named explicitly for them.
 $(POSIX_SO).1: $(POSIX_OBJS) posix/libaio-compat-posix.map $(LIB_SO)
 	$(CC) $(ALL_CFLAGS) -shared -Wl,-soname,$(POSIX_SONAME) \
-		-Wl,--version-script=posix/libaio-compat-posix.map -Wl,-z,defs \
+		-Wl,--version-script=posix/libaio-compat-posix.map $(LIB_ZDEFS) \
 		-o $@ $(POSIX_OBJS) $(ALL_LDFLAGS) -Llib -laio-compat -lpthread
 
 $(POSIX_SO): $(POSIX_SO).1
@@ -163,12 +175,16 @@ check: deps
 	$(MAKE) all $(TESTS) $(LIBAIO_TESTS) $(BENCH) tests/diff-libaio
 	sh tests/run.sh $(TESTS) $(LIBAIO_TESTS)
 	for b in native uring; do AIO_COMPAT_BACKEND=$$b ./tests/diff-libaio -s 1 -n 500 || exit 1; done
+ifeq ($(TSAN),1)
+	@echo "SKIP: tests/preload.sh: under TSAN (ThreadSanitizer must be built into the programs it preloads the library under)"
+else
 	sh tests/preload.sh
+endif
 	@out=$$(LD_LIBRARY_PATH=lib ./$(BENCH) --quick) || { echo "$$out"; exit 1; }; \
 	echo "$$out" | sed -n 's/^  *\([^ ]*\) *unavailable: /SKIP: aio-compat-bench --quick, \1: /p' | sort -u
 	@echo "aio-compat-bench --quick: every contender that ran checked its results"
-ifneq ($(VALGRIND)$(SANITIZE),)
-	@echo "SKIP: fuzz run: under VALGRIND or SANITIZE (the fuzzer has its own sanitizers)"
+ifneq ($(VALGRIND)$(SANITIZE)$(TSAN),)
+	@echo "SKIP: fuzz run: under VALGRIND, SANITIZE or TSAN (the fuzzer has its own sanitizers)"
 else
 	if command -v $(FUZZ_CC) > /dev/null; then $(MAKE) fuzz && FUZZ_SECONDS=20 sh tests/fuzz.sh; \
 	else sh tests/skip.sh clang "fuzz run: $(FUZZ_CC) is missing"; fi

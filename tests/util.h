@@ -34,6 +34,18 @@
 #define UNDER_ASAN 0
 #endif
 
+/* ThreadSanitizer (make check TSAN=1) maps shadow memory too, and follows no threads after fork. */
+#if defined(__SANITIZE_THREAD__)
+#define UNDER_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define UNDER_TSAN 1
+#endif
+#endif
+#ifndef UNDER_TSAN
+#define UNDER_TSAN 0
+#endif
+
 /*
  * valgrind (make check VALGRIND=1) maps memory of its own and cannot
  * follow some calls the suites make on purpose. Without its headers the
