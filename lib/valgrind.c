@@ -21,9 +21,17 @@
 bool under_valgrind;
 
 #ifdef HAVE_MEMCHECK
-void valgrind_learn(void)
+static void learn(void)
 {
 	under_valgrind = RUNNING_ON_VALGRIND;
+}
+
+/* Every io_setup asks; threads setting up at once must not race to store it. */
+void valgrind_learn(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	pthread_once(&once, learn);
 }
 
 void valgrind_defined(const void *p, size_t len)

@@ -4,8 +4,10 @@
 # Unmodified libaio programs on the library, through tools/aio-compat-run:
 # a small program built against the system <libaio.h> and linked with
 # -laio, and Debian's fio with its libaio engine, on each backend.
-# Prints one line per check and ends with "N passed, N failed"; exits
-# non-zero when a check failed.
+# Prints one line per check ("ok:", "FAIL:" or "SKIP:"; a skip counts once
+# however many checks it stands for) and ends with "N passed, N failed,
+# N skipped"; exits non-zero when a check failed. A skip for want of what
+# AIO_COMPAT_REQUIRE lists (uring, fio, strace: see tests/run.sh) fails.
 #
 #   AIO_COMPAT_LIB   the library to preload (default: lib/libaio-compat.so.1)
 #   CC               the compiler for tests/preload-client.c (default: cc)
@@ -18,6 +20,7 @@ client=tests/preload-client
 limit=60	# seconds for one fio run; a few suffice, a hang is a failure
 passed=0
 failed=0
+skipped=0
 tmp=$(mktemp -d /tmp/aio-compat-preload.XXXXXX) || exit 1
 files=
 
@@ -39,8 +42,13 @@ fail() {
 	echo "FAIL: $*"
 }
 
+# skip PART WHAT: WHAT cannot run here for want of PART (tests/skip.sh).
 skip() {
-	echo "skipped: $*"
+	if sh tests/skip.sh "$1" "$2"; then
+		skipped=$((skipped + 1))
+	else
+		failed=$((failed + 1))
+	fi
 }
 
 # A check passes when the command exits 0; its output is shown on failure.
@@ -73,15 +81,6 @@ scratch() {
 	f=$(mktemp "$2/aio-compat-preload.XXXXXX") || return 1
 	files="$files $f"
 	eval "$1=\$f"
-}
-
-backends() {
-	echo native
-	if [ "$(cat /proc/sys/kernel/io_uring_disabled 2>/dev/null || echo 0)" != 0 ]; then
-		skip "uring backend: kernel.io_uring_disabled is set" >&2
-	else
-		echo uring
-	fi
 }
 
 launcher_checks() {
@@ -121,7 +120,7 @@ client_checks() {
 	pass "preload-client builds against <libaio.h> with -laio"
 	# Without the launcher libaio serves it: the checks below tell the two apart.
 	expect_ok "preload-client on libaio itself" "./$client" /dev/shm libaio
-	for b in $(backends); do
+	for b in $backends; do
 		for dir in /dev/shm /var/tmp; do
 			expect_ok "preload-client in $dir under aio-compat-run --backend=$b" \
 				"$run" --lib "$lib" --backend="$b" "./$client" "$dir" "$b"
@@ -237,7 +236,7 @@ calls() {
 fio_strace() {
 	b=$1 f=$2
 	if ! command -v strace >/dev/null; then
-		skip "fio on $b under strace: strace is not installed"
+		skip strace "fio on $b under strace: strace is not installed"
 		return
 	fi
 	if ! timeout -k 5 "$limit" strace -f -qq -o "$tmp/strace" -e trace=io_submit,io_uring_enter \
@@ -265,11 +264,11 @@ fio_strace() {
 
 fio_checks() {
 	if ! command -v fio >/dev/null; then
-		skip "fio checks: fio is not installed (make deps installs it)"
+		skip fio "fio checks: fio is not installed (make deps installs it)"
 		return
 	fi
 	if ! ldd "$(command -v fio)" | grep -q 'libaio\.so\.1'; then
-		skip "fio checks: $(command -v fio) is not linked to libaio.so.1"
+		skip fio "fio checks: $(command -v fio) is not linked to libaio.so.1"
 		return
 	fi
 	shm='' disk=''
@@ -277,7 +276,7 @@ fio_checks() {
 		fail "scratch files for fio"
 		return
 	fi
-	for b in $(backends); do
+	for b in $backends; do
 		fio_verify "fio randwrite verify=crc32c on /dev/shm, $b" "$b" "$shm" 0
 		fio_verify "fio randwrite verify=crc32c on /var/tmp direct=1, $b" "$b" "$disk" 1
 		fio_verify "fio userspace_reap=1 verify=crc32c on /dev/shm, $b" "$b" "$shm" 0 \
@@ -313,10 +312,16 @@ else
 		ASAN_OPTIONS=verify_asan_link_order=0:detect_leaks=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}
 		export ASAN_OPTIONS
 	fi
+	backends=native
+	if [ "$(cat /proc/sys/kernel/io_uring_disabled 2>/dev/null || echo 0)" != 0 ]; then
+		skip uring "preload checks on the uring backend: kernel.io_uring_disabled is set"
+	else
+		backends="native uring"
+	fi
 	launcher_checks
 	client_checks
 	raw_syscall_checks
 	fio_checks
 fi
-echo "$passed passed, $failed failed"
+echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" = 0 ]

@@ -4,7 +4,7 @@
  * closed under in-flight I/O, RWF_NOWAIT, contexts torn down with I/O in
  * flight or with a thread waiting on them, signals that are not delivered.
  * The results asserted are the kernel's native AIO results, measured with
- * the real libaio on this kernel; the suite also links against -laio.
+ * the real libaio on this kernel; make check runs the suite on -laio too.
  */
 #include "util.h"
 
@@ -119,11 +119,11 @@ static int open_on_small_fs(const char *name)
 static int skip_unless_mounted(void)
 {
 	if (geteuid() != 0) {
-		printf("test_faults: enospc skipped: needs root to mount a small filesystem\n");
+		test_skip("loop", "enospc: needs root to mount a small filesystem");
 		return 1;
 	}
 	if (!small_fs) {
-		printf("test_faults: enospc skipped: %s\n", small_fs_why);
+		test_skip("loop", "enospc: %s", small_fs_why);
 		return 1;
 	}
 	printf("test_faults: enospc on %s\n", small_fs);

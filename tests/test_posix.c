@@ -796,10 +796,11 @@ START_TEST(child_after_fork)
 	/*
 	 * AddressSanitizer's allocator is not fork-safe while other threads
 	 * use it: a child's new threads were seen to hang on its lock.
+	 * ThreadSanitizer refuses to start threads in such a child.
 	 */
-	if (UNDER_ASAN) {
-		printf("backend %s: fork with threads under AddressSanitizer, skipped\n",
-		       test_backend());
+	if (UNDER_ASAN || UNDER_TSAN) {
+		test_skip(NULL, "child_after_fork: fork with threads under %s",
+			  UNDER_ASAN ? "AddressSanitizer" : "ThreadSanitizer");
 		close(fd);
 		return;
 	}

@@ -392,7 +392,11 @@ START_TEST(wait_times_out_and_is_interrupted)
 	ck_assert_int_ge(ms, 90);
 
 	/* valgrind holds signals back while io_uring_enter sleeps. */
-	if (!UNDER_VALGRIND || !enforced()) {
+	if (UNDER_VALGRIND && enforced()) {
+		test_skip(NULL,
+			  "wait_times_out_and_is_interrupted: -EINTR at a signal, under valgrind "
+			  "(it holds signals back while io_uring_enter sleeps)");
+	} else {
 		sigemptyset(&sa.sa_mask);
 		ck_assert_int_eq(sigaction(SIGALRM, &sa, NULL), 0);
 		ualarm(50000, 0);

@@ -7,9 +7,12 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -49,6 +52,8 @@ const char *test_backend(void)
 	const char *b = getenv("AIO_COMPAT_BACKEND");
 	io_context_t ctx = NULL;
 
+	if (!aio_compat_backend)
+		return "libaio";
 	if (b && *b && strcmp(b, "auto"))
 		return b;
 	if (!picked && aio_compat_backend && io_setup(1, &ctx) == 0) {
@@ -120,34 +125,90 @@ void *waiter_main(void *arg)
 	return NULL;
 }
 
-static int backend_available(void)
+static const char *suite_area = "?";
+static unsigned *skips; /* shared with the forked processes the checks run in */
+
+/* Whether AIO_COMPAT_REQUIRE, a comma-separated list, names part. */
+static bool required(const char *part)
 {
+	const char *list = getenv("AIO_COMPAT_REQUIRE");
+	size_t len = strlen(part);
+
+	while (list && *list) {
+		size_t n = strcspn(list, ",");
+
+		if (n == len && strncmp(list, part, len) == 0)
+			return true;
+		list += n + (list[n] == ',');
+	}
+	return false;
+}
+
+static void print_skip(const char *why)
+{
+	printf("SKIP: %s on %s: %s\n", suite_area, test_backend(), why);
+	fflush(stdout);
+}
+
+void test_skip(const char *part, const char *fmt, ...)
+{
+	char why[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	ck_assert_msg(!part || !required(part), "%s, and AIO_COMPAT_REQUIRE lists %s", why, part);
+	print_skip(why);
+	__atomic_fetch_add(skips, 1, __ATOMIC_RELAXED);
+}
+
+/* 0 when the backend this run names can be set up, else the exit status. */
+static int backend_missing(void)
+{
+	const char *part = strcmp(test_backend(), "uring") == 0 ? "uring" : "native";
 	io_context_t ctx = NULL;
 	int ret = io_setup(1, &ctx);
+	char why[128];
 
 	if (ret == 0) {
 		io_destroy(ctx);
-		return 1;
+		return 0;
 	}
-	printf("backend %s: unavailable on this kernel (%s), skipped\n", test_backend(),
-	       strerror(-ret));
-	return 0;
+	snprintf(why, sizeof(why), "io_setup fails here (%s)", strerror(-ret));
+	if (required(part)) {
+		printf("FAIL: %s on %s: %s, and AIO_COMPAT_REQUIRE lists %s\n", suite_area,
+		       test_backend(), why, part);
+		return EXIT_FAILURE;
+	}
+	print_skip(why);
+	return EXIT_SKIP;
 }
 
 int run_suite(Suite *s, const char *area)
 {
 	SRunner *sr;
-	int failed;
+	int failed, missing;
 
-	if (!backend_available())
-		return 0;
+	suite_area = area;
+	missing = backend_missing();
+	if (missing)
+		return missing;
+	skips =
+	    mmap(NULL, sizeof(*skips), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (skips == MAP_FAILED) {
+		perror("mmap");
+		return EXIT_FAILURE;
+	}
 	sr = srunner_create(s);
 	printf("backend %s: %s\n", test_backend(), area);
 	fflush(stdout);
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	if (failed)
+		return EXIT_FAILURE;
+	return *skips ? EXIT_SKIP : EXIT_SUCCESS;
 }
 
 int submit_one(io_context_t ctx, struct iocb *cb)

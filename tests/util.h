@@ -9,7 +9,10 @@
 
 /*
  * The extensions are weak references, so that the suites also link against
- * the real libaio (-laio), the reference whose results they assert.
+ * the real libaio (-laio), the reference whose results they assert: make
+ * check runs each of them so (tests/libaio/), but those of the library's
+ * own rules. There the extensions are NULL, and a suite asserts only what
+ * libaio does too.
  */
 #pragma weak aio_compat_backend
 #pragma weak aio_compat_setup
@@ -29,6 +32,18 @@
 #endif
 #ifndef UNDER_ASAN
 #define UNDER_ASAN 0
+#endif
+
+/* ThreadSanitizer (make check TSAN=1) maps shadow memory too, and follows no threads after fork. */
+#if defined(__SANITIZE_THREAD__)
+#define UNDER_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define UNDER_TSAN 1
+#endif
+#endif
+#ifndef UNDER_TSAN
+#define UNDER_TSAN 0
 #endif
 
 /*
@@ -63,7 +78,7 @@ void main_thread_exit(void) __attribute__((noreturn));
 
 /*
  * The backend this run tests: "native" or "uring" (AIO_COMPAT_BACKEND; for
- * auto, the one the library picks here).
+ * auto, the one the library picks here), or "libaio".
  */
 const char *test_backend(void);
 /*
@@ -145,10 +160,23 @@ int kernel_inflight_limit(int maxevents);
 void pin_to_cpu0(void);
 
 /*
+ * A check that cannot run here: prints "SKIP: <suite> on <backend>: <why>"
+ * and makes run_suite return EXIT_SKIP (unless a check failed). part names
+ * what is missing (tests/run.sh lists the names); where AIO_COMPAT_REQUIRE
+ * lists it, the check fails instead. NULL for a limit of the tool the run
+ * is under (valgrind, ASan), which no list can require away.
+ */
+void test_skip(const char *part, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* The exit status of a suite that ran but skipped some or all of its checks. */
+#define EXIT_SKIP 77
+
+/*
  * Runs the suite and prints the Check summary after a line naming the
- * backend. Returns the process exit status. When the backend this run
- * names cannot be set up on this kernel, says so and returns 0 with no
- * test run.
+ * backend. Returns the process exit status: EXIT_FAILURE if a check
+ * failed, else EXIT_SKIP if one was skipped, else EXIT_SUCCESS. When the
+ * backend this run names cannot be set up on this kernel, the whole suite
+ * is skipped, by test_skip's rule with the backend as the part.
  */
 int run_suite(Suite *s, const char *area);
 

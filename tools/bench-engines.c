@@ -20,6 +20,17 @@
 
 #include "aio-compat.h"
 
+/* The sanitizers' runtimes refuse dlopen with RTLD_DEEPBIND. */
+#if defined(__SANITIZE_ADDRESS__)
+#define DEEPBIND_REFUSED "ASan"
+#elif defined(__SANITIZE_THREAD__)
+#define DEEPBIND_REFUSED "TSan"
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define DEEPBIND_REFUSED "TSan"
+#endif
+#endif
+
 /* The libaio API, bound either to this library or to libaio.so.1. */
 struct aio_api {
 	int (*setup)(int maxevents, io_context_t *ctxp);
@@ -83,8 +94,9 @@ static int load_libaio(void)
 	if (libaio_tried)
 		return libaio_error[0] ? -ENOENT : 0;
 	libaio_tried = 1;
-#ifdef __SANITIZE_ADDRESS__
-	snprintf(libaio_error, sizeof(libaio_error), "RTLD_DEEPBIND is refused under ASan");
+#ifdef DEEPBIND_REFUSED
+	snprintf(libaio_error, sizeof(libaio_error), "RTLD_DEEPBIND is refused under %s",
+		 DEEPBIND_REFUSED);
 	return -ENOENT;
 #endif
 	/*
