@@ -155,6 +155,10 @@ tests/unload-client: tests/unload-client.c include/aio-compat.h
 
 tests/test_unload: tests/unload-client $(POSIX_SO).1
 
+# Fails the libraries' allocations in turn: the POSIX face is among them.
+tests/test_alloc: tests/test_alloc.o $(TEST_UTIL) $(LIB_SO) $(POSIX_SO)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(TEST_UTIL) $(PROG_LDFLAGS) $(POSIX_LIBS) $(PROG_LIBS) $(CHECK_LIBS)
+
 tests/test_posix-glibc: tests/test_posix.o $(TEST_UTIL) $(LIB_SO)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(TEST_UTIL) $(PROG_LDFLAGS) $(PROG_LIBS) $(CHECK_LIBS)
 

@@ -31,35 +31,41 @@
 
 /*
  * The kernel takes only an eventfd here. Its inode is the one all
- * anonymous-inode files share, which is as far as fstat can tell.
+ * anonymous-inode files share, which is as far as fstat can tell. Learnt
+ * once an eventfd could be made (concurrent learners store the same):
+ * until then, for want of a descriptor or memory, the iocb is refused for
+ * now (-EAGAIN), as the kernel refuses a request it lacks resources for.
  */
-static pthread_once_t anon_once = PTHREAD_ONCE_INIT;
-static dev_t anon_dev;
-static ino_t anon_ino;
+static _Atomic dev_t anon_dev;
+static _Atomic ino_t anon_ino;
 
-static void anon_learn(void)
+static ino_t anon_learn(void)
 {
 	int fd = eventfd(0, EFD_CLOEXEC);
 	struct stat sb;
 
-	if (fd >= 0 && !fstat(fd, &sb)) {
-		anon_dev = sb.st_dev;
-		anon_ino = sb.st_ino;
+	if (fd < 0)
+		return 0;
+	if (!fstat(fd, &sb)) {
+		atomic_store_explicit(&anon_dev, sb.st_dev, memory_order_relaxed);
+		atomic_store_explicit(&anon_ino, sb.st_ino, memory_order_release);
 	}
-	if (fd >= 0)
-		close_nocancel(fd);
+	close_nocancel(fd);
+	return atomic_load_explicit(&anon_ino, memory_order_acquire);
 }
 
 static int check_eventfd(int fd)
 {
+	ino_t ino = atomic_load_explicit(&anon_ino, memory_order_acquire);
 	struct stat sb;
 
 	if (fd < 0 || fstat(fd, &sb))
 		return -EBADF;
-	pthread_once(&anon_once, anon_learn);
-	if (!anon_ino)
-		return -EBADF;
-	if (sb.st_dev != anon_dev || sb.st_ino != anon_ino)
+	if (unlikely(!ino))
+		ino = anon_learn();
+	if (!ino)
+		return -EAGAIN;
+	if (sb.st_dev != atomic_load_explicit(&anon_dev, memory_order_relaxed) || sb.st_ino != ino)
 		return -EINVAL;
 	return 0;
 }

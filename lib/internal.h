@@ -297,7 +297,7 @@ unsigned fork_generation(void);
 int backend_probe_uring(void);
 
 /* publisher.c: publishing for programs that read the ring themselves. */
-void publisher_kick(void);
+int publisher_prepare(void);
 
 /* events.c: the publisher and the waiting. */
 void ring_post(struct aio_ctx *ctx, struct req *req, long res, long res2);
@@ -360,7 +360,8 @@ static inline void req_free(struct aio_ctx *ctx, struct req *req)
 }
 
 /* order.c: the honest-fsync rule. */
-int order_submitted(struct aio_ctx *ctx, struct req *req);
+int order_prepare_write(struct aio_ctx *ctx, int fd);
+void order_submitted(struct aio_ctx *ctx, struct req *req);
 bool order_should_hold(struct aio_ctx *ctx, struct req *req);
 int order_hold(struct aio_ctx *ctx, struct req *req);
 void order_write_done(struct aio_ctx *ctx, struct req *req);

@@ -51,23 +51,31 @@ static int fd_table_grow(struct aio_ctx *ctx, int fd)
 }
 
 /*
- * The table is indexed by fd. io_uring takes a write on any fd number and
- * fails it later: a number that is not open is not worth a table that big.
+ * Before a write goes to the kernel, what counting it takes: once the kernel
+ * has it nothing may fail, so without memory the write is refused, -EAGAIN
+ * as the kernel refuses a request it has no memory for. The table is
+ * indexed by fd. io_uring takes a write on any fd number and fails it
+ * later: a number that is not open is not worth a table that big, and such
+ * a write is not counted.
  */
-static struct fd_order *fd_order_get(struct aio_ctx *ctx, int fd)
+int order_prepare_write(struct aio_ctx *ctx, int fd)
 {
 	struct fd_order *fo;
 
-	if ((unsigned)fd >= ctx->nr_fds && (fcntl(fd, F_GETFD) < 0 || fd_table_grow(ctx, fd)))
-		return NULL;
-	fo = &ctx->fds[fd];
-	if (!fo->epochs) {
-		fo->epochs = calloc(EPOCHS_MIN, sizeof(*fo->epochs));
-		if (!fo->epochs)
-			return NULL;
-		fo->mask = EPOCHS_MIN - 1;
+	if ((unsigned)fd >= ctx->nr_fds) {
+		if (fcntl(fd, F_GETFD) < 0)
+			return 0;
+		if (fd_table_grow(ctx, fd))
+			return -EAGAIN;
 	}
-	return fo;
+	fo = &ctx->fds[fd];
+	if (likely(fo->epochs))
+		return 0;
+	fo->epochs = calloc(EPOCHS_MIN, sizeof(*fo->epochs));
+	if (!fo->epochs)
+		return -EAGAIN;
+	fo->mask = EPOCHS_MIN - 1;
+	return 0;
 }
 
 /* Room for one more epoch; the live ones keep their ids. */
@@ -80,7 +88,7 @@ static int epochs_grow(struct fd_order *fo)
 		return 0;
 	e = calloc(slots * 2, sizeof(*e));
 	if (!e)
-		return -ENOMEM;
+		return -EAGAIN;
 	for (uint32_t id = fo->first; id != fo->last + 1; id++)
 		e[id & (slots * 2 - 1)] = *epoch(fo, id);
 	free(fo->epochs);
@@ -89,21 +97,15 @@ static int epochs_grow(struct fd_order *fo)
 	return 0;
 }
 
-/*
- * A write the kernel has. Without memory to count it, the write is simply
- * not waited for: the failure is the allocator's, and rare.
- */
-int order_submitted(struct aio_ctx *ctx, struct req *req)
+/* A write the kernel has, on an fd order_prepare_write() saw to. */
+void order_submitted(struct aio_ctx *ctx, struct req *req)
 {
-	struct fd_order *fo = fd_order_get(ctx, req_fd(req));
+	struct fd_order *fo = fd_order(ctx, req_fd(req));
 
-	if (!fo) {
-		req->epoch = UINT32_MAX;
-		return -ENOMEM;
-	}
+	if (!fo)
+		return;
 	req->epoch = fo->last;
 	epoch(fo, fo->last)->writes++;
-	return 0;
 }
 
 bool order_should_hold(struct aio_ctx *ctx, struct req *req)
@@ -115,7 +117,7 @@ bool order_should_hold(struct aio_ctx *ctx, struct req *req)
 
 /*
  * The sync closes the open epoch; later writes start the next one. Without
- * memory for the epoch it is not held: -ENOMEM.
+ * memory for the next epoch it is refused (-EAGAIN), before anything changed.
  */
 int order_hold(struct aio_ctx *ctx, struct req *req)
 {
@@ -123,7 +125,7 @@ int order_hold(struct aio_ctx *ctx, struct req *req)
 	struct req **tail;
 
 	if (epochs_grow(fo))
-		return -ENOMEM;
+		return -EAGAIN;
 	tail = &epoch(fo, fo->last)->syncs;
 	while (*tail)
 		tail = &(*tail)->next;

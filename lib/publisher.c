@@ -92,11 +92,13 @@ static bool ticker_linger(void)
 /*
  * Idle once a pass finds nothing in flight. ticking is cleared before that
  * last pass, so a submission after it sees it clear and kicks; one that
- * comes after the linger finds it gone and starts another.
+ * comes after the linger finds it gone and starts another. Set here, not
+ * by whoever starts it: set, it says a thread runs.
  */
 static void *ticker_main(void *arg)
 {
 	(void)arg;
+	atomic_store(&ticking, true);
 	for (;;) {
 		while (tick())
 			;
@@ -130,36 +132,47 @@ static void ticker_atfork(void)
 	pthread_atfork(NULL, NULL, ticker_forked);
 }
 
-static void ticker_start(void)
+/* Under ticker_lock. */
+static int ticker_start(void)
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	sigset_t all, old;
 	pthread_t thread;
+	int ret;
 
 	pthread_once(&once, ticker_atfork);
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	if (!pthread_create(&thread, NULL, ticker_main, NULL)) {
+	ret = pthread_create(&thread, NULL, ticker_main, NULL);
+	if (!ret) {
 		pthread_detach(thread);
 		running = true;
-	} else {
-		atomic_store(&ticking, false);
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return ret ? -EAGAIN : 0;
 }
 
-/* After a submission: one load while the ticker runs. */
-void publisher_kick(void)
+/*
+ * Before a submission, under the context's lock: the ticker must be there
+ * before the kernel has requests nobody may call in for, as nothing may
+ * fail after; without a thread the submission is refused (-EAGAIN). One
+ * load while it runs. A ticker seen running does not end before a pass
+ * that finds this context's lock free and its requests done: it clears
+ * ticking before its last pass, and a kick keeps it from ending after.
+ */
+int publisher_prepare(void)
 {
+	int ret = 0;
+
 	if (likely(atomic_load(&ticking)))
-		return;
+		return 0;
 	pthread_mutex_lock(&ticker_lock);
-	if (!running) {
-		atomic_store(&ticking, true);
-		ticker_start();
-	} else {
+	if (running) {
 		kicked = true;
 		pthread_cond_signal(&ticker_cond);
+	} else {
+		ret = ticker_start();
 	}
 	pthread_mutex_unlock(&ticker_lock);
+	return ret;
 }

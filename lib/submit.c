@@ -190,6 +190,20 @@ static int check_iocb(struct aio_ctx *ctx, struct submit_state *st, const struct
 	return kernel_refusal(ctx, io, ret);
 }
 
+/*
+ * What keeping the promises for an iocb will take once the kernel has it:
+ * the rule's count of a write. Made before, or the iocb is refused
+ * (-EAGAIN, as the kernel refuses a request it has no memory for): after,
+ * nothing may fail. (An eventfd's helper that cannot start leaves its
+ * signal to the ticker, which publisher_prepare saw to.)
+ */
+static int prepare(struct aio_ctx *ctx, const struct iocb *io)
+{
+	if (ctx->fsync_order && opcode_is_write(io->aio_lio_opcode))
+		return order_prepare_write(ctx, io->aio_fildes);
+	return 0;
+}
+
 /* Bookkeeping for a request the kernel now has, or that waits for writes. */
 static void accepted(struct aio_ctx *ctx, struct req *req)
 {
@@ -287,6 +301,12 @@ static bool queue_one(struct aio_ctx *ctx, struct submit_state *st, struct iocb 
 	st->err = check_iocb(ctx, st, io);
 	if (st->err)
 		return false;
+	st->err = prepare(ctx, io);
+	if (st->err) {
+		if (st->efd >= 0)
+			eventfd_put(ctx, st->efd);
+		return false;
+	}
 	req = req_alloc(ctx);
 	req->kiocb = *io;
 	req->obj = io;
@@ -320,6 +340,11 @@ static long submit(struct aio_ctx *ctx, long nr, struct iocb **ios)
 		ctx_unlock(ctx);
 		return -EINVAL;
 	}
+	/* The ticker publishes for programs that do not call in (publisher.c). */
+	if (!ctx->single_issuer && publisher_prepare()) {
+		ctx_unlock(ctx);
+		return -EAGAIN;
+	}
 	/* Posting an event frees its request: live + ring_used stays put. */
 	st.ring_used = ring_used(ctx);
 	for (long i = 0; i < nr; i++)
@@ -339,8 +364,6 @@ static long submit(struct aio_ctx *ctx, long nr, struct iocb **ios)
 	    ctx->engine->ready(ctx))
 		publish(ctx);
 	ctx_unlock(ctx);
-	if (st.done && !ctx->single_issuer)
-		publisher_kick();
 	return st.done ? st.done : st.err;
 }
 

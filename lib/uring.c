@@ -5,9 +5,11 @@
  * library's own (wake-ups, poll removals) and are skipped.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <liburing.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -179,9 +181,11 @@ static void submitter_exit(void *arg)
 	cancel_restore(state);
 }
 
+static int submitter_key_err;
+
 static void submitter_key_create(void)
 {
-	pthread_key_create(&submitter_key, submitter_exit);
+	submitter_key_err = pthread_key_create(&submitter_key, submitter_exit);
 }
 
 static struct submitter *submitter_self(void)
@@ -191,7 +195,7 @@ static struct submitter *submitter_self(void)
 	if (likely(s->known))
 		return s;
 	pthread_once(&submitter_once, submitter_key_create);
-	s->known = !pthread_setspecific(submitter_key, s);
+	s->known = !submitter_key_err && !pthread_setspecific(submitter_key, s);
 	return s;
 }
 
@@ -244,63 +248,90 @@ static const int needed_ops[] = {
 	IORING_OP_FSYNC, IORING_OP_POLL_ADD, IORING_OP_POLL_REMOVE,
 };
 
-static int probe_result;
-
-static void probe_once(void)
+/* On the stack: a probe that could not allocate would pass for a refusal. */
+static int probe_ops(void)
 {
-	struct io_uring_probe *probe;
+	_Alignas(struct io_uring_probe) unsigned char
+	    buf[sizeof(struct io_uring_probe) + 256 * sizeof(struct io_uring_probe_op)] = { 0 };
+	struct io_uring_probe *probe = (struct io_uring_probe *)buf;
 	struct io_uring ring;
+	int ret = io_uring_queue_init(2, &ring, 0);
 
-	probe_result = io_uring_queue_init(2, &ring, 0);
-	if (probe_result)
-		return;
-	probe = io_uring_get_probe_ring(&ring);
-	if (!probe)
-		probe_result = -ENOSYS;
-	for (unsigned i = 0; probe && i < sizeof(needed_ops) / sizeof(needed_ops[0]); i++)
+	if (ret)
+		return ret;
+	if (io_uring_register_probe(&ring, probe, 256) < 0)
+		ret = -ENOSYS;
+	for (unsigned i = 0; !ret && i < sizeof(needed_ops) / sizeof(needed_ops[0]); i++)
 		if (!io_uring_opcode_supported(probe, needed_ops[i]))
-			probe_result = -ENOSYS;
-	io_uring_free_probe(probe);
+			ret = -ENOSYS;
 	io_uring_queue_exit(&ring);
+	return ret;
 }
 
-/* 0 when this process can make rings with every opcode needed, else why not. */
+static bool lasting(int err)
+{
+	return err != -ENOMEM && err != -EAGAIN && err != -EMFILE && err != -ENFILE;
+}
+
+/*
+ * 0 when this process can make rings with every opcode needed, else why
+ * not. Asked again until the answer lasts: a lack of memory or descriptors
+ * passes. Concurrent askers store the same answer.
+ */
 int backend_probe_uring(void)
 {
-	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	static _Atomic int answer = 1;
+	int ret = atomic_load_explicit(&answer, memory_order_relaxed);
 
 	if (emulated_kernel() < URING_USABLE_SINCE)
 		return -ENOSYS;
-	pthread_once(&once, probe_once);
-	return probe_result;
+	if (ret != 1)
+		return ret;
+	ret = probe_ops();
+	if (lasting(ret))
+		atomic_store_explicit(&answer, ret, memory_order_relaxed);
+	return ret;
+}
+
+/* The start of a /proc or /sys file; read(2), as stdio would allocate. */
+static bool read_text(const char *path, char *buf, size_t size)
+{
+	int state = cancel_disable();
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd < 0 ? -1 : read(fd, buf, size - 1);
+
+	if (fd >= 0)
+		close(fd);
+	cancel_restore(state);
+	if (n <= 0)
+		return false;
+	buf[n] = 0;
+	return true;
 }
 
 static unsigned possible_cpus(void)
 {
-	FILE *f = fopen("/sys/devices/system/cpu/possible", "re");
-	unsigned lo = 0, hi = 0;
-	int n = f ? fscanf(f, "%u-%u", &lo, &hi) : 0;
+	char text[64], *end;
+	unsigned long lo, hi;
 
-	if (f)
-		fclose(f);
-	if (n == 2)
-		return hi + 1;
-	if (n == 1)
-		return lo + 1;
-	return (unsigned)get_nprocs_conf();
+	if (!read_text("/sys/devices/system/cpu/possible", text, sizeof(text)))
+		return (unsigned)get_nprocs_conf();
+	lo = strtoul(text, &end, 10);
+	if (*end != '-')
+		return (unsigned)lo + 1;
+	hi = strtoul(end + 1, NULL, 10);
+	return (unsigned)hi + 1;
 }
 
 static unsigned long aio_max_nr(void)
 {
-	FILE *f = fopen("/proc/sys/fs/aio-max-nr", "re");
-	unsigned long max = 65536;
+	char text[32], *end;
+	unsigned long max;
 
-	if (f) {
-		if (fscanf(f, "%lu", &max) != 1)
-			max = 65536;
-		fclose(f);
-	}
-	return max;
+	if (!read_text("/proc/sys/fs/aio-max-nr", text, sizeof(text)))
+		return 65536;
+	max = strtoul(text, &end, 10);
+	return end == text ? 65536 : max;
 }
 
 /*
@@ -519,6 +550,9 @@ static int uring_submit(struct aio_ctx *ctx, struct req **reqs, int n)
 	unsigned start = ring->sq.sqe_tail, taken;
 	int ret, tries = 0;
 
+	/* Its exit could not wait for the I/O: no key, or no memory to set it. */
+	if (unlikely(!owner->known))
+		return -EAGAIN;
 	for (int i = 0; i < n; i++) {
 		prep(io_uring_get_sqe(ring), reqs[i]);
 		reqs[i]->owner = req_opcode(reqs[i]) == IO_CMD_POLL ? NULL : owner;

@@ -40,7 +40,8 @@ static int check_rw(const struct aiocb *cb, enum access access)
 	return err ? err : check_fd(cb->aio_fildes, access);
 }
 
-static void prep(struct posix_req *req, struct aiocb *cb, int cmd)
+/* EAGAIN when there is no memory for what its notice will take. */
+static int prep(struct posix_req *req, struct aiocb *cb, int cmd)
 {
 	void *buf = (void *)cb->aio_buf;
 
@@ -60,6 +61,7 @@ static void prep(struct posix_req *req, struct aiocb *cb, int cmd)
 	}
 	req->iocb.data = req;
 	req->sev = cb->aio_sigevent;
+	return notice_prepare(&req->sev, &req->notice);
 }
 
 static int fail(int err)
@@ -76,8 +78,8 @@ static int submit_single(struct aiocb *cb, int cmd)
 	req = req_new(cb, &err);
 	if (!req)
 		return fail(err);
-	prep(req, cb, cmd);
-	ret = req_submit(&req, 1);
+	err = prep(req, cb, cmd);
+	ret = err ? -err : req_submit(&req, 1);
 	if (ret == 1)
 		return 0;
 	req_drop(req);
@@ -209,8 +211,11 @@ static int lio_wait(struct lio_group *group)
 	return failed ? fail(EIO) : 0;
 }
 
-/* Queues one entry of a list, or records why it cannot be. */
-static struct posix_req *lio_entry(struct aiocb *cb, struct lio_group *group)
+/*
+ * Queues one entry of a list, or records why it cannot be; *again is set
+ * when that is a lack of resources.
+ */
+static struct posix_req *lio_entry(struct aiocb *cb, struct lio_group *group, bool *again)
 {
 	struct posix_req *req;
 	int cmd, err, new_err;
@@ -226,13 +231,15 @@ static struct posix_req *lio_entry(struct aiocb *cb, struct lio_group *group)
 		err = EINVAL;
 	}
 	req = req_new(cb, &new_err);
+	if (req && !err)
+		err = prep(req, cb, cmd);
 	if (req && err)
 		req_fail(req, err);
 	if (!req || err) {
+		*again |= err == EAGAIN || (!req && new_err == EAGAIN);
 		group->failed = true;
 		return NULL;
 	}
-	prep(req, cb, cmd);
 	req->group = group;
 	return req;
 }
@@ -242,6 +249,7 @@ PUBLIC int lio_listio(int mode, struct aiocb *const list[], int nent, struct sig
 	struct posix_req **reqs;
 	struct lio_group *group;
 	int n = 0, submitted, err = 0;
+	bool again = false;
 
 	if ((mode != LIO_WAIT && mode != LIO_NOWAIT) || nent < 0)
 		return fail(EINVAL);
@@ -258,10 +266,15 @@ PUBLIC int lio_listio(int mode, struct aiocb *const list[], int nent, struct sig
 	group->sev.sigev_notify = SIGEV_NONE;
 	if (mode == LIO_NOWAIT && sev)
 		group->sev = *sev;
+	if (notice_prepare(&group->sev, &group->notice)) {
+		free(group);
+		free(reqs);
+		return fail(EAGAIN);
+	}
 	for (int i = 0; i < nent; i++) {
 		if (!list[i] || list[i]->aio_lio_opcode == LIO_NOP)
 			continue;
-		reqs[n] = lio_entry(list[i], group);
+		reqs[n] = lio_entry(list[i], group, &again);
 		if (reqs[n])
 			n++;
 	}
@@ -275,7 +288,7 @@ PUBLIC int lio_listio(int mode, struct aiocb *const list[], int nent, struct sig
 	for (int i = submitted; i < n; i++)
 		req_fail(reqs[i], err ? err : EAGAIN);
 	free(reqs);
-	if (submitted < n) {
+	if (submitted < n || again) {
 		engine_lock();
 		group->failed = true;
 		engine_unlock();

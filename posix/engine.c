@@ -72,6 +72,12 @@ static struct posix_req *lookup(const struct aiocb *cb)
 	return NULL;
 }
 
+static void req_free(struct posix_req *req)
+{
+	notice_free(req->notice);
+	free(req);
+}
+
 static void unlink_req(struct posix_req *req)
 {
 	struct posix_req **p;
@@ -110,7 +116,7 @@ static int futex_wait(uint32_t seen, const struct timespec *timeout, bool cancel
 /* Finishes a lio_listio group; called without the lock held. */
 static void group_finish(struct lio_group *group)
 {
-	sigevent_notify(&group->sev);
+	sigevent_notify(&group->sev, group->notice);
 	free(group);
 }
 
@@ -136,6 +142,7 @@ void group_release(struct lio_group *group, int n)
 
 struct notice {
 	struct sigevent sev;
+	struct thread_notice *thread;
 	struct lio_group *group;
 };
 
@@ -147,6 +154,8 @@ static void complete_locked(const struct io_event *ev, struct notice *out)
 	req->err = res < 0 ? (int)-res : 0;
 	req->ret = res < 0 ? -1 : res;
 	out->sev = req->sev;
+	out->thread = req->notice;
+	req->notice = NULL;
 	out->group = NULL;
 	if (req->group) {
 		if (req->err)
@@ -215,7 +224,7 @@ static void *completion_thread(void *arg)
 		atomic_fetch_add(&generation, 1);
 		futex_wake_all();
 		for (int i = 0; i < n; i++) {
-			sigevent_notify(&notices[i].sev);
+			sigevent_notify(&notices[i].sev, notices[i].thread);
 			if (notices[i].group)
 				group_finish(notices[i].group);
 		}
@@ -245,7 +254,7 @@ static void atfork_child(void)
 		while (req) {
 			struct posix_req *next = req->next;
 
-			free(req);
+			req_free(req);
 			req = next;
 		}
 		table[i] = NULL;
@@ -330,14 +339,15 @@ struct posix_req *req_new(struct aiocb *cb, int *err)
 		*err = EINVAL; /* the aiocb is still in use */
 		goto out;
 	}
-	if (old) {
-		unlink_req(old);
-		free(old);
-	}
+	/* Made before the old result goes, which a refusal must leave. */
 	req = calloc(1, sizeof(*req));
 	if (!req) {
 		*err = EAGAIN;
 		goto out;
+	}
+	if (old) {
+		unlink_req(old);
+		req_free(old);
 	}
 	req->cb = cb;
 	req->err = EINPROGRESS;
@@ -366,7 +376,7 @@ void req_drop(struct posix_req *req)
 	engine_lock();
 	unlink_req(req);
 	engine_unlock();
-	free(req);
+	req_free(req);
 }
 
 /*
@@ -431,7 +441,8 @@ int req_status(const struct aiocb *cb, int *err, ssize_t *ret, bool consume)
 	else
 		req = NULL;
 	engine_unlock();
-	free(req);
+	if (req)
+		req_free(req);
 	return 0;
 }
 

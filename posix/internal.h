@@ -15,12 +15,15 @@
 
 #define PUBLIC __attribute__((visibility("default")))
 
+struct thread_notice;
+
 /* The requests of one lio_listio call, for its LIO_WAIT or sigevent. */
 struct lio_group {
 	int outstanding;
 	bool failed;
 	bool wait; /* LIO_WAIT: the caller frees it; else the last completion does */
 	struct sigevent sev;
+	struct thread_notice *notice; /* SIGEV_THREAD's, made when queued */
 };
 
 /*
@@ -32,7 +35,8 @@ struct posix_req {
 	struct aiocb *cb;
 	struct posix_req *next; /* hash chain */
 	struct lio_group *group;
-	struct sigevent sev; /* copied: the aiocb may be reused once done */
+	struct sigevent sev;	      /* copied: the aiocb may be reused once done */
+	struct thread_notice *notice; /* SIGEV_THREAD's, until it completes */
 	ssize_t ret;
 	int err; /* EINPROGRESS until it completes */
 };
@@ -53,6 +57,8 @@ void engine_unlock(void);
 
 /* notify.c */
 int sigevent_check(const struct sigevent *sev);
-void sigevent_notify(const struct sigevent *sev);
+int notice_prepare(const struct sigevent *sev, struct thread_notice **notice);
+void sigevent_notify(const struct sigevent *sev, struct thread_notice *notice);
+void notice_free(struct thread_notice *notice);
 
 #endif

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef SIGEV_THREAD_ID
@@ -59,6 +60,28 @@ struct thread_notice {
 	union sigval value;
 };
 
+/*
+ * What a SIGEV_THREAD notice will take, allocated when the request is
+ * queued (EAGAIN without memory): a completion must not lose its notice.
+ */
+int notice_prepare(const struct sigevent *sev, struct thread_notice **notice)
+{
+	*notice = NULL;
+	if (sev->sigev_notify != SIGEV_THREAD)
+		return 0;
+	*notice = malloc(sizeof(**notice));
+	if (!*notice)
+		return EAGAIN;
+	(*notice)->function = sev->sigev_notify_function;
+	(*notice)->value = sev->sigev_value;
+	return 0;
+}
+
+void notice_free(struct thread_notice *notice)
+{
+	free(notice);
+}
+
 static void *notice_thread(void *arg)
 {
 	struct thread_notice notice = *(struct thread_notice *)arg;
@@ -70,26 +93,26 @@ static void *notice_thread(void *arg)
 
 /*
  * The program's attributes are used as given; a joinable thread nobody
- * will join is detached here, as it would otherwise leak.
+ * will join is detached here, as it would otherwise leak. Without the
+ * resources for a thread (EAGAIN), it is asked for again until it comes,
+ * as the kernel waits for memory rather than drop a completion.
  */
-static void run_thread(const struct sigevent *sev)
+static void run_thread(const struct sigevent *sev, struct thread_notice *notice)
 {
+	const struct timespec pause = { 0, 1000000 };
 	pthread_attr_t own, *attr = sev->sigev_notify_attributes;
-	struct thread_notice *notice = malloc(sizeof(*notice));
-	int state = PTHREAD_CREATE_DETACHED;
+	int state = PTHREAD_CREATE_DETACHED, ret;
 	pthread_t thread;
 
-	if (!notice)
-		return;
-	notice->function = sev->sigev_notify_function;
-	notice->value = sev->sigev_value;
 	if (!attr) {
 		pthread_attr_init(&own);
 		pthread_attr_setdetachstate(&own, PTHREAD_CREATE_DETACHED);
 		attr = &own;
 	}
 	pthread_attr_getdetachstate(attr, &state);
-	if (pthread_create(&thread, attr, notice_thread, notice) != 0)
+	while ((ret = pthread_create(&thread, attr, notice_thread, notice)) == EAGAIN)
+		nanosleep(&pause, NULL);
+	if (ret)
 		free(notice);
 	else if (state != PTHREAD_CREATE_DETACHED)
 		pthread_detach(thread);
@@ -97,7 +120,8 @@ static void run_thread(const struct sigevent *sev)
 		pthread_attr_destroy(&own);
 }
 
-void sigevent_notify(const struct sigevent *sev)
+/* Takes the notice notice_prepare() made for sev. */
+void sigevent_notify(const struct sigevent *sev, struct thread_notice *notice)
 {
 	switch (sev->sigev_notify) {
 	case SIGEV_SIGNAL:
@@ -106,7 +130,7 @@ void sigevent_notify(const struct sigevent *sev)
 			queue_signal(sev);
 		break;
 	case SIGEV_THREAD:
-		run_thread(sev);
+		run_thread(sev, notice);
 		break;
 	default:
 		break;
