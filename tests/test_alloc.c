@@ -806,7 +806,7 @@ int main(int argc, char **argv)
 	if (UNDER_ASAN) {
 		printf("SKIP: alloc: failing allocations takes the program's own malloc, "
 		       "which AddressSanitizer owns\n");
-		return 0;
+		return EXIT_SKIP;
 	}
 	return run_suite(alloc_suite(), "alloc");
 }
