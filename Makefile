@@ -45,7 +45,7 @@ TESTS := $(TEST_SRCS:.c=)
 # the reference whose results they assert. Not those of the library's own
 # rules (honest fsync, single issuer) or of the POSIX face.
 LIBRARY_ONLY_TESTS := tests/test_durability tests/test_fsync_order tests/test_single_issuer \
-	tests/test_posix tests/test_unload
+	tests/test_posix tests/test_unload tests/test_alloc
 LIBAIO_TESTS := $(patsubst tests/%,tests/libaio/%,$(filter-out $(LIBRARY_ONLY_TESTS),$(TESTS)))
 EXAMPLE_SRCS := $(wildcard examples/*.c)
 EXAMPLES := $(EXAMPLE_SRCS:.c=)
