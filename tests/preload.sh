@@ -148,7 +148,7 @@ raw_syscall_checks() {
 		return
 	fi
 	pass "raw system calls on libaio itself"
-	for b in $(backends); do
+	for b in $backends; do
 		raw_same "raw system calls on the handle, preloaded, $b" \
 			"$run" --lib "$lib" --backend="$b" "./$raw" /dev/shm
 		raw_same "raw system calls on the handle, linked with -laio-compat, $b" \
