@@ -51,9 +51,14 @@ fail() {
 	echo "FAIL: $*"
 }
 
+# skip PART WHAT: WHAT cannot run here for want of PART (tests/skip.sh:
+# a failure where AIO_COMPAT_REQUIRE lists PART; "-" names no part).
 skip() {
-	skipped=$((skipped + 1))
-	echo "SKIP: $*"
+	if sh tests/skip.sh "$1" "$2"; then
+		skipped=$((skipped + 1))
+	else
+		failed=$((failed + 1))
+	fi
 }
 
 # image VAR DIR: a new raw image of $size in DIR, named in VAR, removed at exit.
@@ -205,7 +210,7 @@ dir_checks() {
 	fi
 	cache=$(direct_cache_mode "$img")
 	if [ -z "$cache" ]; then
-		skip "$dir: QEMU's aio=native needs O_DIRECT, which $dir refuses on this kernel"
+		skip - "$dir: QEMU's aio=native needs O_DIRECT, which $dir refuses on this kernel"
 		return
 	fi
 	echo "# $dir: raw images of $size, cache mode $cache, aio=native"
@@ -282,7 +287,7 @@ in_use_checks() {
 		[ "$r" = libaio ] || binding_check "$r" "$img"
 	done
 	if ! command -v strace >/dev/null; then
-		skip "qemu-img under strace: strace is not installed"
+		skip strace "qemu-img under strace: strace is not installed"
 		return
 	fi
 	for r in $runners; do
@@ -298,10 +303,10 @@ sanitized() {
 }
 
 if ! command -v qemu-io >/dev/null || ! command -v qemu-img >/dev/null; then
-	skip "QEMU checks: qemu-io and qemu-img are not installed (qemu-utils; make deps)"
+	skip qemu "QEMU checks: qemu-io and qemu-img are not installed (qemu-utils; make deps)"
 elif ! ldd "$(command -v qemu-io)" | grep -q 'libaio\.so\.1' ||
 	! ldd "$(command -v qemu-img)" | grep -q 'libaio\.so\.1'; then
-	skip "QEMU checks: qemu-io or qemu-img is not linked to libaio.so.1"
+	skip qemu "QEMU checks: qemu-io or qemu-img is not linked to libaio.so.1"
 elif [ ! -r "$lib" ]; then
 	fail "library $lib: not built"
 else
@@ -315,7 +320,7 @@ else
 	if uring_allowed; then
 		runners="$runners uring"
 	else
-		skip "uring backend: kernel.io_uring_disabled is set"
+		skip uring "uring backend: kernel.io_uring_disabled is set"
 	fi
 	for dir in /var/tmp /dev/shm; do
 		dir_checks "$dir"
