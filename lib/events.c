@@ -231,19 +231,36 @@ long take_events(struct aio_ctx *ctx, struct io_event *out, long nr)
 	return avail;
 }
 
-void deadline_from(struct timespec *deadline, const struct timespec *rel)
+#define NSEC_PER_SEC 1000000000L
+#define KTIME_SEC_MAX (INT64_MAX / NSEC_PER_SEC)
+
+/*
+ * A timeout as the kernel reads it (timespec64_to_ktime, then a relative
+ * hrtimer), with no -EINVAL for any value: seconds from KTIME_SEC_MAX on
+ * mean no limit; otherwise sec * 1e9 + nsec nanoseconds, in wrapping 64-bit
+ * arithmetic. A sum of 0 looks once without waiting; a negative one never
+ * expires (ktime_add_safe saturates it), nor does one past the clock's
+ * range. False when there is no limit, else the deadline on the monotonic
+ * clock.
+ */
+bool deadline_from(struct timespec *deadline, const struct timespec *rel)
 {
-	clock_gettime(CLOCK_MONOTONIC, deadline);
-	deadline->tv_sec += rel->tv_sec;
-	deadline->tv_nsec += rel->tv_nsec;
-	while (deadline->tv_nsec >= 1000000000L) {
-		deadline->tv_nsec -= 1000000000L;
-		deadline->tv_sec++;
-	}
-	while (deadline->tv_nsec < 0) {
-		deadline->tv_nsec += 1000000000L;
-		deadline->tv_sec--;
-	}
+	struct timespec now;
+	int64_t ns, now_ns;
+
+	if (rel->tv_sec >= KTIME_SEC_MAX)
+		return false;
+	ns = (int64_t)((uint64_t)rel->tv_sec * NSEC_PER_SEC + (uint64_t)rel->tv_nsec);
+	if (ns < 0)
+		return false;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	now_ns = (int64_t)now.tv_sec * NSEC_PER_SEC + now.tv_nsec;
+	if (ns > INT64_MAX - now_ns)
+		return false;
+	ns += now_ns;
+	deadline->tv_sec = ns / NSEC_PER_SEC;
+	deadline->tv_nsec = ns % NSEC_PER_SEC;
+	return true;
 }
 
 static bool time_left(const struct timespec *deadline, struct timespec *left)
@@ -254,7 +271,7 @@ static bool time_left(const struct timespec *deadline, struct timespec *left)
 	left->tv_sec = deadline->tv_sec - now.tv_sec;
 	left->tv_nsec = deadline->tv_nsec - now.tv_nsec;
 	if (left->tv_nsec < 0) {
-		left->tv_nsec += 1000000000L;
+		left->tv_nsec += NSEC_PER_SEC;
 		left->tv_sec--;
 	}
 	return left->tv_sec > 0 || (left->tv_sec == 0 && left->tv_nsec > 0);
@@ -357,9 +374,9 @@ static bool enough(struct aio_ctx *ctx, long got, long min_nr, bool patient)
 }
 
 static long getevents(struct aio_ctx *ctx, long min_nr, long nr, struct io_event *events,
-		      const struct timespec *deadline, const sigset_t *sigmask)
+		      bool timed, const struct timespec *deadline, const sigset_t *sigmask)
 {
-	bool patient = !min_nr && nr && deadline && ctx->engine->kind == AIO_COMPAT_URING;
+	bool patient = !min_nr && nr && timed && ctx->engine->kind == AIO_COMPAT_URING;
 	long got = 0, n;
 	int err = 0;
 
@@ -404,9 +421,10 @@ int aio_getevents(io_context_t handle, long min_nr, long nr, struct io_event *ev
 	if (unlikely(!ctx))
 		return -EINVAL;
 	if (likely(min_nr >= 0 && min_nr <= nr)) {
-		if (timeout)
-			deadline_from(&deadline, timeout);
-		ret = getevents(ctx, min_nr, nr, events, timeout ? &deadline : NULL, sigmask);
+		bool limited = timeout && deadline_from(&deadline, timeout);
+
+		ret = getevents(ctx, min_nr, nr, events, timeout != NULL,
+				limited ? &deadline : NULL, sigmask);
 	}
 	ctx_put(ctx);
 	return (int)ret;

@@ -309,7 +309,7 @@ int wait_for_events(struct aio_ctx *ctx, const struct timespec *deadline, const 
 		    bool reaper);
 void ctx_unlock(struct aio_ctx *ctx);
 bool deadline_passed(const struct timespec *deadline);
-void deadline_from(struct timespec *deadline, const struct timespec *rel);
+bool deadline_from(struct timespec *deadline, const struct timespec *rel);
 void wake_sleepers(struct aio_ctx *ctx);
 void eventfd_post(int fd);
 void reapers_recheck(struct aio_ctx *ctx);

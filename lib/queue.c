@@ -114,6 +114,7 @@ AIO_EXPORT int io_queue_wait(io_context_t handle, struct timespec *timeout)
 {
 	struct timespec deadline;
 	struct aio_ctx *ctx;
+	bool limited;
 	int ret;
 
 	if (timeout && bad_user_ptr(timeout, sizeof(*timeout)))
@@ -121,9 +122,8 @@ AIO_EXPORT int io_queue_wait(io_context_t handle, struct timespec *timeout)
 	ctx = ctx_get(handle);
 	if (!ctx)
 		return -EINVAL;
-	if (timeout)
-		deadline_from(&deadline, timeout);
-	ret = queue_wait(ctx, timeout ? &deadline : NULL);
+	limited = timeout && deadline_from(&deadline, timeout);
+	ret = queue_wait(ctx, limited ? &deadline : NULL);
 	ctx_put(ctx);
 	return ret;
 }

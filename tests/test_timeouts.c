@@ -3,6 +3,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -607,6 +609,77 @@ START_TEST(test_queue_wait_signal)
 }
 END_TEST
 
+/*
+ * The edges of a timeout. The kernel takes any timespec (no -EINVAL) and
+ * reads it as sec * 1e9 + nsec nanoseconds in wrapping 64-bit arithmetic,
+ * seconds from KTIME_SEC_MAX on as no limit; a negative sum never expires.
+ * Measured on the kernel: { LONG_MIN, 0 } (a sum of 0) returns at once,
+ * the others wait (a second for { 0, 1000000000 }).
+ */
+static const struct timespec edges[] = {
+	{ 0, LONG_MAX },	 { 0, -1 }, { LONG_MIN, 0 },
+	{ LONG_MAX, 999999999 }, { -1, 0 }, { 0, 1000000000 },
+};
+
+/*
+ * What the kernel's io_getevents does with a timeout while a poll is in
+ * flight and SIGUSR1 comes every 50 ms: 0 if it returned at once, -EINTR
+ * if it was waiting.
+ */
+static int kernel_wait(const struct timespec *ts)
+{
+	unsigned long id = 0;
+	struct iocb cb, *cbp = &cb;
+	struct io_event ev;
+	struct sender s;
+	int fds[2], ret;
+
+	ck_assert_int_eq(pipe(fds), 0);
+	ck_assert_int_eq(syscall(SYS_io_setup, 4, &id), 0);
+	io_prep_poll(&cb, fds[0], POLLIN);
+	ck_assert_int_eq(syscall(SYS_io_submit, id, 1, &cbp), 1);
+	start_sender(&s, SIGUSR1, 50);
+	ret = (int)syscall(SYS_io_getevents, id, 1, 1, &ev, ts);
+	if (ret < 0)
+		ret = -errno;
+	stop_sender(&s);
+	ck_assert_int_eq(syscall(SYS_io_destroy, id), 0);
+	close(fds[0]);
+	close(fds[1]);
+	return ret;
+}
+
+/* The library's io_getevents, then its io_queue_wait, the same way. */
+START_TEST(test_timeout_edges)
+{
+	struct timespec ts = edges[_i];
+	io_context_t ctx = new_ctx(4);
+	struct pending_poll pp;
+	struct io_event ev;
+	struct sender s;
+	int expected, ret;
+
+	catch_signal(SIGUSR1, 0);
+	expected = kernel_wait(&ts);
+	ck_assert(expected == 0 || expected == -EINTR);
+	submit_poll(ctx, &pp);
+	start_sender(&s, SIGUSR1, 50);
+	ret = io_getevents(ctx, 1, 1, &ev, &ts);
+	stop_sender(&s);
+	ck_assert_msg(ret == expected, "io_getevents with { %ld, %ld }: %d, the kernel's %d",
+		      (long)ts.tv_sec, ts.tv_nsec, ret, expected);
+	if (aio_compat_queue_run) {
+		start_sender(&s, SIGUSR1, 50);
+		ret = io_queue_wait(ctx, &ts);
+		stop_sender(&s);
+		ck_assert_msg(ret == expected, "io_queue_wait with { %ld, %ld }: %d, expected %d",
+			      (long)ts.tv_sec, ts.tv_nsec, ret, expected);
+	}
+	finish_poll(ctx, &pp);
+	ck_assert_int_eq(io_destroy(ctx), 0);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("timeouts");
@@ -629,6 +702,7 @@ int main(void)
 	tcase_add_test(signals, test_pgetevents_mask_blocks_signal);
 	tcase_add_test(signals, test_pgetevents_mask_opens_signal);
 	tcase_add_test(signals, test_queue_wait_signal);
+	tcase_add_loop_test(signals, test_timeout_edges, 0, sizeof(edges) / sizeof(edges[0]));
 	suite_add_tcase(s, signals);
 
 	return run_suite(s, "timeouts");
