@@ -190,8 +190,12 @@ static bool cancel_polls(struct aio_ctx *ctx)
 	for (unsigned i = 0; i < ctx->max_outstanding; i++) {
 		struct req *req = &ctx->reqs[i];
 
-		if (req->obj && req_opcode(req) == IO_CMD_POLL)
-			failed |= ctx->engine->cancel(ctx, req) != -EINPROGRESS;
+		if (!req->obj || req_opcode(req) != IO_CMD_POLL || req->cancelled)
+			continue;
+		if (ctx->engine->cancel(ctx, req) == -EINPROGRESS)
+			req->cancelled = true;
+		else
+			failed = true;
 	}
 	return failed;
 }

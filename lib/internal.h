@@ -118,10 +118,11 @@ struct req {
 	int resfd;		 /* the library's hold of the caller's eventfd, or -1 */
 	int efd_slot;		 /* and its slot in ctx->efds */
 	uint32_t epoch;		 /* writes: the epoch of their fd they joined */
+	uint32_t poll_seq;	 /* polls: the order they were submitted in */
 	bool held;		 /* a sync waiting for earlier writes */
 	bool owns_fd;		 /* kiocb.aio_fildes is the library's own duplicate */
 	bool tracked;		 /* a poll, an eventfd or an ordered write: counted */
-	bool cancelled;		 /* uring: a poll whose removal the kernel has */
+	bool cancelled;		 /* polls: io_cancel or io_destroy asked its removal */
 };
 
 static inline int req_fd(const struct req *req)
@@ -218,6 +219,7 @@ struct aio_ctx {
 	unsigned max_outstanding; /* in flight plus unreaped, at most */
 	unsigned live;		  /* requests taken from reqs[] */
 	unsigned polls;		  /* of which polls */
+	uint32_t poll_seq;	  /* the next poll's */
 	struct req *reqs;
 	struct req *free_reqs;
 	const struct engine *engine;

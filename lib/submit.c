@@ -211,8 +211,11 @@ static void accepted(struct aio_ctx *ctx, struct req *req)
 		req->obj->key = 0;
 	if (likely(!req->tracked))
 		return;
-	if (req_opcode(req) == IO_CMD_POLL)
+	if (req_opcode(req) == IO_CMD_POLL) {
 		ctx->polls++;
+		req->poll_seq = ctx->poll_seq++;
+		req->cancelled = false;
+	}
 	if (req->resfd >= 0)
 		helper_need(ctx);
 	if (ctx->fsync_order && opcode_is_write(req_opcode(req)))
@@ -394,17 +397,32 @@ void issue_now(struct aio_ctx *ctx, struct req *req)
 		ring_post(ctx, req, took < 0 ? took : -EAGAIN, 0);
 }
 
-static struct req *find_in_flight(struct aio_ctx *ctx, const struct iocb *iocb)
+/*
+ * The kernel's io_cancel takes the first request on the context's list of
+ * cancellable ones whose iocb is this one, and takes it off the list: the
+ * same iocb submitted as a poll twice is cancelled once per call, the
+ * first submitted first.
+ */
+static struct req *first_live_poll(struct aio_ctx *ctx, const struct iocb *iocb)
 {
-	for (unsigned i = 0; i < ctx->max_outstanding; i++)
-		if (ctx->reqs[i].obj == iocb)
-			return &ctx->reqs[i];
-	return NULL;
+	struct req *first = NULL;
+
+	for (unsigned i = 0; i < ctx->max_outstanding; i++) {
+		struct req *req = &ctx->reqs[i];
+
+		if (req->obj != iocb || req_opcode(req) != IO_CMD_POLL || req->cancelled)
+			continue;
+		if (!first || (int32_t)(req->poll_seq - first->poll_seq) < 0)
+			first = req;
+	}
+	return first;
 }
 
 /*
  * As on the kernel's native AIO, only a poll can be cancelled: its event
- * still arrives, with the events seen so far (none).
+ * still arrives, with the events seen so far (none). One that completed
+ * meanwhile (native AIO refuses it) is off the kernel's list: the next is
+ * the kernel's choice.
  */
 AIO_EXPORT int io_cancel(io_context_t handle, struct iocb *iocb, struct io_event *result)
 {
@@ -426,9 +444,11 @@ AIO_EXPORT int io_cancel(io_context_t handle, struct iocb *iocb, struct io_event
 	}
 	pthread_mutex_lock(&ctx->lock);
 	publish(ctx);
-	req = find_in_flight(ctx, iocb);
-	if (req && !req->held && req_opcode(req) == IO_CMD_POLL)
+	/* A removal the kernel refused leaves the poll to io_destroy. */
+	while (ret == -EINVAL && (req = first_live_poll(ctx, iocb))) {
 		ret = ctx->engine->cancel(ctx, req);
+		req->cancelled = ret == -EINPROGRESS || ret == -EINVAL;
+	}
 	ctx_unlock(ctx);
 	ctx_put(ctx);
 	return ret;

@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <stdbool.h>
+#include <sys/syscall.h>
 
 static io_context_t ctx;
 static int pfd[2]; /* a pipe nobody writes to */
@@ -307,6 +309,110 @@ START_TEST(destroy_when_removal_is_refused)
 }
 END_TEST
 
+/* The same calls on the kernel's own AIO context, or on the library's. */
+struct side {
+	bool kernel;
+	unsigned long id;
+	io_context_t ctx;
+};
+
+static int side_submit(struct side *s, struct iocb *cb)
+{
+	if (!s->kernel)
+		return submit_one(s->ctx, cb);
+	return syscall(SYS_io_submit, s->id, 1L, &cb) < 0 ? -errno : 1;
+}
+
+static int side_cancel(struct side *s, struct iocb *cb)
+{
+	struct io_event result;
+
+	if (!s->kernel)
+		return io_cancel(s->ctx, cb, &result);
+	return syscall(SYS_io_cancel, s->id, cb, &result) < 0 ? -errno : 0;
+}
+
+/* Up to max events, waiting at most ms for the first. */
+static int side_reap(struct side *s, struct io_event *ev, int max, long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
+
+	if (!s->kernel)
+		return io_getevents(s->ctx, 1, max, ev, &ts);
+	return (int)syscall(SYS_io_getevents, s->id, 1L, (long)max, ev, &ts);
+}
+
+/* Appends the events reaped within ms, in the order of their data. */
+static void note_events(struct side *s, long ms, char *out, size_t len)
+{
+	struct io_event ev[4];
+	int n = side_reap(s, ev, 4, ms);
+
+	ck_assert_int_ge(n, 0);
+	if (n == 2 && ev[0].data > ev[1].data) {
+		struct io_event t = ev[0];
+
+		ev[0] = ev[1];
+		ev[1] = t;
+	}
+	for (int i = 0; i < n; i++)
+		snprintf(out + strlen(out), len - strlen(out), " event %lu:%ld",
+			 (unsigned long)ev[i].data, (long)ev[i].res);
+}
+
+/*
+ * One poll iocb submitted twice (data 1, then 2) and cancelled three
+ * times, its events reaped after each io_cancel or only after the last;
+ * then its pipe is made ready, and any poll still live would fire.
+ */
+static void cancel_twice_submitted(struct side *s, bool reap_each, char *out, size_t len)
+{
+	int fds[2];
+	struct iocb cb;
+
+	*out = 0;
+	ck_assert_int_eq(pipe(fds), 0);
+	if (s->kernel)
+		ck_assert_int_eq(syscall(SYS_io_setup, 16, &s->id), 0);
+	else
+		ck_assert_int_eq(io_setup(16, &s->ctx), 0);
+	io_prep_poll(&cb, fds[0], POLLIN);
+	cb.data = (void *)1;
+	ck_assert_int_eq(side_submit(s, &cb), 1);
+	cb.data = (void *)2;
+	ck_assert_int_eq(side_submit(s, &cb), 1);
+	for (int i = 0; i < 3; i++) {
+		snprintf(out + strlen(out), len - strlen(out), " cancel %d", side_cancel(s, &cb));
+		if (reap_each)
+			note_events(s, 200, out, len);
+	}
+	note_events(s, 200, out, len);
+	ck_assert_int_eq(write(fds[1], "x", 1), 1);
+	snprintf(out + strlen(out), len - strlen(out), " | ready:");
+	note_events(s, 100, out, len);
+	if (s->kernel)
+		ck_assert_int_eq(syscall(SYS_io_destroy, s->id), 0);
+	else
+		ck_assert_int_eq(io_destroy(s->ctx), 0);
+	close(fds[0]);
+	close(fds[1]);
+}
+
+/*
+ * The kernel cancels the iocb's live polls one per io_cancel, the first
+ * submitted first, each completing with res 0; then -EINVAL.
+ */
+START_TEST(cancel_iocb_submitted_twice)
+{
+	struct side kernel = { .kernel = true }, lib = { .kernel = false };
+	char expected[256], got[256];
+
+	cancel_twice_submitted(&kernel, _i, expected, sizeof(expected));
+	cancel_twice_submitted(&lib, _i, got, sizeof(got));
+	ck_assert_str_eq(got, expected);
+}
+END_TEST
+
 static Suite *cancel_suite(void)
 {
 	Suite *s = suite_create("cancel");
@@ -324,6 +430,7 @@ static Suite *cancel_suite(void)
 	tcase_add_test(poll_tc, cancel_in_other_context);
 	tcase_add_test(poll_tc, cancel_needs_key_zero);
 	tcase_add_test(poll_tc, cancel_poll_with_no_events);
+	tcase_add_loop_test(poll_tc, cancel_iocb_submitted_twice, 0, 2);
 	tcase_add_test(other, cancel_read_is_refused);
 	tcase_add_test(other, cancel_write_and_fsync_are_refused);
 	tcase_add_test(other, cancel_after_completion);
