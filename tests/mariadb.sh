@@ -20,8 +20,7 @@
 #
 # Skipped, with a SKIP line, where mariadbd is not installed (make deps
 # installs mariadb-server). Prints one line per check and ends with
-# "N passed, N failed" (", N skipped" when something was); exits non-zero
-# when a check failed. Each server lives at most $mariadb_limit seconds.
+# "N passed, N failed, N skipped"; exits non-zero when a check failed. Each server lives at most $mariadb_limit seconds.
 #
 #   AIO_COMPAT_LIB   the library to preload (default: lib/libaio-compat.so.1)
 #   KEEP=1           keeps the datadirs and logs (the first note names them)
@@ -29,13 +28,9 @@
 cd "$(dirname "$0")/.." || exit 1
 . tools/mariadb-server.sh
 
-lib=${AIO_COMPAT_LIB:-$(pwd)/lib/libaio-compat.so.1}
-run=tools/aio-compat-run
+. tests/checks.sh
 rows=100000	# about 30 MB of rows and index: nearly four buffer pools
 mariadb_limit=300
-passed=0
-failed=0
-skipped=0
 tmp=
 
 cleanup() {
@@ -45,33 +40,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-pass() {
-	passed=$((passed + 1))
-	echo "ok: $*"
-}
 
-fail() {
-	failed=$((failed + 1))
-	echo "FAIL: $*"
-}
 
-# skip PART WHAT: WHAT cannot run here for want of PART (tests/skip.sh:
-# a failure where AIO_COMPAT_REQUIRE lists PART; "-" names no part).
-skip() {
-	if sh tests/skip.sh "$1" "$2"; then
-		skipped=$((skipped + 1))
-	else
-		failed=$((failed + 1))
-	fi
-}
 
-summary() {
-	if [ "$skipped" = 0 ]; then
-		echo "$passed passed, $failed failed"
-	else
-		echo "$passed passed, $failed failed, $skipped skipped"
-	fi
-}
 
 # show FILE: the last lines of a log, indented, after a failure.
 show() {
@@ -330,4 +301,3 @@ main() {
 
 main
 summary
-[ "$failed" = 0 ]

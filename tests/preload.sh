@@ -14,13 +14,9 @@
 
 cd "$(dirname "$0")/.." || exit 1
 
-lib=${AIO_COMPAT_LIB:-$(pwd)/lib/libaio-compat.so.1}
-run=tools/aio-compat-run
+. tests/checks.sh
 client=tests/preload-client
 limit=60	# seconds for one fio run; a few suffice, a hang is a failure
-passed=0
-failed=0
-skipped=0
 tmp=$(mktemp -d /tmp/aio-compat-preload.XXXXXX) || exit 1
 files=
 
@@ -32,24 +28,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-pass() {
-	passed=$((passed + 1))
-	echo "ok: $*"
-}
 
-fail() {
-	failed=$((failed + 1))
-	echo "FAIL: $*"
-}
 
-# skip PART WHAT: WHAT cannot run here for want of PART (tests/skip.sh).
-skip() {
-	if sh tests/skip.sh "$1" "$2"; then
-		skipped=$((skipped + 1))
-	else
-		failed=$((failed + 1))
-	fi
-}
 
 # A check passes when the command exits 0; its output is shown on failure.
 expect_ok() {
@@ -323,5 +303,4 @@ else
 	raw_syscall_checks
 	fio_checks
 fi
-echo "$passed passed, $failed failed, $skipped skipped"
-[ "$failed" = 0 ]
+summary

@@ -23,13 +23,9 @@
 
 cd "$(dirname "$0")/.." || exit 1
 
-lib=${AIO_COMPAT_LIB:-$(pwd)/lib/libaio-compat.so.1}
-run=tools/aio-compat-run
+. tests/checks.sh
 limit=60	# seconds for one QEMU command; a few suffice, a hang is a failure
 size=64M
-passed=0
-failed=0
-skipped=0
 tmp=$(mktemp -d /tmp/aio-compat-qemu.XXXXXX) || exit 1
 files=
 
@@ -41,25 +37,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-pass() {
-	passed=$((passed + 1))
-	echo "ok: $*"
-}
 
-fail() {
-	failed=$((failed + 1))
-	echo "FAIL: $*"
-}
 
-# skip PART WHAT: WHAT cannot run here for want of PART (tests/skip.sh:
-# a failure where AIO_COMPAT_REQUIRE lists PART; "-" names no part).
-skip() {
-	if sh tests/skip.sh "$1" "$2"; then
-		skipped=$((skipped + 1))
-	else
-		failed=$((failed + 1))
-	fi
-}
 
 # image VAR DIR: a new raw image of $size in DIR, named in VAR, removed at exit.
 image() {
@@ -327,5 +306,4 @@ else
 	done
 	in_use_checks
 fi
-echo "$passed passed, $failed failed, $skipped skipped"
-[ "$failed" = 0 ]
+summary
