@@ -8,7 +8,6 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -79,8 +78,6 @@ static void ctx_free(struct aio_ctx *ctx)
 {
 	if (ctx->priv)
 		ctx->engine->teardown(ctx);
-	if (ctx->judge)
-		syscall(__NR_io_destroy, ctx->judge);
 	if (ctx->ring)
 		munmap(ctx->ring, ctx->ring_bytes);
 	close(ctx->wake_fd);
@@ -89,6 +86,7 @@ static void ctx_free(struct aio_ctx *ctx)
 	pthread_cond_destroy(&ctx->helper_cond);
 	pthread_mutex_destroy(&ctx->lock);
 	free(ctx->reqs);
+	free(ctx->fd_judged);
 	free(ctx);
 }
 

@@ -224,7 +224,8 @@ struct aio_ctx {
 	struct req *free_reqs;
 	const struct engine *engine;
 	void *priv;	      /* the backend's own state */
-	unsigned long judge;  /* a native context that names refusals on uring */
+	uint8_t *fd_judged;   /* uring: what native AIO took on each fd (judge.c) */
+	unsigned nr_fd_judged;
 	pthread_mutex_t lock; /* everything below, and the engine */
 	int wake_fd;	      /* eventfd that wakes reapers */
 	unsigned reapers;     /* threads waiting in io_getevents, io_queue_wait */
@@ -328,7 +329,36 @@ void valgrind_read_done(const struct req *req, long res);
 
 /* submit.c */
 void issue_now(struct aio_ctx *ctx, struct req *req);
-int kernel_refusal(struct aio_ctx *ctx, const struct iocb *io, int ours);
+
+/* judge.c: on io_uring, what native AIO would refuse at submission. */
+int kernel_refusal(const struct iocb *io, int ours);
+unsigned rw_flags_unknown(unsigned flags, int fd);
+int fd_judge(struct aio_ctx *ctx, const struct iocb *io);
+void fd_event(struct aio_ctx *ctx, int fd, long res);
+
+/* Kinds of request, by what native AIO checks of their file. */
+#define FD_TAKES_READS 1
+#define FD_TAKES_WRITES 2
+#define FD_TAKES_SYNCS_POLLS 4 /* the fd is found: not closed, not O_PATH */
+
+static inline uint8_t fd_request_kind(int opcode)
+{
+	switch (opcode) {
+	case IO_CMD_PREAD:
+	case IO_CMD_PREADV:
+		return FD_TAKES_READS;
+	case IO_CMD_PWRITE:
+	case IO_CMD_PWRITEV:
+		return FD_TAKES_WRITES;
+	}
+	return FD_TAKES_SYNCS_POLLS;
+}
+
+/* Whether fd was seen to take this kind of request on the context. */
+static inline bool fd_judged(const struct aio_ctx *ctx, int fd, int opcode)
+{
+	return (unsigned)fd < ctx->nr_fd_judged && ctx->fd_judged[fd] & fd_request_kind(opcode);
+}
 
 /* A request slot; the submission checked there is one (max_outstanding). */
 static inline struct req *req_alloc(struct aio_ctx *ctx)

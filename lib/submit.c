@@ -6,11 +6,9 @@
  * in batches, except syncs that the honest-fsync rule holds back.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <linux/fs.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -18,8 +16,12 @@
 
 #define SUBMIT_BATCH 64
 
-/* The RWF_* bits this library passes on; the kernel judges each. */
-#define RWF_KNOWN 0xffu
+#ifndef RWF_NOAPPEND
+#define RWF_NOAPPEND 0x00000020
+#endif
+#ifndef RWF_ATOMIC
+#define RWF_ATOMIC 0x00000040
+#endif
 #define IOPRIO_CLASS_NONE 0
 #define IOPRIO_CLASS_IDLE 3
 
@@ -72,14 +74,32 @@ static int check_ioprio(const struct iocb *io)
 	return 0;
 }
 
+/*
+ * kiocb_set_rw_flags()'s checks that do not depend on the file: bits the
+ * running kernel does not know (learned through the ring's fd, which any
+ * open file would serve), then the pairs it refuses.
+ */
+static int check_rw_flags(struct aio_ctx *ctx, const struct iocb *io)
+{
+	unsigned flags = (unsigned)io->aio_rw_flags;
+
+	if (rw_flags_unknown(flags, ctx->engine->wait_fd(ctx)))
+		return -EOPNOTSUPP;
+	if (flags & RWF_APPEND && flags & RWF_NOAPPEND)
+		return -EINVAL;
+	if (flags & RWF_ATOMIC && !opcode_is_write(io->aio_lio_opcode))
+		return -EOPNOTSUPP;
+	return 0;
+}
+
 /* aio_prep_rw(), the import of the buffer and rw_verify_area(), in order. */
-static int check_rw(const struct iocb *io, bool vectored)
+static int check_rw(struct aio_ctx *ctx, const struct iocb *io, bool vectored)
 {
 	size_t len = io->u.c.nbytes;
 	int ret = check_ioprio(io);
 
-	if (!ret && io->aio_rw_flags & ~RWF_KNOWN)
-		ret = -EOPNOTSUPP;
+	if (!ret && unlikely(io->aio_rw_flags))
+		ret = check_rw_flags(ctx, io);
 	if (len > MAX_RW_COUNT)
 		len = MAX_RW_COUNT;
 	if (!ret && vectored)
@@ -113,17 +133,17 @@ static int check_sync(const struct iocb *io)
  * What io_uring would learn only at completion but the native kernel
  * refuses at submission, as far as it can be decided without a system call.
  */
-static int check_for_uring(const struct iocb *io)
+static int check_for_uring(struct aio_ctx *ctx, const struct iocb *io)
 {
 	uint64_t buf = (uintptr_t)io->u.c.buf;
 
 	switch (io->aio_lio_opcode) {
 	case IO_CMD_PREAD:
 	case IO_CMD_PWRITE:
-		return check_rw(io, false);
+		return check_rw(ctx, io, false);
 	case IO_CMD_PREADV:
 	case IO_CMD_PWRITEV:
-		return check_rw(io, true);
+		return check_rw(ctx, io, true);
 	case IO_CMD_FSYNC:
 	case IO_CMD_FDSYNC:
 		return check_sync(io);
@@ -133,31 +153,6 @@ static int check_for_uring(const struct iocb *io)
 		return 0;
 	}
 	return -EINVAL;
-}
-
-/*
- * Which error names a refused iocb can hang on the open file: its mode,
- * whether it takes RWF_NOWAIT, whether it can be read at all. So the
- * native kernel is asked, through a context of its own made at the first
- * refusal, with a copy of the iocb whose offset of -1 fails the kernel's
- * last check: the copy is refused, never run. Only where native AIO is
- * missing does the library's own answer stand, a closed fd named first.
- */
-int kernel_refusal(struct aio_ctx *ctx, const struct iocb *io, int ours)
-{
-	struct iocb copy = *io, *one = &copy;
-	struct io_event ev;
-
-	if (!ctx->judge && syscall(__NR_io_setup, 1, &ctx->judge) < 0) {
-		ctx->judge = 0;
-		return fcntl(io->aio_fildes, F_GETFD) < 0 ? -EBADF : ours;
-	}
-	copy.u.c.offset = -1;
-	if (syscall(__NR_io_submit, ctx->judge, 1L, &one) < 0)
-		return -errno;
-	/* A file that takes negative offsets ran it: ours is all there is. */
-	syscall(__NR_io_getevents, ctx->judge, 1L, 1L, &ev, NULL);
-	return ours;
 }
 
 /* io_submit_one()'s checks, in its order. */
@@ -182,12 +177,15 @@ static int check_iocb(struct aio_ctx *ctx, struct submit_state *st, const struct
 	}
 	if (ctx->engine->kind != AIO_COMPAT_URING)
 		return 0;
-	ret = check_for_uring(io);
-	if (likely(!ret))
-		return 0;
-	if (st->efd >= 0)
+	ret = check_for_uring(ctx, io);
+	if (unlikely(ret))
+		ret = kernel_refusal(io, ret);
+	/* What only the file can tell: native AIO judges each fd once. */
+	else if (unlikely(!fd_judged(ctx, io->aio_fildes, io->aio_lio_opcode)))
+		ret = fd_judge(ctx, io);
+	if (unlikely(ret) && st->efd >= 0)
 		eventfd_put(ctx, st->efd);
-	return kernel_refusal(ctx, io, ret);
+	return ret;
 }
 
 /*

@@ -589,14 +589,14 @@ static long poll_result(const struct req *req, int res)
  * io_uring looks at the fd's mode before the flags and the priority,
  * native AIO after: where both are wrong, the flags' error is native's.
  */
-static long rw_result(struct aio_ctx *ctx, const struct req *req, int res)
+static long rw_result(const struct req *req, int res)
 {
 	const struct iocb *io = &req->kiocb;
 	int native;
 
 	if (likely(res != -EBADF) || !(io->aio_rw_flags || io->u.c.flags & IOCB_FLAG_IOPRIO))
 		return res;
-	native = kernel_refusal(ctx, io, res);
+	native = kernel_refusal(io, res);
 	return native == -EOPNOTSUPP || native == -EPERM ? native : res;
 }
 
@@ -620,12 +620,14 @@ static int uring_reap(struct aio_ctx *ctx, struct completion *out, int max)
 		seen++;
 		if (!req)
 			continue;
+		if (unlikely(cqe->res < 0))
+			fd_event(ctx, req_fd(req), cqe->res);
 		out[n].req = req;
 		out[n].res2 = 0;
 		if (req_opcode(req) == IO_CMD_POLL)
 			out[n].res = poll_result(req, cqe->res);
 		else
-			out[n].res = rw_result(ctx, req, cqe->res);
+			out[n].res = rw_result(req, cqe->res);
 		if (unlikely(under_valgrind))
 			valgrind_read_done(req, out[n].res);
 		n++;

@@ -7,15 +7,26 @@
 #include <linux/fs.h>
 #include <linux/ioprio.h>
 #include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #define IOCB_FLAG_IOPRIO (1 << 1)
 #define BLOCK 4096
+
+/* Newer than some <linux/fs.h>; the kernel that runs the tests judges them. */
+#ifndef RWF_ATOMIC
+#define RWF_ATOMIC 0x00000040
+#endif
+#ifndef RWF_NOSIGNAL
+#define RWF_NOSIGNAL 0x00000100
+#endif
 
 static io_context_t ctx;
 
@@ -508,6 +519,183 @@ START_TEST(ioprio_flag)
 }
 END_TEST
 
+/* What native AIO makes of cb on a context of its own: the refusal, or the event's res. */
+static void kernel_answers(const struct iocb *cb, int *ret, long *res)
+{
+	unsigned long kctx = 0;
+	struct iocb copy = *cb, *one = &copy;
+	struct timespec ts = { 2, 0 };
+	struct io_event ev;
+
+	ck_assert_int_eq(syscall(SYS_io_setup, 1, &kctx), 0);
+	*ret = (int)syscall(SYS_io_submit, kctx, 1L, &one);
+	if (*ret < 0)
+		*ret = -errno;
+	if (*ret == 1) {
+		ck_assert_int_eq(syscall(SYS_io_getevents, kctx, 1L, 1L, &ev, &ts), 1);
+		*res = (long)ev.res;
+	}
+	ck_assert_int_eq(syscall(SYS_io_destroy, kctx), 0);
+}
+
+/* The library must answer cb as native AIO does, at submission or in the event. */
+static void judged_as_kernel(struct iocb *cb, const char *what)
+{
+	long expected_res = 0, res;
+	int expected, ret;
+
+	kernel_answers(cb, &expected, &expected_res);
+	ret = submit_one(ctx, cb);
+	ck_assert_msg(ret == expected, "%s: io_submit %d, the kernel's %d", what, ret, expected);
+	if (ret != 1)
+		return;
+	res = reap_one(ctx, cb);
+	ck_assert_msg(res == expected_res, "%s: res %ld, the kernel's %ld", what, res,
+		      expected_res);
+}
+
+enum judged_file {
+	REGULAR,
+	READ_ONLY,
+	DIRECTORY,
+	EVENTFD,
+	PROC_MEM,
+	PROC_PAGEMAP,
+	PROC_ENVIRON,
+	PATH_ONLY,
+};
+
+static const struct judged_case {
+	const char *what;
+	int opcode;
+	enum judged_file file;
+	int rw_flags;
+} judged_cases[] = {
+	{ "read with RWF_NOSIGNAL", IO_CMD_PREAD, REGULAR, RWF_NOSIGNAL },
+	{ "write with RWF_NOSIGNAL", IO_CMD_PWRITEV, REGULAR, RWF_NOSIGNAL },
+	{ "read with a bit no kernel has", IO_CMD_PREAD, REGULAR, 0x40000000 },
+	{ "write with RWF_APPEND | RWF_NOAPPEND", IO_CMD_PWRITE, REGULAR,
+	  RWF_APPEND | RWF_NOAPPEND },
+	{ "read with RWF_ATOMIC", IO_CMD_PREAD, REGULAR, RWF_ATOMIC },
+	{ "read of a directory", IO_CMD_PREAD, DIRECTORY, 0 },
+	{ "readv of a directory", IO_CMD_PREADV, DIRECTORY, 0 },
+	{ "write to an eventfd", IO_CMD_PWRITE, EVENTFD, 0 },
+	{ "read of /proc/self/mem", IO_CMD_PREAD, PROC_MEM, 0 },
+	{ "read of /proc/self/pagemap", IO_CMD_PREAD, PROC_PAGEMAP, 0 },
+	{ "read of /proc/self/environ", IO_CMD_PREAD, PROC_ENVIRON, 0 },
+	{ "read of an O_PATH fd", IO_CMD_PREAD, PATH_ONLY, 0 },
+	{ "fsync of an O_PATH fd", IO_CMD_FSYNC, PATH_ONLY, 0 },
+	{ "poll of an O_PATH fd", IO_CMD_POLL, PATH_ONLY, 0 },
+	{ "write to a file open for reading", IO_CMD_PWRITE, READ_ONLY, 0 },
+	{ "read with RWF_NOWAIT of a directory", IO_CMD_PREAD, DIRECTORY, RWF_NOWAIT },
+};
+
+static int judged_open(int fd, enum judged_file file)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	switch (file) {
+	case REGULAR:
+		return dup(fd);
+	case READ_ONLY:
+		return open(path, O_RDONLY);
+	case DIRECTORY:
+		return open("/", O_RDONLY | O_DIRECTORY);
+	case EVENTFD:
+		return eventfd(0, EFD_NONBLOCK);
+	case PROC_MEM:
+		return open("/proc/self/mem", O_RDONLY);
+	case PROC_PAGEMAP:
+		return open("/proc/self/pagemap", O_RDONLY);
+	case PROC_ENVIRON:
+		return open("/proc/self/environ", O_RDONLY);
+	case PATH_ONLY:
+		return open(path, O_PATH);
+	}
+	return -1;
+}
+
+/*
+ * Files and flags that native AIO refuses at submission and io_uring only
+ * when the request runs, or not at all; and flags newer than some
+ * libraries know. Each twice: what the library remembers of a file must
+ * not change the second answer.
+ */
+START_TEST(files_and_flags_judged_as_kernel)
+{
+	const struct judged_case *c = &judged_cases[_i];
+	int file = tmpfile_in(NULL, BLOCK, O_RDWR);
+	int fd = judged_open(file, c->file);
+	static char buf[BLOCK];
+	uint64_t one = 1;
+	struct iovec v = { buf, 8 };
+	struct iocb cb;
+
+	ck_assert_int_ge(fd, 0);
+	memcpy(buf, &one, sizeof(one));
+	for (int round = 0; round < 2; round++) {
+		switch (c->opcode) {
+		case IO_CMD_PREAD:
+			io_prep_pread(&cb, fd, buf, 8, 0);
+			break;
+		case IO_CMD_PWRITE:
+			io_prep_pwrite(&cb, fd, buf, 8, 0);
+			break;
+		case IO_CMD_PREADV:
+			io_prep_preadv(&cb, fd, &v, 1, 0);
+			break;
+		case IO_CMD_PWRITEV:
+			io_prep_pwritev(&cb, fd, &v, 1, 0);
+			break;
+		case IO_CMD_FSYNC:
+			io_prep_fsync(&cb, fd);
+			break;
+		default:
+			io_prep_poll(&cb, fd, POLLIN);
+			break;
+		}
+		cb.aio_rw_flags = c->rw_flags;
+		judged_as_kernel(&cb, c->what);
+	}
+	close(fd);
+	close(file);
+}
+END_TEST
+
+/*
+ * What the library remembers of an fd goes with the number: reopened on a
+ * directory, its first read may go to io_uring, which answers in the
+ * event (-EISDIR); that event sends the next to native AIO, which refuses
+ * it at submission, as it refuses the first on the native backend.
+ */
+START_TEST(fd_number_reopened_on_a_directory)
+{
+	int fd = tmpfile_in(NULL, BLOCK, O_RDWR);
+	int dir = open("/", O_RDONLY | O_DIRECTORY);
+	char buf[8];
+	struct iocb cb;
+	int expected, ret;
+	long res = 0;
+
+	ck_assert_int_ge(dir, 0);
+	io_prep_pread(&cb, fd, buf, sizeof(buf), 0);
+	ck_assert_int_eq(run_one(&cb, NULL), sizeof(buf));
+	ck_assert_int_eq(dup2(dir, fd), fd);
+	io_prep_pread(&cb, fd, buf, sizeof(buf), 0);
+	kernel_answers(&cb, &expected, &res);
+	ck_assert_int_eq(expected, -EINVAL);
+	ret = submit_one(ctx, &cb);
+	if (ctx_is_uring(ctx) && ret == 1)
+		ck_assert_int_eq(reap_one(ctx, &cb), -EISDIR);
+	else
+		ck_assert_int_eq(ret, expected);
+	ck_assert_int_eq(submit_one(ctx, &cb), expected);
+	close(dir);
+	close(fd);
+}
+END_TEST
+
 static Suite *opcodes_suite(void)
 {
 	Suite *s = suite_create("opcodes");
@@ -541,6 +729,9 @@ static Suite *opcodes_suite(void)
 	tcase_add_test(flags, rw_append);
 	tcase_add_test(flags, rw_unknown_flag);
 	tcase_add_test(flags, ioprio_flag);
+	tcase_add_loop_test(flags, files_and_flags_judged_as_kernel, 0,
+			    sizeof(judged_cases) / sizeof(judged_cases[0]));
+	tcase_add_test(flags, fd_number_reopened_on_a_directory);
 	return s;
 }
 
