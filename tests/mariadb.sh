@@ -75,10 +75,17 @@ calls() {
 	grep -c "^[0-9]* *$1(" "$dir/strace" || true
 }
 
-# The system calls that say which engine served InnoDB's I/O.
+# Those of them that did not fail.
+calls_taken() {
+	grep -c "^[0-9]* *$1(.*) = [0-9]" "$dir/strace" || true
+}
+
+# The system calls that say which engine served InnoDB's I/O. On uring the
+# library asks native AIO what it would refuse of a file, with copies it
+# refuses: no io_submit may be taken.
 syscall_check() {
 	enter=$(calls io_uring_enter)
-	submit=$(calls io_submit)
+	submit=$(calls_taken io_submit)
 	if [ "$name" = uring ]; then
 		[ "$enter" -gt 0 ] && [ "$submit" -eq 0 ]
 	else
@@ -86,9 +93,9 @@ syscall_check() {
 	fi
 	# shellcheck disable=SC2181 # the test just above
 	if [ $? = 0 ]; then
-		pass "$name: mariadbd issued $enter io_uring_enter, $submit io_submit"
+		pass "$name: mariadbd issued $enter io_uring_enter, $submit io_submit taken"
 	else
-		fail "$name: mariadbd issued $enter io_uring_enter, $submit io_submit"
+		fail "$name: mariadbd issued $enter io_uring_enter, $submit io_submit taken"
 	fi
 }
 
