@@ -360,7 +360,6 @@ int main(void)
 	Suite *s = suite_create("abi");
 	TCase *layout = tcase_create("layout");
 	TCase *ring = tcase_create("ring");
-	TCase *symbols = tcase_create("symbols");
 
 	tcase_add_test(layout, test_iocb_layout);
 	tcase_add_test(layout, test_io_event_layout);
@@ -373,6 +372,8 @@ int main(void)
 
 	/* The library's exports: on libaio itself (tests/libaio/) there is none to check. */
 	if (aio_compat_backend) {
+		TCase *symbols = tcase_create("symbols");
+
 		tcase_add_test(symbols, test_exports_cover_libaio);
 		tcase_add_test(symbols, test_exports_nothing_else);
 		suite_add_tcase(s, symbols);

@@ -533,7 +533,6 @@ static Suite *setup_suite(void)
 	TCase *tc = tcase_create("setup");
 	TCase *many = tcase_create("many");
 	TCase *ring = tcase_create("ring");
-	TCase *ext = tcase_create("extensions");
 	TCase *lifetime = tcase_create("lifetime");
 
 	tcase_add_test(tc, setup_and_destroy);
@@ -565,6 +564,8 @@ static Suite *setup_suite(void)
 
 	/* The extensions exist only in libaio-compat, not in the real libaio. */
 	if (aio_compat_setup && aio_compat_backend && aio_compat_backend_name) {
+		TCase *ext = tcase_create("extensions");
+
 		tcase_add_test(ext, compat_setup_native);
 		tcase_add_test(ext, compat_setup_uring);
 		tcase_add_test(ext, compat_setup_auto_follows_environment);
