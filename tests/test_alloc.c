@@ -53,7 +53,7 @@ int io_queue_wait(io_context_t ctx, struct timespec *timeout);
 
 static const char *self_path;
 
-#if !UNDER_ASAN
+#if !UNDER_ASAN && !UNDER_TSAN
 /* Allocations left before the one that fails; 0: none fails. */
 static _Atomic long countdown;
 static atomic_bool fired;
@@ -803,9 +803,10 @@ int main(int argc, char **argv)
 	self_path = argv[0];
 	if (argc == 5 && !strcmp(argv[1], "--run"))
 		return child_run(argv[2], atol(argv[3]), atoi(argv[4]));
-	if (UNDER_ASAN) {
+	if (UNDER_ASAN || UNDER_TSAN) {
 		printf("SKIP: alloc: failing allocations takes the program's own malloc, "
-		       "which AddressSanitizer owns\n");
+		       "which %s owns\n",
+		       UNDER_ASAN ? "AddressSanitizer" : "ThreadSanitizer");
 		return EXIT_SKIP;
 	}
 	return run_suite(alloc_suite(), "alloc");

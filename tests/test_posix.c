@@ -832,8 +832,16 @@ END_TEST
  */
 START_TEST(pthread_exit_ends_the_process)
 {
-	int fd = tmpfile_in(NULL, 0, O_RDWR), status = 0, ms;
-	pid_t pid = fork();
+	int fd, status = 0, ms;
+	pid_t pid;
+
+	/* Its own background thread keeps a process alive past main's pthread_exit. */
+	if (UNDER_TSAN) {
+		test_skip(NULL, "pthread_exit from main: under ThreadSanitizer");
+		return;
+	}
+	fd = tmpfile_in(NULL, 0, O_RDWR);
+	pid = fork();
 
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
@@ -957,9 +965,9 @@ START_TEST(fork_while_others_submit)
 	pid_t pid;
 
 	/* As in child_after_fork: its allocator is not fork-safe with threads. */
-	if (UNDER_ASAN) {
-		printf("backend %s: fork with threads under AddressSanitizer, skipped\n",
-		       test_backend());
+	if (UNDER_ASAN || UNDER_TSAN) {
+		test_skip(NULL, "fork with threads: under %s",
+			  UNDER_ASAN ? "AddressSanitizer" : "ThreadSanitizer");
 		return;
 	}
 	ck_assert_int_gt(len, 0);
