@@ -76,11 +76,18 @@ static int reqs_alloc(struct aio_ctx *ctx)
 
 static void ctx_free(struct aio_ctx *ctx)
 {
-	if (ctx->priv)
-		ctx->engine->teardown(ctx);
-	if (ctx->ring)
-		munmap(ctx->ring, ctx->ring_bytes);
-	close(ctx->wake_fd);
+	if (ctx_native(ctx)) {
+		if (ctx->ring)
+			native_destroy(ctx);
+		if (ctx->priv)
+			native_free(ctx);
+	} else {
+		if (ctx->priv)
+			ctx->engine->teardown(ctx);
+		if (ctx->ring)
+			munmap(ctx->ring, ctx->ring_bytes);
+		close(ctx->wake_fd);
+	}
 	order_free(ctx);
 	eventfd_release_all(ctx);
 	pthread_cond_destroy(&ctx->helper_cond);
@@ -109,11 +116,14 @@ static int ctx_create(unsigned nr, const struct engine *engine, int flags, struc
 	ctx->engine = engine;
 	ctx->fsync_order = true;
 	ctx->helper_fd = -1;
-	ctx->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (ctx->wake_fd < 0) {
-		ret = -errno;
-		free(ctx);
-		return ret;
+	ctx->wake_fd = -1;
+	if (!ctx_native(ctx)) {
+		ctx->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (ctx->wake_fd < 0) {
+			ret = -errno;
+			free(ctx);
+			return ret;
+		}
 	}
 	pthread_mutex_init(&ctx->lock, NULL);
 	pthread_cond_init(&ctx->helper_cond, NULL);
@@ -121,9 +131,13 @@ static int ctx_create(unsigned nr, const struct engine *engine, int flags, struc
 	ctx->single_issuer = engine->kind == AIO_COMPAT_URING && single_issuer_wanted(flags);
 	ctx->issuer = pthread_self();
 	ctx->pid = getpid();
-	ret = engine->setup(ctx, nr);
-	if (!ret)
-		ret = ring_alloc(ctx);
+	if (ctx_native(ctx)) {
+		ret = native_setup(ctx, nr);
+	} else {
+		ret = engine->setup(ctx, nr);
+		if (!ret)
+			ret = ring_alloc(ctx);
+	}
 	if (!ret)
 		ret = reqs_alloc(ctx);
 	if (!ret)
@@ -198,6 +212,24 @@ static bool cancel_polls(struct aio_ctx *ctx)
 	return failed;
 }
 
+/* Dead at once for every other call; the kernel's io_destroy waits. */
+static int native_destroy_ctx(struct aio_ctx *ctx)
+{
+	pthread_mutex_lock(&ctx->lock);
+	if (ctx->dead) {
+		pthread_mutex_unlock(&ctx->lock);
+		ctx_put(ctx);
+		return -EINVAL;
+	}
+	ctx->dead = true;
+	pthread_mutex_unlock(&ctx->lock);
+	registry_retire(ctx);
+	native_destroy(ctx);
+	registry_remove(ctx);
+	ctx_free(ctx);
+	return 0;
+}
+
 /*
  * Like the kernel: the handle dies at once for everyone else, threads
  * waiting in io_getevents are woken, and the call returns once every
@@ -210,6 +242,8 @@ static int destroy(io_context_t handle)
 
 	if (!ctx)
 		return -EINVAL;
+	if (ctx_native(ctx))
+		return native_destroy_ctx(ctx);
 	pthread_mutex_lock(&ctx->lock);
 	if (ctx->dead || (ctx_foreign(ctx) && ctx->live)) {
 		int ret = ctx->dead ? -EINVAL : -EEXIST;

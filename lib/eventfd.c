@@ -100,7 +100,8 @@ int fd_hold(int fd)
 	return errno == EBADF ? -EBADF : -EAGAIN;
 }
 
-static bool same_file(const struct aio_ctx *ctx, int a, int b)
+/* Whether two numbers name the same open file. */
+bool fd_same(const struct aio_ctx *ctx, int a, int b)
 {
 	return syscall(SYS_kcmp, ctx->pid, ctx->pid, KCMP_FILE, a, b) == 0;
 }
@@ -158,7 +159,7 @@ int eventfd_get(struct aio_ctx *ctx, int prog)
 
 		if (e->prog != prog)
 			continue;
-		if (e->users || same_file(ctx, prog, e->fd)) {
+		if (e->users || fd_same(ctx, prog, e->fd)) {
 			e->users++;
 			return (int)i;
 		}

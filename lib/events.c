@@ -420,7 +420,11 @@ int aio_getevents(io_context_t handle, long min_nr, long nr, struct io_event *ev
 	ctx = ctx_get(handle);
 	if (unlikely(!ctx))
 		return -EINVAL;
-	if (likely(min_nr >= 0 && min_nr <= nr)) {
+	if (unlikely(min_nr < 0 || min_nr > nr)) {
+		ret = -EINVAL;
+	} else if (ctx_native(ctx)) {
+		ret = native_getevents(ctx, min_nr, nr, events, timeout, sigmask);
+	} else {
 		bool limited = timeout && deadline_from(&deadline, timeout);
 
 		ret = getevents(ctx, min_nr, nr, events, timeout != NULL,

@@ -114,6 +114,7 @@ struct req {
 	struct iocb kiocb;	 /* the caller's iocb as submitted, checked */
 	struct iocb *obj;	 /* the caller's iocb, reported in the event */
 	struct req *next;	 /* free list, or the syncs closing an epoch */
+	struct req *hnext;	 /* native: the writes in flight, by iocb */
 	struct submitter *owner; /* uring: the thread whose io-wq runs it */
 	int resfd;		 /* the library's hold of the caller's eventfd, or -1 */
 	int efd_slot;		 /* and its slot in ctx->efds */
@@ -180,6 +181,29 @@ struct engine {
 
 extern const struct engine native_engine;
 extern const struct engine uring_engine;
+
+/*
+ * native.c: a native context's handle is the kernel's own, and its calls
+ * are the kernel's, with the fsync rule added; it has none of the ring,
+ * publishing and waiting below, which serve io_uring.
+ */
+static inline bool ctx_native(const struct aio_ctx *ctx);
+int native_setup(struct aio_ctx *ctx, unsigned nr);
+void native_destroy(struct aio_ctx *ctx);
+void native_free(struct aio_ctx *ctx);
+long native_submit(struct aio_ctx *ctx, long nr, struct iocb **ios);
+void native_issue(struct aio_ctx *ctx, struct req *req);
+long native_getevents(struct aio_ctx *ctx, long min_nr, long nr, struct io_event *events,
+		      const struct timespec *timeout, const sigset_t *sigmask);
+long native_take(struct aio_ctx *ctx, struct io_event *ev, long nr);
+int native_queue_wait(struct aio_ctx *ctx, const struct timespec *deadline);
+int native_cancel(struct aio_ctx *ctx, struct iocb *iocb, struct io_event *result);
+
+/*
+ * The kernel's syscall, past the library's own syscall(2) (syscall.c),
+ * which would hand a native handle back to the library.
+ */
+long kernel_syscall(long nr, long a, long b, long c, long d, long e, long f);
 
 /* uring.c: publishers wake the threads waiting at their exit. */
 void exit_waiters_wake(struct aio_ctx *ctx);
@@ -282,6 +306,11 @@ struct aio_ctx {
 	unsigned nr_fds;
 };
 
+static inline bool ctx_native(const struct aio_ctx *ctx)
+{
+	return ctx->engine == &native_engine;
+}
+
 /* A single-issuer ring answers only the thread that made it. */
 static inline bool ctx_foreign(const struct aio_ctx *ctx)
 {
@@ -292,6 +321,7 @@ static inline bool ctx_foreign(const struct aio_ctx *ctx)
 struct aio_ctx *ctx_get(io_context_t handle);
 void ctx_put(struct aio_ctx *ctx);
 int registry_add(struct aio_ctx *ctx);
+void registry_retire(struct aio_ctx *ctx);
 void registry_remove(struct aio_ctx *ctx);
 void registry_each(void (*fn)(struct aio_ctx *ctx, void *arg), void *arg);
 unsigned fork_generation(void);
@@ -329,6 +359,8 @@ void valgrind_read_done(const struct req *req, long res);
 
 /* submit.c */
 void issue_now(struct aio_ctx *ctx, struct req *req);
+int check_sync(const struct iocb *io);
+int hold_file(struct aio_ctx *ctx, struct req *req);
 
 /* judge.c: on io_uring, what native AIO would refuse at submission. */
 int kernel_refusal(const struct iocb *io, int ours);
@@ -372,6 +404,7 @@ static inline struct req *req_alloc(struct aio_ctx *ctx)
 
 /* eventfd.c */
 int fd_hold(int fd);
+bool fd_same(const struct aio_ctx *ctx, int a, int b);
 int eventfd_get(struct aio_ctx *ctx, int prog);
 void eventfd_put(struct aio_ctx *ctx, int slot);
 int eventfd_of(const struct aio_ctx *ctx, int slot);
@@ -395,6 +428,7 @@ static inline void req_free(struct aio_ctx *ctx, struct req *req)
 int order_prepare_write(struct aio_ctx *ctx, int fd);
 void order_submitted(struct aio_ctx *ctx, struct req *req);
 bool order_should_hold(struct aio_ctx *ctx, struct req *req);
+bool order_busy(struct aio_ctx *ctx, int fd);
 int order_hold(struct aio_ctx *ctx, struct req *req);
 void order_write_done(struct aio_ctx *ctx, struct req *req);
 void order_free(struct aio_ctx *ctx);

@@ -1,37 +1,53 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The native backend: the kernel's AIO system calls, made directly. The
- * kernel's completion ring is private to the library; it is read in user
- * space, as fio's userspace_reap does, so reaping costs no system call.
+ * The native backend: the program's handle is the kernel's own AIO
+ * context, as libaio's is. The kernel fills its ring, signals the iocbs'
+ * eventfds and answers every call as it answers libaio, so a program that
+ * reads the ring itself (QEMU), waits on eventfds, or makes the system
+ * calls itself (MariaDB's InnoDB; inline ones too) pays nothing here.
  *
- * A thread that must wait sleeps in io_pgetevents, which restarts itself
- * after io_uring task work where io_getevents would answer -EINTR; the
- * events it takes wait in a stash for the next reap. One thread at a time
- * (events.c), since the kernel then moves the ring's head; the others
- * ppoll the context's eventfd. Only requests someone may wait for without
- * calling in signal it (an iocb's own eventfd, a program reading the
- * ring): an eventfd on every request costs cached reads about a tenth.
- * Without io_pgetevents (before 4.18, or valgrind, which does not know
- * it), every request signals the eventfd and every waiter ppolls it.
+ * The library adds only the honest-fsync rule (order.c). A write is
+ * counted from io_submit until its event shows in the kernel's ring; a sync
+ * that finds writes to its fd in flight is held, with its own hold of the
+ * file and the eventfd, and issued once they have all completed.
+ *
+ * Completions are seen by scanning the ring from a cursor, whoever reaps
+ * them (the library, the program from the ring, or a system call the
+ * library never sees). The scan runs under the context's lock at every
+ * call, before anything is submitted, so an event cannot be overwritten
+ * before it is scanned: between two scans only the requests in flight at
+ * the first can complete, fewer than the ring has slots. A held sync is
+ * issued at the first call after its writes completed; should no call
+ * come (a program that only waits on the sync's eventfd), a watcher thread
+ * scans the ring while syncs are held, at intervals that grow from 50 us
+ * to 5 ms, and ends once none is.
  */
 #include <errno.h>
 #include <stdatomic.h>
-#include <stddef.h>
 #include <stdlib.h>
-#include <sys/eventfd.h>
+#include <string.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
 
-#define SUBMIT_MAX 64
-#define STASH_MAX 64
+#define WATCH_MIN_NS 50000L
+#define WATCH_MAX_NS 5000000L
 
 struct native {
-	unsigned long id; /* the kernel's context, and its ring */
-	int notify_fd;
-	unsigned stash_head, stash_nr; /* events a sleeper took */
-	struct io_event stash[STASH_MAX];
+	unsigned long id;	/* the kernel's context: the handle, and its ring */
+	unsigned cursor;	/* the next ring slot to scan */
+	long inflight;		/* submitted, their events not yet scanned */
+	unsigned writes;	/* counted writes in the table */
+	unsigned held;		/* syncs the rule holds, issued or not */
+	struct req *pending;	/* released syncs the kernel had no room for */
+	unsigned mask;		/* the table has mask + 1 buckets */
+	struct req **table;	/* counted writes, by iocb address */
+	unsigned stash_head, stash_nr;
+	struct io_event *stash; /* events io_queue_wait took from the kernel */
+	bool watching, watch_stop;
+	pthread_cond_t watch_cond;
 };
 
 static struct native *native(struct aio_ctx *ctx)
@@ -39,184 +55,629 @@ static struct native *native(struct aio_ctx *ctx)
 	return ctx->priv;
 }
 
-static struct aio_ring *kernel_ring(struct aio_ctx *ctx)
+/* Where syscall.c is not linked in (the static library), glibc's is the kernel's. */
+__attribute__((weak)) long kernel_syscall(long nr, long a, long b, long c, long d, long e, long f)
 {
-	return (struct aio_ring *)native(ctx)->id;
+	return syscall(nr, a, b, c, d, e, f);
+}
+
+static long sys_submit(struct native *nat, long n, struct iocb **ios)
+{
+	long ret = kernel_syscall(__NR_io_submit, nat->id, n, (long)ios, 0, 0, 0);
+
+	return ret < 0 ? -errno : ret;
 }
 
 static bool has_pgetevents;
 
 static void pgetevents_probe(void)
 {
-	has_pgetevents =
-	    !under_valgrind &&
-	    (syscall(__NR_io_pgetevents, 0, 0L, 0L, NULL, NULL, NULL) == 0 || errno != ENOSYS);
+	has_pgetevents = !under_valgrind &&
+			 (kernel_syscall(__NR_io_pgetevents, 0, 0, 0, 0, 0, 0) == 0 ||
+			  errno != ENOSYS);
 }
 
-static int native_setup(struct aio_ctx *ctx, unsigned nr)
+/*
+ * io_pgetevents restarts itself after io_uring's task work, where
+ * io_getevents would answer -EINTR; valgrind does not know it.
+ */
+static long sys_getevents(struct native *nat, long min_nr, long nr, struct io_event *ev,
+			  const struct timespec *timeout, const sigset_t *sigmask)
 {
-	static pthread_once_t once = PTHREAD_ONCE_INIT;
-	struct native *n = calloc(1, sizeof(*n));
-	int ret;
-
-	if (!n)
-		return -ENOMEM;
-	n->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (n->notify_fd < 0) {
-		ret = -errno;
-		free(n);
-		return ret;
-	}
-	if (syscall(__NR_io_setup, nr, &n->id) < 0) {
-		ret = -errno;
-		close(n->notify_fd);
-		free(n);
-		return ret;
-	}
-	pthread_once(&once, pgetevents_probe);
-	ctx->waits_in_engine = has_pgetevents;
-	ctx->priv = n;
-	ctx->ring_nr = kernel_ring(ctx)->nr;
-	valgrind_defined(kernel_ring(ctx),
-			 sizeof(struct aio_ring) + ctx->ring_nr * sizeof(struct io_event));
-	ctx->max_outstanding = ctx->ring_nr - 1;
-	return 0;
-}
-
-static void native_teardown(struct aio_ctx *ctx)
-{
-	syscall(__NR_io_destroy, native(ctx)->id);
-	close(native(ctx)->notify_fd);
-	free(ctx->priv);
-	ctx->priv = NULL;
-}
-
-static int native_submit(struct aio_ctx *ctx, struct req **reqs, int n)
-{
-	bool all_signal = !ctx->waits_in_engine || ctx->direct_reader;
-	struct iocb *iocbs[SUBMIT_MAX];
+	struct {
+		const sigset_t *set;
+		size_t size;
+	} sig = { sigmask, _NSIG / 8 };
+	int state = cancel_disable();
 	long ret;
 
-	if (n > SUBMIT_MAX)
-		n = SUBMIT_MAX;
-	for (int i = 0; i < n; i++) {
-		struct iocb *io = &reqs[i]->kiocb;
+	if (has_pgetevents)
+		ret = kernel_syscall(__NR_io_pgetevents, nat->id, min_nr, nr, (long)ev,
+				     (long)timeout, sigmask ? (long)&sig : 0);
+	else
+		ret = kernel_syscall(__NR_io_getevents, nat->id, min_nr, nr, (long)ev,
+				     (long)timeout, 0);
+	if (ret < 0)
+		ret = -errno;
+	cancel_restore(state);
+	return ret;
+}
 
-		/* The helper waits for these in ppoll, not in the kernel. */
-		if (all_signal || reqs[i]->resfd >= 0) {
-			io->u.c.flags |= IOCB_FLAG_RESFD;
-			io->u.c.resfd = native(ctx)->notify_fd;
-		} else {
-			io->u.c.flags &= ~IOCB_FLAG_RESFD;
+static unsigned table_slot(const struct native *nat, const struct iocb *obj)
+{
+	return (unsigned)(((uintptr_t)obj >> 6) * 0x9e3779b97f4a7c15ull >> 32) & nat->mask;
+}
+
+static void table_add(struct native *nat, struct req *req)
+{
+	struct req **b = &nat->table[table_slot(nat, req->obj)];
+
+	req->hnext = *b;
+	*b = req;
+	nat->writes++;
+}
+
+static struct req *table_take(struct native *nat, const struct iocb *obj)
+{
+	for (struct req **p = &nat->table[table_slot(nat, obj)]; *p; p = &(*p)->hnext) {
+		struct req *req = *p;
+
+		if (req->obj == obj) {
+			*p = req->hnext;
+			nat->writes--;
+			return req;
 		}
-		iocbs[i] = io;
 	}
-	ret = syscall(__NR_io_submit, native(ctx)->id, (long)n, iocbs);
-	return ret < 0 ? -errno : (int)ret;
+	return NULL;
 }
 
-static struct req *event_req(const struct io_event *ev)
+static void issue_pending(struct aio_ctx *ctx);
+
+/* Every event the kernel posted since the last scan; see the top. */
+static void catch_up(struct aio_ctx *ctx)
 {
-	return (struct req *)((char *)ev->obj - offsetof(struct req, kiocb));
+	struct native *nat = native(ctx);
+	unsigned tail = atomic_load_explicit((_Atomic unsigned *)&ctx->ring->tail,
+					     memory_order_acquire);
+	unsigned nr = ctx->ring_nr, cur = nat->cursor;
+
+	if (unlikely(tail >= nr) || tail == cur)
+		return;
+	nat->inflight -= tail > cur ? tail - cur : tail + nr - cur;
+	if (nat->inflight < 0)
+		nat->inflight = 0; /* submissions the library never saw */
+	for (; nat->writes && cur != tail; cur = cur + 1 == nr ? 0 : cur + 1) {
+		struct req *req = table_take(nat, ctx->ring->io_events[cur].obj);
+
+		if (req) {
+			order_write_done(ctx, req);
+			req_free(ctx, req);
+		}
+	}
+	nat->cursor = tail;
+	if (unlikely(nat->pending))
+		issue_pending(ctx);
 }
 
-static void take(struct completion *out, const struct io_event *ev)
+/*
+ * Issues a sync the rule held. The iocb goes to the kernel as the program
+ * wrote it, so that the event names it; if the program has since closed
+ * its fd or eventfd, or given the number to another file, the library's
+ * own holds stand in for them during the call. The kernel takes its own
+ * references, so the holds are dropped at once.
+ */
+static bool issue(struct aio_ctx *ctx, struct req *req)
 {
-	out->req = event_req(ev);
-	out->res = ev->res;
-	out->res2 = ev->res2;
-	if (unlikely(under_valgrind))
-		valgrind_read_done(out->req, out->res);
+	struct iocb *io = req->obj;
+	uint32_t fd = io->aio_fildes, resfd = io->u.c.resfd;
+	bool swap_fd = !fd_same(ctx, (int)fd, req_fd(req));
+	bool swap_resfd = req->resfd >= 0 && !fd_same(ctx, (int)resfd, req->resfd);
+	long ret;
+
+	if (swap_fd)
+		io->aio_fildes = req->kiocb.aio_fildes;
+	if (swap_resfd)
+		io->u.c.resfd = (uint32_t)req->resfd;
+	ret = sys_submit(native(ctx), 1, &io);
+	if (swap_fd)
+		io->aio_fildes = fd;
+	if (swap_resfd)
+		io->u.c.resfd = resfd;
+	if (ret != 1)
+		return false;
+	native(ctx)->inflight++;
+	native(ctx)->held--;
+	req_free(ctx, req);
+	return true;
 }
 
-/* What a sleeper took comes first: the kernel's ring holds later events. */
-static int stash_reap(struct native *nat, struct completion *out, int max)
+/*
+ * What would refuse the sync was refused when it was held: only a
+ * shortage (-EAGAIN, a full ring) refuses it now, and it is tried again
+ * at each scan, once events have been reaped.
+ */
+void native_issue(struct aio_ctx *ctx, struct req *req)
 {
-	int n = 0;
+	struct req **tail = &native(ctx)->pending;
 
-	while (nat->stash_head < nat->stash_nr && n < max)
-		take(&out[n++], &nat->stash[nat->stash_head++]);
+	req->held = false;
+	if (issue(ctx, req))
+		return;
+	while (*tail)
+		tail = &(*tail)->next;
+	req->next = NULL;
+	*tail = req;
+}
+
+static void issue_pending(struct aio_ctx *ctx)
+{
+	struct native *nat = native(ctx);
+
+	while (nat->pending) {
+		struct req *req = nat->pending, *next = req->next;
+
+		if (!issue(ctx, req))
+			return;
+		nat->pending = next;
+	}
+}
+
+/*
+ * What the kernel would refuse of a sync it will see only later, refused
+ * now: the fields, the fd, the file, the eventfd.
+ */
+static int hold(struct aio_ctx *ctx, struct iocb *io)
+{
+	struct req *req;
+	int ret = check_sync(io);
+
+	if (ret)
+		return ret;
+	if (!ctx->free_reqs)
+		return -EAGAIN;
+	req = req_alloc(ctx);
+	req->kiocb = *io;
+	req->obj = io;
+	req->resfd = -1;
+	req->efd_slot = -1;
+	if (io->u.c.flags & IOCB_FLAG_RESFD) {
+		ret = eventfd_get(ctx, (int)io->u.c.resfd);
+		if (ret < 0)
+			goto out;
+		req->efd_slot = ret;
+		req->resfd = eventfd_of(ctx, ret);
+	}
+	ret = hold_file(ctx, req);
+out:
+	if (ret)
+		req_free(ctx, req);
+	else
+		native(ctx)->held++;
+	return ret;
+}
+
+static void *watch_main(void *arg);
+
+/* The thread must not take the program's signals. */
+static void watch_start(struct aio_ctx *ctx)
+{
+	struct native *nat = native(ctx);
+	pthread_attr_t attr;
+	sigset_t all, old;
+	pthread_t thread;
+
+	if (nat->watching || nat->watch_stop)
+		return;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	nat->watching = !pthread_create(&thread, &attr, watch_main, ctx);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&attr);
+}
+
+static void *watch_main(void *arg)
+{
+	struct aio_ctx *ctx = arg;
+	struct native *nat = native(ctx);
+	long interval = WATCH_MIN_NS;
+	struct timespec deadline;
+
+	pthread_mutex_lock(&ctx->lock);
+	while (nat->held && !nat->watch_stop) {
+		unsigned cursor = nat->cursor;
+
+		deadline_from(&deadline, &(struct timespec){ 0, interval });
+		pthread_cond_clockwait(&nat->watch_cond, &ctx->lock, CLOCK_MONOTONIC, &deadline);
+		if (nat->watch_stop)
+			break;
+		catch_up(ctx);
+		interval = nat->cursor != cursor ? WATCH_MIN_NS
+						 : interval * 2 < WATCH_MAX_NS ? interval * 2
+									       : WATCH_MAX_NS;
+	}
+	nat->watching = false;
+	pthread_cond_broadcast(&nat->watch_cond);
+	pthread_mutex_unlock(&ctx->lock);
+	return NULL;
+}
+
+#define FLUSH_MAX 64
+
+/* Hands ios[0..n) to the kernel, n <= FLUSH_MAX, counting the writes it took. */
+static long flush_some(struct aio_ctx *ctx, struct iocb **ios, long n)
+{
+	struct native *nat = native(ctx);
+	struct req *reqs[FLUSH_MAX];
+	long took, ready = n;
+
+	for (long i = 0; i < n; i++) {
+		reqs[i] = NULL;
+		if (bad_user_ptr(ios[i], sizeof(*ios[i]))) {
+			ready = i + 1; /* the kernel's -EFAULT is for it */
+			break;
+		}
+		if (!opcode_is_write(ios[i]->aio_lio_opcode) || ios[i]->aio_fildes > INT32_MAX)
+			continue;
+		if (!ctx->free_reqs || order_prepare_write(ctx, (int)ios[i]->aio_fildes)) {
+			ready = i;
+			break;
+		}
+		reqs[i] = req_alloc(ctx);
+		reqs[i]->obj = ios[i];
+		reqs[i]->kiocb.aio_fildes = ios[i]->aio_fildes;
+		reqs[i]->kiocb.aio_lio_opcode = ios[i]->aio_lio_opcode;
+		reqs[i]->epoch = UINT32_MAX;
+		reqs[i]->resfd = -1;
+	}
+	took = ready ? sys_submit(nat, ready, ios) : -EAGAIN;
+	for (long i = 0; i < ready && i < n; i++) {
+		if (!reqs[i])
+			continue;
+		if (i < took) {
+			order_submitted(ctx, reqs[i]);
+			table_add(nat, reqs[i]);
+		} else {
+			req_free(ctx, reqs[i]);
+		}
+	}
+	if (took > 0)
+		nat->inflight += took;
+	return took;
+}
+
+/* How many of ios[0..n) the kernel took, or its error for the first. */
+static long flush(struct aio_ctx *ctx, struct iocb **ios, long n)
+{
+	long done = 0;
+
+	while (done < n) {
+		long chunk = n - done < FLUSH_MAX ? n - done : FLUSH_MAX;
+		long took = flush_some(ctx, ios + done, chunk);
+
+		if (took < 0)
+			return done ? done : took;
+		done += took;
+		if (took < chunk)
+			break;
+	}
+	return done;
+}
+
+/*
+ * Runs of iocbs go to the kernel as they are. A sync whose fd may have
+ * writes in flight ends a run: the run goes first, its writes are counted
+ * and what finished inside io_submit (buffered writes) is scanned, and
+ * only then is the sync judged.
+ */
+static long submit_ordered(struct aio_ctx *ctx, long nr, struct iocb **ios)
+{
+	long done = 0, start = 0, ret;
+	bool run_writes = false;
+
+	for (long i = 0; i < nr; i++) {
+		struct iocb *io = ios[i];
+		int op;
+
+		if (bad_user_ptr(io, sizeof(*io)))
+			break; /* the kernel's -EFAULT, after the run before it */
+		op = io->aio_lio_opcode;
+		if (opcode_is_write(op))
+			run_writes = true;
+		if (!opcode_is_sync(op) || io->aio_fildes > INT32_MAX ||
+		    !(run_writes || order_busy(ctx, (int)io->aio_fildes)))
+			continue;
+		ret = i > start ? flush(ctx, ios + start, i - start) : 0;
+		if (ret < 0)
+			return done ? done : ret;
+		done += ret;
+		if (ret < i - start)
+			return done;
+		start = i;
+		run_writes = false;
+		catch_up(ctx);
+		if (!order_busy(ctx, (int)io->aio_fildes))
+			continue;
+		ret = hold(ctx, io);
+		if (ret)
+			return done ? done : ret;
+		watch_start(ctx);
+		done++;
+		start = i + 1;
+	}
+	/* Up to a bad pointer, or the end: the kernel judges the rest. */
+	ret = start < nr ? flush(ctx, ios + start, nr - start) : 0;
+	if (ret < 0)
+		return done ? done : ret;
+	return done + ret;
+}
+
+long native_submit(struct aio_ctx *ctx, long nr, struct iocb **ios)
+{
+	long ret;
+
+	if (nr > ctx->ring_nr)
+		nr = ctx->ring_nr;
+	if (bad_user_ptr(ios, nr * sizeof(*ios)))
+		return -EFAULT;
+	pthread_mutex_lock(&ctx->lock);
+	if (unlikely(ctx->dead)) {
+		pthread_mutex_unlock(&ctx->lock);
+		return -EINVAL;
+	}
+	catch_up(ctx);
+	if (ctx->fsync_order) {
+		ret = submit_ordered(ctx, nr, ios);
+	} else {
+		ret = sys_submit(native(ctx), nr, ios);
+		if (ret > 0)
+			native(ctx)->inflight += ret;
+	}
+	pthread_mutex_unlock(&ctx->lock);
+	return ret;
+}
+
+/* Under the lock: events io_queue_wait took, first. */
+static long stash_take(struct native *nat, struct io_event *out, long nr)
+{
+	long n = 0;
+
+	while (nat->stash_head < nat->stash_nr && n < nr)
+		out[n++] = nat->stash[nat->stash_head++];
 	if (nat->stash_head == nat->stash_nr)
 		nat->stash_head = nat->stash_nr = 0;
 	return n;
 }
 
-static int native_reap(struct aio_ctx *ctx, struct completion *out, int max)
+/*
+ * Looks at the ring and what is held; false for a dead context. *held
+ * says whether a wait must come back after each event, to issue syncs.
+ */
+static bool enter(struct aio_ctx *ctx, struct io_event *ev, long nr, long *got, bool *held)
 {
-	struct aio_ring *ring = kernel_ring(ctx);
-	unsigned head = ring->head, nr = ring->nr;
-	unsigned tail = atomic_load_explicit((_Atomic unsigned *)&ring->tail, memory_order_acquire);
-	int n = unlikely(native(ctx)->stash_nr) ? stash_reap(native(ctx), out, max) : 0;
-
-	while (head != tail && n < max) {
-		take(&out[n++], &ring->io_events[head]);
-		if (++head == nr)
-			head = 0;
-	}
-	atomic_store_explicit((_Atomic unsigned *)&ring->head, head, memory_order_release);
-	return n;
-}
-
-static bool native_ready(struct aio_ctx *ctx)
-{
-	struct aio_ring *ring = kernel_ring(ctx);
-
-	if (ctx->engine_waiting)
+	pthread_mutex_lock(&ctx->lock);
+	if (unlikely(ctx->dead)) {
+		pthread_mutex_unlock(&ctx->lock);
 		return false;
-	return native(ctx)->stash_head < native(ctx)->stash_nr ||
-	       ring->head !=
-		   atomic_load_explicit((_Atomic unsigned *)&ring->tail, memory_order_acquire);
+	}
+	catch_up(ctx);
+	if (unlikely(native(ctx)->stash_nr))
+		*got += stash_take(native(ctx), ev + *got, nr - *got);
+	*held = native(ctx)->held != 0;
+	pthread_mutex_unlock(&ctx->lock);
+	return true;
 }
 
-/* Drained before the last look, so any completion after it shows. */
-static void native_arm(struct aio_ctx *ctx)
+static bool time_left(const struct timespec *deadline, struct timespec *left)
 {
-	uint64_t count;
+	struct timespec now;
 
-	(void)!read(native(ctx)->notify_fd, &count, sizeof(count));
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	left->tv_sec = deadline->tv_sec - now.tv_sec;
+	left->tv_nsec = deadline->tv_nsec - now.tv_nsec;
+	if (left->tv_nsec < 0) {
+		left->tv_nsec += 1000000000L;
+		left->tv_sec--;
+	}
+	if (left->tv_sec < 0)
+		left->tv_sec = left->tv_nsec = 0;
+	return left->tv_sec || left->tv_nsec;
 }
 
-static int native_wait_fd(struct aio_ctx *ctx)
-{
-	return native(ctx)->notify_fd;
-}
-
-/* Called without the lock, by the one thread let sleep in the kernel. */
-static int native_wait(struct aio_ctx *ctx, const struct timespec *timeout, const sigset_t *sigmask)
+/*
+ * io_getevents is the kernel's, with events io_queue_wait took first.
+ * While a sync is held, each wait comes back at the first event, so that
+ * the sync is issued as soon as its writes are done.
+ */
+long native_getevents(struct aio_ctx *ctx, long min_nr, long nr, struct io_event *events,
+		      const struct timespec *timeout, const sigset_t *sigmask)
 {
 	struct native *nat = native(ctx);
-	struct {
-		const sigset_t *set;
-		size_t size;
-	} sig = { sigmask, _NSIG / 8 };
-	long n = syscall(__NR_io_pgetevents, nat->id, 1L, (long)STASH_MAX, nat->stash, timeout,
-			 sigmask ? &sig : NULL);
+	struct timespec deadline, left;
+	bool held, limited = false;
+	long got = 0, n;
 
-	nat->stash_head = 0;
-	nat->stash_nr = n > 0 ? (unsigned)n : 0;
-	if (n > 0 && unlikely(under_valgrind))
-		valgrind_defined(nat->stash, (size_t)n * sizeof(nat->stash[0]));
-	return n < 0 && errno == EINTR ? -EINTR : 0;
+	if (!enter(ctx, events, nr, &got, &held))
+		return -EINVAL;
+	if (got >= min_nr && got)
+		return got;
+	if (held && timeout)
+		limited = deadline_from(&deadline, timeout);
+	while (held) {
+		const struct timespec *wait = limited ? &left : NULL;
+
+		if (limited && !time_left(&deadline, &left) && got >= min_nr)
+			return got;
+		n = sys_getevents(nat, got < min_nr ? 1 : 0, nr - got, events + got, wait, sigmask);
+		if (n < 0)
+			return got ? got : n;
+		got += n;
+		if (!enter(ctx, events, nr, &got, &held))
+			return got ? got : -EINVAL;
+		if (got >= min_nr)
+			return got;
+		if (limited && !time_left(&deadline, &left))
+			return got;
+	}
+	n = sys_getevents(nat, min_nr - got, nr - got, events + got,
+			  limited ? (time_left(&deadline, &left), &left) : timeout, sigmask);
+	if (n < 0)
+		return got ? got : n;
+	return got + n;
 }
 
-static int native_cancel(struct aio_ctx *ctx, struct req *req)
+/* io_queue_run's batches: no wait. */
+long native_take(struct aio_ctx *ctx, struct io_event *ev, long nr)
 {
-	struct io_event ev;
+	static const struct timespec now;
+	long got = 0;
+	bool held;
 
-	if (syscall(__NR_io_cancel, native(ctx)->id, &req->kiocb, &ev) < 0)
-		return -errno;
+	if (!enter(ctx, ev, nr, &got, &held))
+		return -EINVAL;
+	if (got)
+		return got;
+	return sys_getevents(native(ctx), 0, nr, ev, &now, NULL);
+}
+
+static bool ring_empty(const struct aio_ctx *ctx)
+{
+	return atomic_load_explicit((_Atomic unsigned *)&ctx->ring->tail, memory_order_acquire) ==
+	       atomic_load_explicit((_Atomic unsigned *)&ctx->ring->head, memory_order_relaxed);
+}
+
+/* Events io_queue_wait took, kept for whoever reaps next. */
+static void stash_put(struct native *nat, const struct io_event *ev, long n)
+{
+	if (nat->stash_head) {
+		nat->stash_nr -= nat->stash_head;
+		memmove(nat->stash, nat->stash + nat->stash_head, nat->stash_nr * sizeof(*ev));
+		nat->stash_head = 0;
+	}
+	memcpy(nat->stash + nat->stash_nr, ev, (size_t)n * sizeof(*ev));
+	nat->stash_nr += (unsigned)n;
+}
+
+/*
+ * Waits for an event without handing it to the caller: what the kernel
+ * gives is kept for the next io_getevents or io_queue_run. Every event is
+ * taken once, so the stash never holds more than the ring.
+ */
+int native_queue_wait(struct aio_ctx *ctx, const struct timespec *deadline)
+{
+	struct native *nat = native(ctx);
+	struct io_event ev[FLUSH_MAX];
+	struct timespec left;
+	long n;
+
+	pthread_mutex_lock(&ctx->lock);
+	for (;;) {
+		if (ctx->dead) {
+			n = -EINVAL;
+			break;
+		}
+		catch_up(ctx);
+		n = 0;
+		if (nat->stash_nr || !ring_empty(ctx) || (!nat->inflight && !nat->held))
+			break;
+		if (deadline && !time_left(deadline, &left))
+			break;
+		pthread_mutex_unlock(&ctx->lock);
+		n = sys_getevents(nat, 1, FLUSH_MAX, ev, deadline ? &left : NULL, NULL);
+		pthread_mutex_lock(&ctx->lock);
+		if (n > 0)
+			stash_put(nat, ev, n);
+		if (n < 0)
+			break;
+	}
+	pthread_mutex_unlock(&ctx->lock);
+	return n < 0 ? (int)n : 0;
+}
+
+int native_cancel(struct aio_ctx *ctx, struct iocb *iocb, struct io_event *result)
+{
+	long ret;
+
+	pthread_mutex_lock(&ctx->lock);
+	if (!ctx->dead)
+		catch_up(ctx);
+	pthread_mutex_unlock(&ctx->lock);
+	ret = kernel_syscall(__NR_io_cancel, native(ctx)->id, (long)iocb, (long)result, 0, 0, 0);
+	return ret < 0 ? -errno : (int)ret;
+}
+
+/*
+ * As the kernel's io_destroy: held syncs are issued once their writes are
+ * done, and the kernel then waits for everything in flight. The events
+ * die with the context, so taking them here robs nobody.
+ */
+void native_destroy(struct aio_ctx *ctx)
+{
+	struct native *nat = native(ctx);
+	struct io_event ev[64];
+
+	pthread_mutex_lock(&ctx->lock);
+	nat->watch_stop = true;
+	pthread_cond_broadcast(&nat->watch_cond);
+	while (nat->watching)
+		pthread_cond_wait(&nat->watch_cond, &ctx->lock);
+	for (catch_up(ctx); nat->held; catch_up(ctx)) {
+		pthread_mutex_unlock(&ctx->lock);
+		sys_getevents(nat, 1, 64, ev, NULL, NULL);
+		pthread_mutex_lock(&ctx->lock);
+	}
+	pthread_mutex_unlock(&ctx->lock);
+	kernel_syscall(__NR_io_destroy, nat->id, 0, 0, 0, 0, 0);
+	ctx->ring = NULL;
+}
+
+int native_setup(struct aio_ctx *ctx, unsigned nr)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	struct native *nat = calloc(1, sizeof(*nat));
+	unsigned buckets = 64;
+
+	if (!nat)
+		return -ENOMEM;
+	if (kernel_syscall(__NR_io_setup, nr, (long)&nat->id, 0, 0, 0, 0) < 0) {
+		int ret = -errno;
+
+		free(nat);
+		return ret;
+	}
+	pthread_once(&once, pgetevents_probe);
+	pthread_cond_init(&nat->watch_cond, NULL);
+	ctx->priv = nat;
+	ctx->ring = (struct aio_ring *)nat->id;
+	ctx->ring_nr = ctx->ring->nr;
+	ctx->max_outstanding = ctx->ring_nr;
+	nat->cursor = ctx->ring->tail;
+	valgrind_defined(ctx->ring, sizeof(struct aio_ring) + ctx->ring_nr * sizeof(struct io_event));
+	while (buckets < ctx->ring_nr)
+		buckets *= 2;
+	nat->mask = buckets - 1;
+	nat->table = calloc(buckets, sizeof(*nat->table));
+	nat->stash = calloc(ctx->ring_nr, sizeof(*nat->stash));
+	if (!nat->table || !nat->stash) {
+		native_destroy(ctx);
+		native_free(ctx);
+		return -ENOMEM;
+	}
 	return 0;
+}
+
+void native_free(struct aio_ctx *ctx)
+{
+	struct native *nat = native(ctx);
+
+	pthread_cond_destroy(&nat->watch_cond);
+	free(nat->table);
+	free(nat->stash);
+	free(nat);
+	ctx->priv = NULL;
 }
 
 const struct engine native_engine = {
 	.kind = AIO_COMPAT_NATIVE,
-	.setup = native_setup,
-	.teardown = native_teardown,
-	.submit = native_submit,
-	.reap = native_reap,
-	.ready = native_ready,
-	.arm = native_arm,
-	.wait_fd = native_wait_fd,
-	.cancel = native_cancel,
-	.wait = native_wait,
 };

@@ -108,11 +108,17 @@ void order_submitted(struct aio_ctx *ctx, struct req *req)
 	epoch(fo, fo->last)->writes++;
 }
 
-bool order_should_hold(struct aio_ctx *ctx, struct req *req)
+/* Whether a sync on fd now would wait for writes. */
+bool order_busy(struct aio_ctx *ctx, int fd)
 {
-	struct fd_order *fo = fd_order(ctx, req_fd(req));
+	struct fd_order *fo = fd_order(ctx, fd);
 
 	return fo && (fo->first != fo->last || epoch(fo, fo->last)->writes);
+}
+
+bool order_should_hold(struct aio_ctx *ctx, struct req *req)
+{
+	return order_busy(ctx, req_fd(req));
 }
 
 /*

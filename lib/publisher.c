@@ -54,8 +54,9 @@ static void ticker_visit(struct aio_ctx *ctx, void *busy)
 {
 	unsigned publishes = atomic_load_explicit(&ctx->publishes, memory_order_relaxed);
 
-	/* Its completions wait in the kernel for its own thread. */
-	if (ctx->single_issuer)
+	/* Its completions wait in the kernel for its own thread; a native
+	 * context's ring is the kernel's. */
+	if (ctx->single_issuer || ctx_native(ctx))
 		return;
 	if (publishes != ctx->ticker_seen) {
 		ctx->ticker_seen = publishes;

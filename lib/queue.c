@@ -37,6 +37,11 @@ static long take_batch(io_context_t handle, struct io_event *ev)
 		ctx_put(ctx);
 		return -EEXIST;
 	}
+	if (ctx_native(ctx)) {
+		n = native_take(ctx, ev, RUN_BATCH);
+		ctx_put(ctx);
+		return n;
+	}
 	pthread_mutex_lock(&ctx->lock);
 	publish(ctx);
 	n = take_events(ctx, ev, RUN_BATCH);
@@ -123,7 +128,10 @@ AIO_EXPORT int io_queue_wait(io_context_t handle, struct timespec *timeout)
 	if (!ctx)
 		return -EINVAL;
 	limited = timeout && deadline_from(&deadline, timeout);
-	ret = queue_wait(ctx, limited ? &deadline : NULL);
+	if (ctx_native(ctx))
+		ret = native_queue_wait(ctx, limited ? &deadline : NULL);
+	else
+		ret = queue_wait(ctx, limited ? &deadline : NULL);
 	ctx_put(ctx);
 	return ret;
 }

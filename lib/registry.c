@@ -19,7 +19,8 @@
 
 #define REGISTRY_SLOTS (1u << 16)
 #define KEY_EMPTY 0
-#define KEY_RETIRED 1
+#define KEY_RETIRED 1  /* free for another context */
+#define KEY_DRAINING 2 /* finds nothing; its last users are leaving */
 
 struct slot {
 	_Atomic uintptr_t key;
@@ -102,15 +103,28 @@ int registry_add(struct aio_ctx *ctx)
 	return -EAGAIN;
 }
 
-/* Retires the handle, then waits until only the caller's own pin is left. */
+/*
+ * From now on the handle finds nothing, and a new context may take its
+ * value: the kernel reuses a destroyed native context's address at once.
+ */
+void registry_retire(struct aio_ctx *ctx)
+{
+	atomic_store(&slots[ctx->slot].key, KEY_DRAINING);
+}
+
+/*
+ * Retires the handle, waits until only the caller's own pin is left, and
+ * only then lets another context have the slot.
+ */
 void registry_remove(struct aio_ctx *ctx)
 {
 	struct slot *s = &slots[ctx->slot];
 
-	atomic_store(&s->key, KEY_RETIRED);
+	registry_retire(ctx);
 	while (atomic_load(&s->users) > 1)
 		usleep(100);
 	atomic_fetch_sub(&s->users, 1);
+	atomic_store(&s->key, KEY_RETIRED);
 	pthread_mutex_lock(&registry_lock);
 	for (unsigned i = 0; i < nr_live; i++) {
 		if (live[i] == ctx) {

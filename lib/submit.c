@@ -116,7 +116,7 @@ static int check_rw(struct aio_ctx *ctx, const struct iocb *io, bool vectored)
  * fsync; regular files, directories and block devices do, pipes, sockets,
  * anonymous inodes and most character devices not. One fstat, for a sync.
  */
-static int check_sync(const struct iocb *io)
+int check_sync(const struct iocb *io)
 {
 	struct stat sb;
 
@@ -247,7 +247,7 @@ static bool flush(struct aio_ctx *ctx, struct submit_state *st)
  * its event is posted (io_uring, which runs a sync in a worker, looks the
  * number up only there).
  */
-static int hold_file(struct aio_ctx *ctx, struct req *req)
+int hold_file(struct aio_ctx *ctx, struct req *req)
 {
 	int fd = fd_hold(req_fd(req));
 
@@ -378,7 +378,12 @@ AIO_EXPORT int io_submit(io_context_t handle, long nr, struct iocb *ios[])
 	ctx = ctx_get(handle);
 	if (unlikely(!ctx))
 		return -EINVAL;
-	ret = nr ? submit(ctx, nr, ios) : 0;
+	if (!nr)
+		ret = 0;
+	else if (ctx_native(ctx))
+		ret = native_submit(ctx, nr, ios);
+	else
+		ret = submit(ctx, nr, ios);
 	ctx_put(ctx);
 	return (int)ret;
 }
@@ -389,6 +394,10 @@ void issue_now(struct aio_ctx *ctx, struct req *req)
 	struct req *one[1] = { req };
 	int took;
 
+	if (ctx_native(ctx)) {
+		native_issue(ctx, req);
+		return;
+	}
 	req->held = false;
 	took = ctx->engine->submit(ctx, one, 1);
 	if (took != 1)
@@ -428,7 +437,6 @@ AIO_EXPORT int io_cancel(io_context_t handle, struct iocb *iocb, struct io_event
 	struct req *req;
 	int ret = -EINVAL;
 
-	(void)result;
 	if (bad_user_ptr(iocb, sizeof(*iocb)))
 		return -EFAULT;
 	if (iocb->key)
@@ -436,6 +444,11 @@ AIO_EXPORT int io_cancel(io_context_t handle, struct iocb *iocb, struct io_event
 	ctx = ctx_get(handle);
 	if (!ctx)
 		return -EINVAL;
+	if (ctx_native(ctx)) {
+		ret = native_cancel(ctx, iocb, result);
+		ctx_put(ctx);
+		return ret;
+	}
 	if (ctx_foreign(ctx)) {
 		ctx_put(ctx);
 		return -EEXIST;

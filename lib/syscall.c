@@ -44,6 +44,11 @@ static syscall_fn glibc_syscall(void)
 	return fn;
 }
 
+long kernel_syscall(long nr, long a, long b, long c, long d, long e, long f)
+{
+	return glibc_syscall()(nr, a, b, c, d, e, f);
+}
+
 /* The kernel's struct __aio_sigset, io_pgetevents' sixth argument. */
 struct aio_sigset {
 	const sigset_t *sigmask;
