@@ -193,7 +193,7 @@ static void discard_events(struct aio_ctx *ctx)
 
 /*
  * As the kernel's io_destroy does: a poll would never let it return.
- * Whether any cancel failed (native: perhaps a poll that just completed).
+ * Whether any cancel failed (perhaps a poll that just completed).
  */
 static bool cancel_polls(struct aio_ctx *ctx)
 {

@@ -9,9 +9,10 @@
  * the iocbs' eventfds. io_getevents takes events from that ring.
  *
  * Threads that must wait sleep in the engine (io_uring_enter, or ppoll on
- * the eventfd native requests signal); a thread that leaves events in the
- * ring while others sleep wakes them, since the engine would not. Both
- * give -EINTR for a real signal only, and take io_pgetevents' mask.
+ * the ring's fd); a thread that leaves events in the ring while others
+ * sleep wakes them, since the engine would not. Both give -EINTR for a
+ * real signal only, and take io_pgetevents' mask. A native context has
+ * none of this: its ring and its waits are the kernel's (native.c).
  */
 #include <errno.h>
 #include <poll.h>
@@ -363,7 +364,7 @@ out:
 /*
  * Native AIO does buffered I/O inside io_submit, so a caller that asks for
  * min_nr 0 with a timeout finds it done (libaio's own tests do this).
- * io_uring runs it asynchronously: there such a call waits, up to its
+ * io_uring runs it asynchronously: so such a call waits, up to its
  * timeout, for the first event while I/O other than polls is in flight.
  */
 static bool enough(struct aio_ctx *ctx, long got, long min_nr, bool patient)
@@ -376,7 +377,7 @@ static bool enough(struct aio_ctx *ctx, long got, long min_nr, bool patient)
 static long getevents(struct aio_ctx *ctx, long min_nr, long nr, struct io_event *events,
 		      bool timed, const struct timespec *deadline, const sigset_t *sigmask)
 {
-	bool patient = !min_nr && nr && timed && ctx->engine->kind == AIO_COMPAT_URING;
+	bool patient = !min_nr && nr && timed;
 	long got = 0, n;
 	int err = 0;
 

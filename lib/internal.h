@@ -247,8 +247,8 @@ struct aio_ctx {
 	struct req *reqs;
 	struct req *free_reqs;
 	const struct engine *engine;
-	void *priv;	      /* the backend's own state */
-	uint8_t *fd_judged;   /* uring: what native AIO took on each fd (judge.c) */
+	void *priv;	    /* the backend's own state */
+	uint8_t *fd_judged; /* uring: what native AIO took on each fd (judge.c) */
 	unsigned nr_fd_judged;
 	pthread_mutex_t lock; /* everything below, and the engine */
 	int wake_fd;	      /* eventfd that wakes reapers */

@@ -36,14 +36,14 @@
 #define WATCH_MAX_NS 5000000L
 
 struct native {
-	unsigned long id;	/* the kernel's context: the handle, and its ring */
-	unsigned cursor;	/* the next ring slot to scan */
-	long inflight;		/* submitted, their events not yet scanned */
-	unsigned writes;	/* counted writes in the table */
-	unsigned held;		/* syncs the rule holds, issued or not */
-	struct req *pending;	/* released syncs the kernel had no room for */
-	unsigned mask;		/* the table has mask + 1 buckets */
-	struct req **table;	/* counted writes, by iocb address */
+	unsigned long id;    /* the kernel's context: the handle, and its ring */
+	unsigned cursor;     /* the next ring slot to scan */
+	long inflight;	     /* submitted, their events not yet scanned */
+	unsigned writes;     /* counted writes in the table */
+	unsigned held;	     /* syncs the rule holds, issued or not */
+	struct req *pending; /* released syncs the kernel had no room for */
+	unsigned mask;	     /* the table has mask + 1 buckets */
+	struct req **table;  /* counted writes, by iocb address */
 	unsigned stash_head, stash_nr;
 	struct io_event *stash; /* events io_queue_wait took from the kernel */
 	bool watching, watch_stop;
@@ -72,9 +72,9 @@ static bool has_pgetevents;
 
 static void pgetevents_probe(void)
 {
-	has_pgetevents = !under_valgrind &&
-			 (kernel_syscall(__NR_io_pgetevents, 0, 0, 0, 0, 0, 0) == 0 ||
-			  errno != ENOSYS);
+	has_pgetevents =
+	    !under_valgrind &&
+	    (kernel_syscall(__NR_io_pgetevents, 0, 0, 0, 0, 0, 0) == 0 || errno != ENOSYS);
 }
 
 /*
@@ -137,8 +137,8 @@ static void issue_pending(struct aio_ctx *ctx);
 static void catch_up(struct aio_ctx *ctx)
 {
 	struct native *nat = native(ctx);
-	unsigned tail = atomic_load_explicit((_Atomic unsigned *)&ctx->ring->tail,
-					     memory_order_acquire);
+	unsigned tail =
+	    atomic_load_explicit((_Atomic unsigned *)&ctx->ring->tail, memory_order_acquire);
 	unsigned nr = ctx->ring_nr, cur = nat->cursor;
 
 	if (unlikely(tail >= nr) || tail == cur)
@@ -293,9 +293,9 @@ static void *watch_main(void *arg)
 		if (nat->watch_stop)
 			break;
 		catch_up(ctx);
-		interval = nat->cursor != cursor ? WATCH_MIN_NS
-						 : interval * 2 < WATCH_MAX_NS ? interval * 2
-									       : WATCH_MAX_NS;
+		interval = nat->cursor != cursor	 ? WATCH_MIN_NS
+			   : interval * 2 < WATCH_MAX_NS ? interval * 2
+							 : WATCH_MAX_NS;
 	}
 	nat->watching = false;
 	pthread_cond_broadcast(&nat->watch_cond);
@@ -653,7 +653,8 @@ int native_setup(struct aio_ctx *ctx, unsigned nr)
 	ctx->ring_nr = ctx->ring->nr;
 	ctx->max_outstanding = ctx->ring_nr;
 	nat->cursor = ctx->ring->tail;
-	valgrind_defined(ctx->ring, sizeof(struct aio_ring) + ctx->ring_nr * sizeof(struct io_event));
+	valgrind_defined(ctx->ring,
+			 sizeof(struct aio_ring) + ctx->ring_nr * sizeof(struct io_event));
 	while (buckets < ctx->ring_nr)
 		buckets *= 2;
 	nat->mask = buckets - 1;

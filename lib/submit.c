@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * io_submit and io_cancel: the iocbs are checked as the kernel's
- * io_submit_one() checks them, in the same order, so both backends refuse
- * the same input with the same error; what is accepted goes to the engine
- * in batches, except syncs that the honest-fsync rule holds back.
+ * io_submit and io_cancel on io_uring (a native context's go to the
+ * kernel, native.c): the iocbs are checked as the kernel's io_submit_one()
+ * checks them, in the same order, so both backends refuse the same input
+ * with the same error; what is accepted goes to the engine in batches,
+ * except syncs that the honest-fsync rule holds back.
  */
 #include <errno.h>
 #include <limits.h>
@@ -114,7 +115,8 @@ static int check_rw(struct aio_ctx *ctx, const struct iocb *io, bool vectored)
 /*
  * aio_fsync()'s checks: no fields beyond the fd, and a file that has an
  * fsync; regular files, directories and block devices do, pipes, sockets,
- * anonymous inodes and most character devices not. One fstat, for a sync.
+ * anonymous inodes and most character devices not. One fstat, for a sync
+ * the kernel sees only later (native.c) or may not refuse (io_uring).
  */
 int check_sync(const struct iocb *io)
 {
@@ -175,8 +177,6 @@ static int check_iocb(struct aio_ctx *ctx, struct submit_state *st, const struct
 			return ret;
 		st->efd = ret;
 	}
-	if (ctx->engine->kind != AIO_COMPAT_URING)
-		return 0;
 	ret = check_for_uring(ctx, io);
 	if (unlikely(ret))
 		ret = kernel_refusal(io, ret);
@@ -277,10 +277,7 @@ static bool queue_sync(struct aio_ctx *ctx, struct submit_state *st, struct req 
 		st->batch[st->nr_batch++] = req;
 		return true;
 	}
-	/* The kernel will not see it now: what it would refuse, refuse here. */
-	st->err = ctx->engine->kind == AIO_COMPAT_NATIVE ? check_sync(&req->kiocb) : 0;
-	if (!st->err)
-		st->err = hold_file(ctx, req);
+	st->err = hold_file(ctx, req);
 	if (st->err) {
 		req_free(ctx, req);
 		return false;
@@ -356,13 +353,11 @@ static long submit(struct aio_ctx *ctx, long nr, struct iocb **ios)
 		reapers_recheck(ctx);
 	/*
 	 * What finished meanwhile goes to the ring now for a program seen to
-	 * read it without calling in (fio's userspace_reap), and on native
-	 * AIO, whose buffered I/O finishes inside io_submit with its event in
-	 * the ring, as the kernel leaves it. Other programs take it in
-	 * io_getevents, and the ticker keeps the ring filled meanwhile.
+	 * read it without calling in (fio's userspace_reap). Other programs
+	 * take it in io_getevents, and the ticker keeps the ring filled
+	 * meanwhile.
 	 */
-	if ((ctx->direct_reader || ctx->engine->kind == AIO_COMPAT_NATIVE) &&
-	    ctx->engine->ready(ctx))
+	if (ctx->direct_reader && ctx->engine->ready(ctx))
 		publish(ctx);
 	ctx_unlock(ctx);
 	return st.done ? st.done : st.err;

@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * The kernel fills read buffers behind memcheck's back: valgrind learns of
- * it in the system calls it wraps, and both backends take completions from
- * a ring in user space. So under valgrind the bytes a read returned are
- * marked defined, and the native kernel ring, which valgrind sizes for the
- * events asked for rather than the kernel's own count, is marked defined
- * whole. Outside valgrind, each completion costs one load and a branch.
+ * it in the system calls it wraps, but io_uring's completions are taken
+ * from its CQ in user space. So under valgrind the bytes a read returned
+ * there are marked defined. The native kernel ring, which the library
+ * scans and valgrind sizes for the events asked for rather than the
+ * kernel's own count, is marked defined whole. Outside valgrind, each
+ * io_uring completion costs one load and a branch.
  */
 #include <sys/uio.h>
 
