@@ -197,7 +197,7 @@ long native_getevents(struct aio_ctx *ctx, long min_nr, long nr, struct io_event
 		      const struct timespec *timeout, const sigset_t *sigmask);
 long native_take(struct aio_ctx *ctx, struct io_event *ev, long nr);
 int native_queue_wait(struct aio_ctx *ctx, const struct timespec *deadline);
-int native_cancel(struct aio_ctx *ctx, struct iocb *iocb, struct io_event *result);
+int native_cancel(struct aio_ctx *ctx, struct iocb *iocb);
 
 /*
  * The kernel's syscall, past the library's own syscall(2) (syscall.c),

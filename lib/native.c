@@ -46,6 +46,7 @@ struct native {
 	struct req **table;  /* counted writes, by iocb address */
 	unsigned stash_head, stash_nr;
 	struct io_event *stash; /* events io_queue_wait took from the kernel */
+	_Atomic bool kept;	/* held or stash_nr: a reaper must look first */
 	bool watching, watch_stop;
 	pthread_cond_t watch_cond;
 };
@@ -53,6 +54,12 @@ struct native {
 static struct native *native(struct aio_ctx *ctx)
 {
 	return ctx->priv;
+}
+
+/* Under the lock, after held or stash_nr changed. */
+static void kept_update(struct native *nat)
+{
+	atomic_store_explicit(&nat->kept, nat->held || nat->stash_nr, memory_order_relaxed);
 }
 
 /* Where syscall.c is not linked in (the static library), glibc's is the kernel's. */
@@ -79,7 +86,8 @@ static void pgetevents_probe(void)
 
 /*
  * io_pgetevents restarts itself after io_uring's task work, where
- * io_getevents would answer -EINTR; valgrind does not know it.
+ * io_getevents would answer -EINTR; valgrind does not know it. A system
+ * call, as libaio's: no cancellation point.
  */
 static long sys_getevents(struct native *nat, long min_nr, long nr, struct io_event *ev,
 			  const struct timespec *timeout, const sigset_t *sigmask)
@@ -88,7 +96,6 @@ static long sys_getevents(struct native *nat, long min_nr, long nr, struct io_ev
 		const sigset_t *set;
 		size_t size;
 	} sig = { sigmask, _NSIG / 8 };
-	int state = cancel_disable();
 	long ret;
 
 	if (has_pgetevents)
@@ -99,7 +106,6 @@ static long sys_getevents(struct native *nat, long min_nr, long nr, struct io_ev
 				     (long)timeout, 0);
 	if (ret < 0)
 		ret = -errno;
-	cancel_restore(state);
 	return ret;
 }
 
@@ -187,6 +193,7 @@ static bool issue(struct aio_ctx *ctx, struct req *req)
 		return false;
 	native(ctx)->inflight++;
 	native(ctx)->held--;
+	kept_update(native(ctx));
 	req_free(ctx, req);
 	return true;
 }
@@ -249,11 +256,13 @@ static int hold(struct aio_ctx *ctx, struct iocb *io)
 	}
 	ret = hold_file(ctx, req);
 out:
-	if (ret)
+	if (ret) {
 		req_free(ctx, req);
-	else
-		native(ctx)->held++;
-	return ret;
+		return ret;
+	}
+	native(ctx)->held++;
+	kept_update(native(ctx));
+	return 0;
 }
 
 static void *watch_main(void *arg);
@@ -447,24 +456,32 @@ static long stash_take(struct native *nat, struct io_event *out, long nr)
 		out[n++] = nat->stash[nat->stash_head++];
 	if (nat->stash_head == nat->stash_nr)
 		nat->stash_head = nat->stash_nr = 0;
+	kept_update(nat);
 	return n;
 }
 
 /*
  * Looks at the ring and what is held; false for a dead context. *held
  * says whether a wait must come back after each event, to issue syncs.
+ * With nothing kept, the kernel has it all and the lock is not taken: a
+ * sync held by another thread meanwhile is the watcher's to issue.
  */
 static bool enter(struct aio_ctx *ctx, struct io_event *ev, long nr, long *got, bool *held)
 {
+	struct native *nat = native(ctx);
+
+	*held = false;
+	if (likely(!atomic_load_explicit(&nat->kept, memory_order_relaxed)))
+		return true;
 	pthread_mutex_lock(&ctx->lock);
 	if (unlikely(ctx->dead)) {
 		pthread_mutex_unlock(&ctx->lock);
 		return false;
 	}
 	catch_up(ctx);
-	if (unlikely(native(ctx)->stash_nr))
-		*got += stash_take(native(ctx), ev + *got, nr - *got);
-	*held = native(ctx)->held != 0;
+	if (nat->stash_nr)
+		*got += stash_take(nat, ev + *got, nr - *got);
+	*held = nat->held != 0;
 	pthread_mutex_unlock(&ctx->lock);
 	return true;
 }
@@ -557,6 +574,7 @@ static void stash_put(struct native *nat, const struct io_event *ev, long n)
 	}
 	memcpy(nat->stash + nat->stash_nr, ev, (size_t)n * sizeof(*ev));
 	nat->stash_nr += (unsigned)n;
+	kept_update(nat);
 }
 
 /*
@@ -595,15 +613,17 @@ int native_queue_wait(struct aio_ctx *ctx, const struct timespec *deadline)
 	return n < 0 ? (int)n : 0;
 }
 
-int native_cancel(struct aio_ctx *ctx, struct iocb *iocb, struct io_event *result)
+/* The kernel no longer writes result (the event goes to the ring): not passed on. */
+int native_cancel(struct aio_ctx *ctx, struct iocb *iocb)
 {
+	struct io_event unused;
 	long ret;
 
 	pthread_mutex_lock(&ctx->lock);
 	if (!ctx->dead)
 		catch_up(ctx);
 	pthread_mutex_unlock(&ctx->lock);
-	ret = kernel_syscall(__NR_io_cancel, native(ctx)->id, (long)iocb, (long)result, 0, 0, 0);
+	ret = kernel_syscall(__NR_io_cancel, native(ctx)->id, (long)iocb, (long)&unused, 0, 0, 0);
 	return ret < 0 ? -errno : (int)ret;
 }
 

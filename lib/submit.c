@@ -432,6 +432,8 @@ AIO_EXPORT int io_cancel(io_context_t handle, struct iocb *iocb, struct io_event
 	struct req *req;
 	int ret = -EINVAL;
 
+	(void)result; /* the kernel no longer writes it: the event goes to the ring */
+
 	if (bad_user_ptr(iocb, sizeof(*iocb)))
 		return -EFAULT;
 	if (iocb->key)
@@ -440,7 +442,7 @@ AIO_EXPORT int io_cancel(io_context_t handle, struct iocb *iocb, struct io_event
 	if (!ctx)
 		return -EINVAL;
 	if (ctx_native(ctx)) {
-		ret = native_cancel(ctx, iocb, result);
+		ret = native_cancel(ctx, iocb);
 		ctx_put(ctx);
 		return ret;
 	}
