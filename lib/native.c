@@ -70,7 +70,13 @@ __attribute__((weak)) long kernel_syscall(long nr, long a, long b, long c, long 
 
 static long sys_submit(struct native *nat, long n, struct iocb **ios)
 {
-	long ret = kernel_syscall(__NR_io_submit, nat->id, n, (long)ios, 0, 0, 0);
+	long ret;
+
+#ifdef __SANITIZE_THREAD__
+	for (long i = 0; i < n && !bad_user_ptr(ios[i], sizeof(*ios[i])); i++)
+		tsan_release(ios[i]);
+#endif
+	ret = kernel_syscall(__NR_io_submit, nat->id, n, (long)ios, 0, 0, 0);
 
 	return ret < 0 ? -errno : ret;
 }
@@ -106,6 +112,10 @@ static long sys_getevents(struct native *nat, long min_nr, long nr, struct io_ev
 				     (long)timeout, 0);
 	if (ret < 0)
 		ret = -errno;
+#ifdef __SANITIZE_THREAD__
+	for (long i = 0; i < ret; i++)
+		tsan_acquire(ev[i].obj);
+#endif
 	return ret;
 }
 

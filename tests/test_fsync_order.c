@@ -754,10 +754,17 @@ START_TEST(test_two_fds)
 		plan_submit(ctx, &p);
 		/*
 		 * Held for sure only with O_DIRECT writes in the same call;
-		 * buffered ones, or any in an earlier call, may be done.
+		 * buffered ones, or any in an earlier call, may be done. Native
+		 * AIO looks at its ring again before judging each sync, so the
+		 * second sync's writes may be done by then.
 		 */
-		if (b_direct && !(round % 2))
+		if (b_direct && !(round % 2) && ctx_is_uring(ctx))
 			ck_assert_int_eq(held(ctx), before + 2);
+		else if (b_direct && !(round % 2))
+			ck_assert_msg(held(ctx) - before >= 1 && held(ctx) - before <= 2,
+				      "aio_compat_held_syncs grew by %ld for two syncs after "
+				      "O_DIRECT writes",
+				      held(ctx) - before);
 		else if (!(round % 2))
 			ck_assert_msg(held(ctx) - before >= 1 && held(ctx) - before <= 2,
 				      "aio_compat_held_syncs grew by %ld for two syncs, one after "
