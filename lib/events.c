@@ -409,10 +409,21 @@ static long getevents(struct aio_ctx *ctx, long min_nr, long nr, struct io_event
 	return got ? got : err;
 }
 
+static __attribute__((noinline)) long mediated_getevents(struct aio_ctx *ctx, long min_nr, long nr,
+							 struct io_event *events,
+							 const struct timespec *timeout,
+							 const sigset_t *sigmask)
+{
+	struct timespec deadline;
+	bool limited = timeout && deadline_from(&deadline, timeout);
+
+	return getevents(ctx, min_nr, nr, events, timeout != NULL, limited ? &deadline : NULL,
+			 sigmask);
+}
+
 int aio_getevents(io_context_t handle, long min_nr, long nr, struct io_event *events,
 		  const struct timespec *timeout, const sigset_t *sigmask)
 {
-	struct timespec deadline;
 	struct aio_ctx *ctx;
 	long ret = -EINVAL;
 
@@ -426,10 +437,7 @@ int aio_getevents(io_context_t handle, long min_nr, long nr, struct io_event *ev
 	} else if (ctx_native(ctx)) {
 		ret = native_getevents(ctx, min_nr, nr, events, timeout, sigmask);
 	} else {
-		bool limited = timeout && deadline_from(&deadline, timeout);
-
-		ret = getevents(ctx, min_nr, nr, events, timeout != NULL,
-				limited ? &deadline : NULL, sigmask);
+		ret = mediated_getevents(ctx, min_nr, nr, events, timeout, sigmask);
 	}
 	ctx_put(ctx);
 	return (int)ret;

@@ -150,15 +150,11 @@ static struct req *table_take(struct native *nat, const struct iocb *obj)
 static void issue_pending(struct aio_ctx *ctx);
 
 /* Every event the kernel posted since the last scan; see the top. */
-static void catch_up(struct aio_ctx *ctx)
+static void scan(struct aio_ctx *ctx, unsigned tail)
 {
 	struct native *nat = native(ctx);
-	unsigned tail =
-	    atomic_load_explicit((_Atomic unsigned *)&ctx->ring->tail, memory_order_acquire);
 	unsigned nr = ctx->ring_nr, cur = nat->cursor;
 
-	if (unlikely(tail >= nr) || tail == cur)
-		return;
 	nat->inflight -= tail > cur ? tail - cur : tail + nr - cur;
 	if (nat->inflight < 0)
 		nat->inflight = 0; /* submissions the library never saw */
@@ -173,6 +169,15 @@ static void catch_up(struct aio_ctx *ctx)
 	nat->cursor = tail;
 	if (unlikely(nat->pending))
 		issue_pending(ctx);
+}
+
+static inline void catch_up(struct aio_ctx *ctx)
+{
+	unsigned tail =
+	    atomic_load_explicit((_Atomic unsigned *)&ctx->ring->tail, memory_order_acquire);
+
+	if (likely(tail != native(ctx)->cursor && tail < ctx->ring_nr))
+		scan(ctx, tail);
 }
 
 /*
@@ -432,6 +437,18 @@ static long submit_ordered(struct aio_ctx *ctx, long nr, struct iocb **ios)
 	return done + ret;
 }
 
+/* Whether the rule has anything to do: a write or a sync before any bad pointer. */
+static bool ordered(struct iocb *const *ios, long nr)
+{
+	for (long i = 0; i < nr && !bad_user_ptr(ios[i], sizeof(*ios[i])); i++) {
+		int op = ios[i]->aio_lio_opcode;
+
+		if (opcode_is_write(op) || opcode_is_sync(op))
+			return true;
+	}
+	return false;
+}
+
 long native_submit(struct aio_ctx *ctx, long nr, struct iocb **ios)
 {
 	long ret;
@@ -446,7 +463,7 @@ long native_submit(struct aio_ctx *ctx, long nr, struct iocb **ios)
 		return -EINVAL;
 	}
 	catch_up(ctx);
-	if (ctx->fsync_order) {
+	if (ctx->fsync_order && ordered(ios, nr)) {
 		ret = submit_ordered(ctx, nr, ios);
 	} else {
 		ret = sys_submit(native(ctx), nr, ios);
@@ -525,6 +542,8 @@ long native_getevents(struct aio_ctx *ctx, long min_nr, long nr, struct io_event
 	bool held, limited = false;
 	long got = 0, n;
 
+	if (likely(!atomic_load_explicit(&nat->kept, memory_order_relaxed)))
+		return sys_getevents(nat, min_nr, nr, events, timeout, sigmask);
 	if (!enter(ctx, events, nr, &got, &held))
 		return -EINVAL;
 	if (got >= min_nr && got)
