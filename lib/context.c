@@ -167,6 +167,10 @@ static int setup(int maxevents, io_context_t *ctxp, int backend)
 	engine = choose_engine(backend & ~flags, &ret);
 	if (engine)
 		ret = ctx_create(nr, engine, flags, &ctx);
+	/* A ring needs descriptors, a native context none: auto never fails for them. */
+	if ((ret == -EMFILE || ret == -ENFILE) && engine == &uring_engine &&
+	    (backend & ~flags) == AIO_COMPAT_AUTO && backend_from_env() == AIO_COMPAT_AUTO)
+		ret = ctx_create(nr, &native_engine, flags, &ctx);
 	cancel_restore(state);
 	if (ret)
 		return ret;
