@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -497,6 +498,51 @@ START_TEST(getevents_bad_events_pointer)
 }
 END_TEST
 
+/* A page the process cannot write: none (PROT_NONE) or read-only. */
+static void *page_without_write(int prot)
+{
+	void *p = mmap(NULL, 4096, prot, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	ck_assert_ptr_ne(p, MAP_FAILED);
+	return p;
+}
+
+/*
+ * Mapped addresses the kernel cannot use: an events array without access
+ * or read-only, an iovec array and a timeout without access. The kernel
+ * answers -EFAULT and keeps the event. The native backend passes them to
+ * the kernel; the uring backend reads and writes them itself.
+ */
+START_TEST(unusable_pointers_answer_efault)
+{
+	struct io_event *none = page_without_write(PROT_NONE);
+	struct io_event *ro = page_without_write(PROT_READ);
+	struct iocb cb, *list[1] = { &cb };
+
+	if (!strcmp(test_backend(), "uring"))
+		test_skip(NULL, "unusable_pointers_answer_efault: the uring backend reads iovecs "
+				"and timeouts and fills the events array itself: such a pointer "
+				"faults there, where the kernel answers -EFAULT");
+	else {
+		prep_read(&cb);
+		ck_assert_int_eq(submit_one(ctx, &cb), 1);
+		ck_assert_int_eq(getevents_ms(ctx, 1, 1, none, 1000), -EFAULT);
+		ck_assert_int_eq(getevents_ms(ctx, 1, 1, ro, 1000), -EFAULT);
+		/* libaio reads the timeout itself (its empty-ring check): it faults. */
+		if (strcmp(test_backend(), "libaio"))
+			ck_assert_int_eq(io_getevents(ctx, 1, 1, &(struct io_event){ 0 },
+						      (struct timespec *)none),
+					 -EFAULT);
+		/* The event was not lost. */
+		ck_assert_int_eq(reap_one(ctx, &cb), 512);
+		io_prep_preadv(&cb, fd, (struct iovec *)none, 1, 0);
+		ck_assert_int_eq(io_submit(ctx, 1, list), -EFAULT);
+	}
+	munmap(none, 4096);
+	munmap(ro, 4096);
+}
+END_TEST
+
 START_TEST(getevents_unknown_ctx)
 {
 	long on_stack[512] = { 0 };
@@ -574,6 +620,7 @@ static Suite *errors_suite(void)
 	tcase_add_test(limit, batch_crossing_the_limit);
 	tcase_add_test(reap, getevents_bad_counts);
 	tcase_add_test(reap, getevents_bad_events_pointer);
+	tcase_add_test(reap, unusable_pointers_answer_efault);
 	tcase_add_test(reap, getevents_unknown_ctx);
 	tcase_add_test(reap, cancel_bad_input);
 	return s;
