@@ -11,6 +11,7 @@
  */
 #include "util.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -19,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -845,6 +847,57 @@ static void eventfd_only(int kind, int op, enum split split)
 	buffers_free();
 }
 
+/*
+ * A program that reaps with the kernel's io_getevents itself, never
+ * calling the library after io_submit (a raw system call the library's
+ * syscall(2) does not see): on native AIO the handle is the kernel's, the
+ * writes' events come, and the held sync is still issued, after them (by
+ * the library's watcher). On io_uring the kernel refuses the handle and
+ * the library reaps. _i: sync op.
+ */
+START_TEST(test_reaped_behind_the_library)
+{
+	void *libc = dlopen("libc.so.6", RTLD_NOLOAD | RTLD_LAZY);
+	io_context_t ctx = ctx_new();
+	int fd = file_new(&kinds[KIND_DIRECT]);
+	long (*raw_syscall)(long, ...);
+	unsigned seed = 29;
+	struct plan p;
+	int s;
+
+	ck_assert_ptr_nonnull(libc);
+	raw_syscall = (long (*)(long, ...))dlsym(libc, "syscall");
+	ck_assert_ptr_nonnull(raw_syscall);
+	buffers_init();
+	plan_init(&p);
+	s = plan_writes_then_sync(&p, fd, sync_ops[_i], SPLIT_NONE, &seed, 0);
+	plan_submit(ctx, &p);
+	ck_assert_int_eq(held(ctx), 1);
+	for (int waited = 0; p.nr_arrived < p.nr && waited < WAIT_MS; waited += 100) {
+		struct io_event ev[MAX_OPS];
+		struct timespec tick = { 0, 100 * 1000000L };
+		long n = raw_syscall(__NR_io_getevents, ctx, 1L, (long)MAX_OPS, ev, &tick);
+
+		/* An io_uring context is no kernel context: the library reaps. */
+		if (ctx_is_uring(ctx)) {
+			ck_assert_int_eq(n, -1);
+			ck_assert_int_eq(errno, EINVAL);
+			n = io_getevents(ctx, 1, MAX_OPS, ev, &tick);
+		}
+		ck_assert_int_ge(n, 0);
+		for (long i = 0; i < n; i++)
+			plan_arrived(&p, &ev[i]);
+	}
+	ck_assert_msg(p.nr_arrived == p.nr, "%d of %d events came in 10 s (the sync's: %s)",
+		      p.nr_arrived, p.nr, p.arrival[s] >= 0 ? "yes" : "no");
+	assert_all_syncs_ordered(&p, "reaped behind the library");
+	buffers_free();
+	ck_assert_int_eq(io_destroy(ctx), 0);
+	close(fd);
+	dlclose(libc);
+}
+END_TEST
+
 START_TEST(test_eventfd_only)
 {
 	eventfd_only(_i % 2 ? KIND_DIRECT : 0, sync_ops[(_i / 2) % 2], (enum split)(_i / 4));
@@ -1047,6 +1100,7 @@ static Suite *fsync_order_suite(void)
 
 	tcase_set_timeout(waiters, 30);
 	tcase_add_loop_test(waiters, test_eventfd_only, 0, 2 * 2 * 2);
+	tcase_add_loop_test(waiters, test_reaped_behind_the_library, 0, 2);
 	tcase_add_loop_test(waiters, test_queue_run_only, 0, 2 * 2 * 2);
 	tcase_add_loop_test(waiters, test_destroy_with_held_sync, 0, 2 * 2 * 2);
 	suite_add_tcase(s, waiters);
