@@ -19,7 +19,11 @@
 #define WRITES 64
 #define BLOCK (256 * 1024)
 
-enum ending { RETURN_FROM_MAIN, UNDERSCORE_EXIT, SIGKILLED };
+enum ending {
+	RETURN_FROM_MAIN,
+	UNDERSCORE_EXIT,
+	SIGKILLED
+};
 
 static unsigned char pattern_of(int i)
 {
@@ -120,32 +124,32 @@ static void writes_survive(const char *dir, bool direct, enum ending how)
 	close(fd);
 }
 
-#define CASES(name, dir, direct)                                       \
-	START_TEST(test_##name##_return_from_main)                     \
-	{                                                              \
-		writes_survive(dir, direct, RETURN_FROM_MAIN);         \
-	}                                                              \
-	END_TEST                                                       \
-	START_TEST(test_##name##_underscore_exit)                      \
-	{                                                              \
-		writes_survive(dir, direct, UNDERSCORE_EXIT);          \
-	}                                                              \
-	END_TEST                                                       \
-	START_TEST(test_##name##_sigkill)                              \
-	{                                                              \
-		writes_survive(dir, direct, SIGKILLED);                \
-	}                                                              \
+#define CASES(name, dir, direct)                                                                   \
+	START_TEST(test_##name##_return_from_main)                                                 \
+	{                                                                                          \
+		writes_survive(dir, direct, RETURN_FROM_MAIN);                                     \
+	}                                                                                          \
+	END_TEST                                                                                   \
+	START_TEST(test_##name##_underscore_exit)                                                  \
+	{                                                                                          \
+		writes_survive(dir, direct, UNDERSCORE_EXIT);                                      \
+	}                                                                                          \
+	END_TEST                                                                                   \
+	START_TEST(test_##name##_sigkill)                                                          \
+	{                                                                                          \
+		writes_survive(dir, direct, SIGKILLED);                                            \
+	}                                                                                          \
 	END_TEST
 
 CASES(buffered_disk, "/var/tmp", false)
 CASES(buffered_shm, "/dev/shm", false)
 CASES(direct_disk, "/var/tmp", true)
 
-#define ADD_CASES(tc, name)                                   \
-	do {                                                  \
-		tcase_add_test(tc, test_##name##_return_from_main); \
-		tcase_add_test(tc, test_##name##_underscore_exit);  \
-		tcase_add_test(tc, test_##name##_sigkill);          \
+#define ADD_CASES(tc, name)                                                                        \
+	do {                                                                                       \
+		tcase_add_test(tc, test_##name##_return_from_main);                                \
+		tcase_add_test(tc, test_##name##_underscore_exit);                                 \
+		tcase_add_test(tc, test_##name##_sigkill);                                         \
 	} while (0)
 
 int main(void)
