@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <sys/sysinfo.h>
 #include <unistd.h>
 
@@ -28,6 +29,28 @@
  * native AIO does when it lacks resources.
  */
 #define SUBMIT_TRIES 4
+
+/*
+ * Writes never go to io_uring: it hands a write it cannot do at once to
+ * io-wq, which cancels the work not yet started when the process exits,
+ * and a fatal signal cuts a running buffered write short. They go to a
+ * native AIO context of the ring's own instead, which does a buffered
+ * write inside io_submit and an O_DIRECT one as block I/O the kernel
+ * completes even if the process dies, as libaio does. Their completions
+ * are read from that context's ring; its eventfd, polled in the io_uring
+ * ring, wakes whoever sleeps there. Where the kernel lacks native AIO,
+ * writes stay on io_uring.
+ */
+struct uring {
+	struct io_uring ring; /* first: ctx->priv is also the io_uring */
+	unsigned long writes; /* native AIO context; 0: writes go to io_uring */
+	int writes_fd;	      /* the eventfd their completions signal */
+	bool poll_oneshot;    /* no multishot poll (before 5.13) */
+};
+
+/* The user_data of the poll on writes_fd; no request is at address 1. */
+#define WRITES_POLL 1ull
+#define WRITES_BATCH 64
 
 /*
  * io_uring runs blocking work on the submitting thread's io-wq, and cancels
@@ -439,30 +462,88 @@ static int ring_init(struct aio_ctx *ctx, struct io_uring *ring)
 	return ret;
 }
 
+/* Polls writes_fd: multishot where the kernel has it, else one-shot. */
+static int writes_poll_arm(struct uring *u)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
+	int ret;
+
+	if (!sqe) {
+		ret = io_uring_submit(&u->ring);
+		sqe = io_uring_get_sqe(&u->ring);
+		if (!sqe)
+			return ret < 0 ? ret : -EAGAIN;
+	}
+	if (u->poll_oneshot)
+		io_uring_prep_poll_add(sqe, u->writes_fd, POLLIN);
+	else
+		io_uring_prep_poll_multishot(sqe, u->writes_fd, POLLIN);
+	sqe->user_data = WRITES_POLL;
+	ret = io_uring_submit(&u->ring);
+	return ret < 0 ? ret : 0;
+}
+
+static void writes_close(struct uring *u)
+{
+	if (u->writes)
+		kernel_syscall(__NR_io_destroy, (long)u->writes, 0, 0, 0, 0, 0);
+	if (u->writes_fd >= 0)
+		close(u->writes_fd);
+	u->writes = 0;
+	u->writes_fd = -1;
+}
+
+/* The native AIO context for writes; none where the kernel lacks it. */
+static int writes_open(struct uring *u, unsigned nr)
+{
+	int ret;
+
+	u->writes_fd = -1;
+	if (kernel_syscall(__NR_io_setup, nr, (long)&u->writes, 0, 0, 0, 0) < 0) {
+		u->writes = 0;
+		return errno == ENOSYS || errno == EPERM ? 0 : -errno;
+	}
+	u->writes_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	ret = u->writes_fd < 0 ? -errno : writes_poll_arm(u);
+	if (ret)
+		writes_close(u);
+	return ret;
+}
+
 static int uring_setup(struct aio_ctx *ctx, unsigned nr)
 {
-	struct io_uring *ring;
+	struct uring *u;
 	int ret;
 
 	ret = kernel_limits(ctx, nr);
 	if (ret)
 		return ret;
-	ring = calloc(1, sizeof(*ring));
-	if (!ring)
+	u = calloc(1, sizeof(*u));
+	if (!u)
 		return -ENOMEM;
-	ret = ring_init(ctx, ring);
+	ret = ring_init(ctx, &u->ring);
 	if (ret) {
-		free(ring);
+		free(u);
 		return ret;
 	}
-	ctx->priv = ring;
+	ret = writes_open(u, ctx->max_outstanding);
+	if (ret) {
+		io_uring_queue_exit(&u->ring);
+		free(u);
+		return ret;
+	}
+	ctx->priv = u;
 	return 0;
 }
 
+/* The kernel's io_destroy waits for the writes still in flight. */
 static void uring_teardown(struct aio_ctx *ctx)
 {
-	io_uring_queue_exit(ctx->priv);
-	free(ctx->priv);
+	struct uring *u = ctx->priv;
+
+	writes_close(u);
+	io_uring_queue_exit(&u->ring);
+	free(u);
 	ctx->priv = NULL;
 }
 
@@ -543,21 +624,14 @@ static void sqes_withdraw(struct io_uring *ring, unsigned start)
  * with a reap. What the kernel does not take is withdrawn: it must not go
  * out later for requests refused.
  */
-static int uring_submit(struct aio_ctx *ctx, struct req **reqs, int n)
+static int ring_submit(struct aio_ctx *ctx, struct req **reqs, int n)
 {
 	struct io_uring *ring = ctx->priv;
-	struct submitter *owner = submitter_self();
 	unsigned start = ring->sq.sqe_tail, taken;
 	int ret, tries = 0;
 
-	/* Its exit could not wait for the I/O: no key, or no memory to set it. */
-	if (unlikely(!owner->known))
-		return -EAGAIN;
-	for (int i = 0; i < n; i++) {
+	for (int i = 0; i < n; i++)
 		prep(io_uring_get_sqe(ring), reqs[i]);
-		reqs[i]->owner = req_opcode(reqs[i]) == IO_CMD_POLL ? NULL : owner;
-		reqs[i]->cancelled = false;
-	}
 	do {
 		ret = ctx->single_issuer ? io_uring_submit_and_get_events(ring)
 					 : io_uring_submit(ring);
@@ -570,6 +644,73 @@ static int uring_submit(struct aio_ctx *ctx, struct req **reqs, int n)
 	if (taken)
 		return (int)taken;
 	return ret < 0 && ret != -EBUSY && ret != -EINTR ? ret : -EAGAIN;
+}
+
+/*
+ * To the writes' native context, as the program's iocbs but for the
+ * request as data and the library's eventfd; the program's eventfd is
+ * signalled when the event is published, as for the ring's.
+ */
+static int writes_submit(struct uring *u, struct req **reqs, int n)
+{
+	struct iocb iocbs[WRITES_BATCH], *ios[WRITES_BATCH];
+	int done = 0;
+
+	while (done < n) {
+		int batch = n - done < WRITES_BATCH ? n - done : WRITES_BATCH;
+		long ret;
+
+		for (int i = 0; i < batch; i++) {
+			iocbs[i] = reqs[done + i]->kiocb;
+			iocbs[i].data = reqs[done + i];
+			iocbs[i].u.c.flags |= IOCB_FLAG_RESFD;
+			iocbs[i].u.c.resfd = (unsigned)u->writes_fd;
+			ios[i] = &iocbs[i];
+		}
+		ret = kernel_syscall(__NR_io_submit, (long)u->writes, batch, (long)ios, 0, 0, 0);
+		if (ret < 0)
+			return done ? done : -errno;
+		done += (int)ret;
+		if (ret < batch)
+			break;
+	}
+	return done;
+}
+
+static bool goes_to_writes(const struct uring *u, const struct req *req)
+{
+	return u->writes && opcode_is_write(req_opcode(req));
+}
+
+/* Run by run: writes to their native context, the rest to the ring. */
+static int uring_submit(struct aio_ctx *ctx, struct req **reqs, int n)
+{
+	struct uring *u = ctx->priv;
+	struct submitter *owner = submitter_self();
+	int done = 0;
+
+	/* Its exit could not wait for the I/O: no key, or no memory to set it. */
+	if (unlikely(!owner->known))
+		return -EAGAIN;
+	for (int i = 0; i < n; i++) {
+		reqs[i]->owner = req_opcode(reqs[i]) == IO_CMD_POLL ? NULL : owner;
+		reqs[i]->cancelled = false;
+	}
+	while (done < n) {
+		bool writes = goes_to_writes(u, reqs[done]);
+		int run = 1, ret;
+
+		while (done + run < n && goes_to_writes(u, reqs[done + run]) == writes)
+			run++;
+		ret = writes ? writes_submit(u, reqs + done, run)
+			     : ring_submit(ctx, reqs + done, run);
+		if (ret < 0)
+			return done ? done : ret;
+		done += ret;
+		if (ret < run)
+			break;
+	}
+	return done;
 }
 
 /*
@@ -600,9 +741,62 @@ static long rw_result(const struct req *req, int res)
 	return native == -EOPNOTSUPP || native == -EPERM ? native : res;
 }
 
+static struct aio_ring *writes_ring(const struct uring *u)
+{
+	return (struct aio_ring *)u->writes;
+}
+
+static bool writes_ready(const struct uring *u)
+{
+	const struct aio_ring *r = writes_ring(u);
+
+	return u->writes && r->head != __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
+}
+
+/* The writes' events, from their ring, as fio's userspace_reap reads it. */
+static int writes_reap(struct aio_ctx *ctx, struct uring *u, struct completion *out, int max)
+{
+	struct aio_ring *r = writes_ring(u);
+	unsigned head = r->head, tail = __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
+	int n = 0;
+
+	while (head != tail && n < max) {
+		const struct io_event *ev = &r->io_events[head];
+
+		out[n].req = (struct req *)(uintptr_t)ev->data;
+		out[n].res = (long)ev->res;
+		out[n].res2 = (long)ev->res2;
+		if (unlikely(out[n].res < 0))
+			fd_event(ctx, req_fd(out[n].req), (int)ev->res);
+		head = (head + 1) % r->nr;
+		n++;
+	}
+	__atomic_store_n(&r->head, head, __ATOMIC_RELEASE);
+	return n;
+}
+
+/*
+ * The poll's CQE: writes_fd is drained before their ring is read, so a
+ * write that completes later signals it again. A poll that ended (one-shot,
+ * or multishot refused or dropped) is armed again.
+ */
+static void writes_poll_seen(struct uring *u, const struct io_uring_cqe *cqe)
+{
+	uint64_t count;
+
+	/* Not read(): a reap is no cancellation point. */
+	syscall(__NR_read, u->writes_fd, &count, sizeof(count));
+	if (cqe->flags & IORING_CQE_F_MORE)
+		return;
+	if (cqe->res == -EINVAL)
+		u->poll_oneshot = true;
+	writes_poll_arm(u);
+}
+
 static int uring_reap(struct aio_ctx *ctx, struct completion *out, int max)
 {
-	struct io_uring *ring = ctx->priv;
+	struct uring *u = ctx->priv;
+	struct io_uring *ring = &u->ring;
 	struct io_uring_cqe *cqe;
 	unsigned head, seen = 0;
 	int n = 0;
@@ -614,6 +808,11 @@ static int uring_reap(struct aio_ctx *ctx, struct completion *out, int max)
 	io_uring_for_each_cqe (ring, head, cqe) {
 		struct req *req = io_uring_cqe_get_data(cqe);
 
+		if (cqe->user_data == WRITES_POLL) {
+			seen++;
+			writes_poll_seen(u, cqe);
+			continue;
+		}
 		/* The library's own need no room: none stays behind. */
 		if (req && n == max)
 			break;
@@ -633,14 +832,16 @@ static int uring_reap(struct aio_ctx *ctx, struct completion *out, int max)
 		n++;
 	}
 	io_uring_cq_advance(ring, seen);
+	if (u->writes && n < max)
+		n += writes_reap(ctx, u, out + n, max - n);
 	return n;
 }
 
 static bool uring_ready(struct aio_ctx *ctx)
 {
-	struct io_uring *ring = ctx->priv;
+	struct uring *u = ctx->priv;
 
-	return io_uring_cq_ready(ring) || io_uring_cq_has_overflow(ring);
+	return io_uring_cq_ready(&u->ring) || io_uring_cq_has_overflow(&u->ring) || writes_ready(u);
 }
 
 static void uring_arm(struct aio_ctx *ctx)
@@ -648,7 +849,7 @@ static void uring_arm(struct aio_ctx *ctx)
 	(void)ctx;
 }
 
-/* The ring's fd polls readable while CQEs wait. */
+/* The ring's fd polls readable while CQEs wait, the writes' poll's too. */
 static int uring_wait_fd(struct aio_ctx *ctx)
 {
 	return ((struct io_uring *)ctx->priv)->ring_fd;
