@@ -785,7 +785,7 @@ static void writes_poll_seen(struct uring *u, const struct io_uring_cqe *cqe)
 	uint64_t count;
 
 	/* Not read(): a reap is no cancellation point. */
-	syscall(__NR_read, u->writes_fd, &count, sizeof(count));
+	kernel_syscall(__NR_read, u->writes_fd, (long)&count, sizeof(count), 0, 0, 0);
 	if (cqe->flags & IORING_CQE_F_MORE)
 		return;
 	if (cqe->res == -EINVAL)
