@@ -264,7 +264,8 @@ bool deadline_from(struct timespec *deadline, const struct timespec *rel)
 	return true;
 }
 
-static bool time_left(const struct timespec *deadline, struct timespec *left)
+/* What is left until deadline, never negative (the kernel waits forever then). */
+bool time_left(const struct timespec *deadline, struct timespec *left)
 {
 	struct timespec now;
 
@@ -275,7 +276,9 @@ static bool time_left(const struct timespec *deadline, struct timespec *left)
 		left->tv_nsec += NSEC_PER_SEC;
 		left->tv_sec--;
 	}
-	return left->tv_sec > 0 || (left->tv_sec == 0 && left->tv_nsec > 0);
+	if (left->tv_sec < 0)
+		left->tv_sec = left->tv_nsec = 0;
+	return left->tv_sec || left->tv_nsec;
 }
 
 bool deadline_passed(const struct timespec *deadline)

@@ -513,22 +513,6 @@ static bool enter(struct aio_ctx *ctx, struct io_event *ev, long nr, long *got, 
 	return true;
 }
 
-static bool time_left(const struct timespec *deadline, struct timespec *left)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	left->tv_sec = deadline->tv_sec - now.tv_sec;
-	left->tv_nsec = deadline->tv_nsec - now.tv_nsec;
-	if (left->tv_nsec < 0) {
-		left->tv_nsec += 1000000000L;
-		left->tv_sec--;
-	}
-	if (left->tv_sec < 0)
-		left->tv_sec = left->tv_nsec = 0;
-	return left->tv_sec || left->tv_nsec;
-}
-
 /*
  * io_getevents is the kernel's, with events io_queue_wait took first.
  * While a sync is held, each wait comes back at the first event, so that
