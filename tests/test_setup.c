@@ -113,14 +113,16 @@ END_TEST
 START_TEST(auto_at_descriptor_limit)
 {
 	const char *env = getenv("AIO_COMPAT_BACKEND");
-	char *was = env ? strdup(env) : NULL;
-	int file = tmpfile_in(NULL, 4096, 0), first;
 	io_context_t ctx = NULL, warm = NULL;
 	struct rlimit saved;
+	int file, first;
+	char *was;
 
 	/* The reference has one path, which setup_at_descriptor_limit covers. */
 	if (!aio_compat_setup)
 		return;
+	was = env ? strdup(env) : NULL;
+	file = tmpfile_in(NULL, 4096, 0);
 	setenv("AIO_COMPAT_BACKEND", "auto", 1);
 	/* The probe's answer from before the limit stands. */
 	ck_assert_int_eq(io_setup(8, &warm), 0);
