@@ -162,6 +162,7 @@ static int setup(int maxevents, io_context_t *ctxp, int backend)
 		return -EFAULT;
 	if (*ctxp || nr == 0 || flags & ~AIO_COMPAT_SINGLE_ISSUER)
 		return -EINVAL;
+	fault_guard_install();
 	/* Probing and setting up open and close files: never half done. */
 	state = cancel_disable();
 	engine = choose_engine(backend & ~flags, &ret);

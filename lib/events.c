@@ -211,21 +211,22 @@ unsigned publish(struct aio_ctx *ctx)
 	return total;
 }
 
+/*
+ * As the kernel's aio_read_events_ring(): events the caller cannot take
+ * (-EFAULT) stay in the ring for the next call, none lost, none consumed.
+ */
 long take_events(struct aio_ctx *ctx, struct io_event *out, long nr)
 {
-	unsigned head = ring_head(ctx), avail = ring_used(ctx);
+	unsigned head = ring_head(ctx), avail = ring_used(ctx), first;
 
 	if ((unsigned long)nr < avail)
 		avail = (unsigned)nr;
 	if (!avail)
 		return 0;
-	if (bad_user_ptr(out, avail * sizeof(*out)))
+	first = ctx->ring_nr - head < avail ? ctx->ring_nr - head : avail;
+	if (copy_to_prog(out, &ctx->ring->io_events[head], first * sizeof(*out)) ||
+	    copy_to_prog(out + first, ctx->ring->io_events, (avail - first) * sizeof(*out)))
 		return -EFAULT;
-	for (unsigned i = 0, slot = head; i < avail; i++) {
-		out[i] = ctx->ring->io_events[slot];
-		if (++slot == ctx->ring_nr)
-			slot = 0;
-	}
 	ctx->lib_head = head + avail < ctx->ring_nr ? head + avail : head + avail - ctx->ring_nr;
 	atomic_store_explicit((_Atomic unsigned *)&ctx->ring->head, ctx->lib_head,
 			      memory_order_release);
@@ -427,11 +428,16 @@ static __attribute__((noinline)) long mediated_getevents(struct aio_ctx *ctx, lo
 int aio_getevents(io_context_t handle, long min_nr, long nr, struct io_event *events,
 		  const struct timespec *timeout, const sigset_t *sigmask)
 {
+	struct timespec limit;
 	struct aio_ctx *ctx;
 	long ret = -EINVAL;
 
-	if (timeout && bad_user_ptr(timeout, sizeof(*timeout)))
-		return -EFAULT;
+	/* Read once, up front, as the kernel reads it. */
+	if (timeout) {
+		if (copy_from_prog(&limit, timeout, sizeof(limit)))
+			return -EFAULT;
+		timeout = &limit;
+	}
 	ctx = ctx_get(handle);
 	if (unlikely(!ctx))
 		return -EINVAL;

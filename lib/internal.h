@@ -377,6 +377,16 @@ extern bool under_valgrind;
 void valgrind_learn(void);
 void valgrind_defined(const void *p, size_t len);
 void valgrind_read_done(const struct req *req, long res);
+bool valgrind_unaddressable(const void *p, size_t len);
+
+/*
+ * fault.c: copies of program memory that answer -EFAULT, as the kernel's
+ * do, for a pointer it would have checked (the guard is set up at the
+ * first io_setup).
+ */
+void fault_guard_install(void);
+int copy_from_prog(void *dst, const void *src, size_t len);
+int copy_to_prog(void *dst, const void *src, size_t len);
 
 /* submit.c */
 void issue_now(struct aio_ctx *ctx, struct req *req);

@@ -73,8 +73,10 @@ static long sys_submit(struct native *nat, long n, struct iocb **ios)
 	long ret;
 
 #ifdef __SANITIZE_THREAD__
-	for (long i = 0; i < n && !bad_user_ptr(ios[i], sizeof(*ios[i])); i++)
-		tsan_release(ios[i]);
+	struct iocb *io;
+
+	for (long i = 0; i < n && !copy_from_prog(&io, &ios[i], sizeof(io)); i++)
+		tsan_release(io);
 #endif
 	ret = kernel_syscall(__NR_io_submit, nat->id, n, (long)ios, 0, 0, 0);
 
@@ -117,6 +119,16 @@ static long sys_getevents(struct native *nat, long min_nr, long nr, struct io_ev
 		tsan_acquire(ev[i].obj);
 #endif
 	return ret;
+}
+
+/*
+ * ios[i] and its iocb, copied as the kernel copies them; false where the
+ * kernel would answer -EFAULT.
+ */
+static bool fetch(struct iocb *const *ios, long i, struct iocb **io, struct iocb *copy)
+{
+	return !copy_from_prog(io, &ios[i], sizeof(*io)) &&
+	       !copy_from_prog(copy, *io, sizeof(*copy));
 }
 
 static unsigned table_slot(const struct native *nat, const struct iocb *obj)
@@ -248,7 +260,7 @@ static void issue_pending(struct aio_ctx *ctx)
  * What the kernel would refuse of a sync it will see only later, refused
  * now: the fields, the fd, the file, the eventfd.
  */
-static int hold(struct aio_ctx *ctx, struct iocb *io)
+static int hold(struct aio_ctx *ctx, struct iocb *obj, const struct iocb *io)
 {
 	struct req *req;
 	int ret = check_sync(io);
@@ -259,7 +271,7 @@ static int hold(struct aio_ctx *ctx, struct iocb *io)
 		return -EAGAIN;
 	req = req_alloc(ctx);
 	req->kiocb = *io;
-	req->obj = io;
+	req->obj = obj;
 	req->resfd = -1;
 	req->efd_slot = -1;
 	if (io->u.c.flags & IOCB_FLAG_RESFD) {
@@ -337,21 +349,23 @@ static long flush_some(struct aio_ctx *ctx, struct iocb **ios, long n)
 	long took, ready = n;
 
 	for (long i = 0; i < n; i++) {
+		struct iocb *obj, io;
+
 		reqs[i] = NULL;
-		if (bad_user_ptr(ios[i], sizeof(*ios[i]))) {
+		if (!fetch(ios, i, &obj, &io)) {
 			ready = i + 1; /* the kernel's -EFAULT is for it */
 			break;
 		}
-		if (!opcode_is_write(ios[i]->aio_lio_opcode) || ios[i]->aio_fildes > INT32_MAX)
+		if (!opcode_is_write(io.aio_lio_opcode) || io.aio_fildes > INT32_MAX)
 			continue;
-		if (!ctx->free_reqs || order_prepare_write(ctx, (int)ios[i]->aio_fildes)) {
+		if (!ctx->free_reqs || order_prepare_write(ctx, (int)io.aio_fildes)) {
 			ready = i;
 			break;
 		}
 		reqs[i] = req_alloc(ctx);
-		reqs[i]->obj = ios[i];
-		reqs[i]->kiocb.aio_fildes = ios[i]->aio_fildes;
-		reqs[i]->kiocb.aio_lio_opcode = ios[i]->aio_lio_opcode;
+		reqs[i]->obj = obj;
+		reqs[i]->kiocb.aio_fildes = io.aio_fildes;
+		reqs[i]->kiocb.aio_lio_opcode = io.aio_lio_opcode;
 		reqs[i]->epoch = UINT32_MAX;
 		reqs[i]->resfd = -1;
 	}
@@ -401,10 +415,10 @@ static long submit_ordered(struct aio_ctx *ctx, long nr, struct iocb **ios)
 	bool run_writes = false;
 
 	for (long i = 0; i < nr; i++) {
-		struct iocb *io = ios[i];
+		struct iocb *obj, copy, *io = &copy;
 		int op;
 
-		if (bad_user_ptr(io, sizeof(*io)))
+		if (!fetch(ios, i, &obj, &copy))
 			break; /* the kernel's -EFAULT, after the run before it */
 		op = io->aio_lio_opcode;
 		if (opcode_is_write(op))
@@ -423,7 +437,7 @@ static long submit_ordered(struct aio_ctx *ctx, long nr, struct iocb **ios)
 		catch_up(ctx);
 		if (!order_busy(ctx, (int)io->aio_fildes))
 			continue;
-		ret = hold(ctx, io);
+		ret = hold(ctx, obj, io);
 		if (ret)
 			return done ? done : ret;
 		watch_start(ctx);
@@ -440,12 +454,11 @@ static long submit_ordered(struct aio_ctx *ctx, long nr, struct iocb **ios)
 /* Whether the rule has anything to do: a write or a sync before any bad pointer. */
 static bool ordered(struct iocb *const *ios, long nr)
 {
-	for (long i = 0; i < nr && !bad_user_ptr(ios[i], sizeof(*ios[i])); i++) {
-		int op = ios[i]->aio_lio_opcode;
+	struct iocb *obj, io;
 
-		if (opcode_is_write(op) || opcode_is_sync(op))
+	for (long i = 0; i < nr && fetch(ios, i, &obj, &io); i++)
+		if (opcode_is_write(io.aio_lio_opcode) || opcode_is_sync(io.aio_lio_opcode))
 			return true;
-	}
 	return false;
 }
 
@@ -474,13 +487,20 @@ long native_submit(struct aio_ctx *ctx, long nr, struct iocb **ios)
 	return ret;
 }
 
-/* Under the lock: events io_queue_wait took, first. */
+/*
+ * Under the lock: events io_queue_wait took, first. An events array the
+ * caller cannot take them into leaves them kept (-EFAULT), as the kernel
+ * leaves its own in the ring.
+ */
 static long stash_take(struct native *nat, struct io_event *out, long nr)
 {
-	long n = 0;
+	long n = nat->stash_nr - nat->stash_head;
 
-	while (nat->stash_head < nat->stash_nr && n < nr)
-		out[n++] = nat->stash[nat->stash_head++];
+	if (n > nr)
+		n = nr;
+	if (copy_to_prog(out, nat->stash + nat->stash_head, (size_t)n * sizeof(*out)))
+		return -EFAULT;
+	nat->stash_head += (unsigned)n;
 	if (nat->stash_head == nat->stash_nr)
 		nat->stash_head = nat->stash_nr = 0;
 	kept_update(nat);
@@ -488,29 +508,33 @@ static long stash_take(struct native *nat, struct io_event *out, long nr)
 }
 
 /*
- * Looks at the ring and what is held; false for a dead context. *held
- * says whether a wait must come back after each event, to issue syncs.
- * With nothing kept, the kernel has it all and the lock is not taken: a
- * sync held by another thread meanwhile is the watcher's to issue.
+ * Looks at the ring and what is held: 0, -EINVAL for a dead context, or
+ * -EFAULT for kept events the caller cannot take. *held says whether a
+ * wait must come back after each event, to issue syncs. With nothing
+ * kept, the kernel has it all and the lock is not taken: a sync held by
+ * another thread meanwhile is the watcher's to issue.
  */
-static bool enter(struct aio_ctx *ctx, struct io_event *ev, long nr, long *got, bool *held)
+static int enter(struct aio_ctx *ctx, struct io_event *ev, long nr, long *got, bool *held)
 {
 	struct native *nat = native(ctx);
+	long n = 0;
 
 	*held = false;
 	if (likely(!atomic_load_explicit(&nat->kept, memory_order_relaxed)))
-		return true;
+		return 0;
 	pthread_mutex_lock(&ctx->lock);
 	if (unlikely(ctx->dead)) {
 		pthread_mutex_unlock(&ctx->lock);
-		return false;
+		return -EINVAL;
 	}
 	catch_up(ctx);
 	if (nat->stash_nr)
-		*got += stash_take(nat, ev + *got, nr - *got);
+		n = stash_take(nat, ev + *got, nr - *got);
+	if (n > 0)
+		*got += n;
 	*held = nat->held != 0;
 	pthread_mutex_unlock(&ctx->lock);
-	return true;
+	return n < 0 ? (int)n : 0;
 }
 
 /*
@@ -525,11 +549,13 @@ long native_getevents(struct aio_ctx *ctx, long min_nr, long nr, struct io_event
 	struct timespec deadline, left;
 	bool held, limited = false;
 	long got = 0, n;
+	int err;
 
 	if (likely(!atomic_load_explicit(&nat->kept, memory_order_relaxed)))
 		return sys_getevents(nat, min_nr, nr, events, timeout, sigmask);
-	if (!enter(ctx, events, nr, &got, &held))
-		return -EINVAL;
+	err = enter(ctx, events, nr, &got, &held);
+	if (err)
+		return err;
 	if (got >= min_nr && got)
 		return got;
 	if (held && timeout)
@@ -543,8 +569,9 @@ long native_getevents(struct aio_ctx *ctx, long min_nr, long nr, struct io_event
 		if (n < 0)
 			return got ? got : n;
 		got += n;
-		if (!enter(ctx, events, nr, &got, &held))
-			return got ? got : -EINVAL;
+		err = enter(ctx, events, nr, &got, &held);
+		if (err)
+			return got ? got : err;
 		if (got >= min_nr)
 			return got;
 		if (limited && !time_left(&deadline, &left))
@@ -563,9 +590,10 @@ long native_take(struct aio_ctx *ctx, struct io_event *ev, long nr)
 	static const struct timespec now;
 	long got = 0;
 	bool held;
+	int err = enter(ctx, ev, nr, &got, &held);
 
-	if (!enter(ctx, ev, nr, &got, &held))
-		return -EINVAL;
+	if (err)
+		return err;
 	if (got)
 		return got;
 	return sys_getevents(native(ctx), 0, nr, ev, &now, NULL);

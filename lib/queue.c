@@ -117,13 +117,16 @@ static int queue_wait(struct aio_ctx *ctx, const struct timespec *deadline)
 
 AIO_EXPORT int io_queue_wait(io_context_t handle, struct timespec *timeout)
 {
-	struct timespec deadline;
+	struct timespec deadline, limit;
 	struct aio_ctx *ctx;
 	bool limited;
 	int ret;
 
-	if (timeout && bad_user_ptr(timeout, sizeof(*timeout)))
-		return -EFAULT;
+	if (timeout) {
+		if (copy_from_prog(&limit, timeout, sizeof(limit)))
+			return -EFAULT;
+		timeout = &limit;
+	}
 	ctx = ctx_get(handle);
 	if (!ctx)
 		return -EINVAL;

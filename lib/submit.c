@@ -35,28 +35,36 @@ struct submit_state {
 	int efd;	    /* the slot of the eventfd the iocb being checked names, or -1 */
 };
 
-/* The iovec array as import_iovec() judges it; *total gets its length. */
+#define IOV_CHUNK 16
+
+/*
+ * The iovec array as import_iovec() judges it; *total gets its length.
+ * Read here, where the kernel reads it at io_submit: io_uring would read it
+ * only later, and answer a fault in the event.
+ */
 static int check_iovec(const struct iocb *io, size_t *total)
 {
-	const struct iovec *iov = io->u.v.vec;
+	const struct iovec *prog = io->u.v.vec;
 	unsigned long nr = io->u.v.nr;
+	struct iovec iov[IOV_CHUNK];
 
 	*total = 0;
 	if (nr > UIO_MAXIOV)
 		return -EINVAL;
-	if (!nr)
-		return 0;
-	if (bad_user_ptr(iov, nr * sizeof(*iov)))
-		return -EFAULT;
 	for (unsigned long i = 0; i < nr; i++) {
-		size_t len = iov[i].iov_len;
+		size_t len;
 
+		if (i % IOV_CHUNK == 0 &&
+		    copy_from_prog(iov, prog + i,
+				   (nr - i < IOV_CHUNK ? nr - i : IOV_CHUNK) * sizeof(*iov)))
+			return -EFAULT;
+		len = iov[i % IOV_CHUNK].iov_len;
 		if ((ssize_t)len < 0)
 			return -EINVAL;
 		/* Like import_iovec(): what passes MAX_RW_COUNT is not looked at. */
 		if (len > MAX_RW_COUNT - *total)
 			len = MAX_RW_COUNT - *total;
-		if (bad_user_range(iov[i].iov_base, len))
+		if (bad_user_range(iov[i % IOV_CHUNK].iov_base, len))
 			return -EFAULT;
 		*total += len;
 	}
@@ -205,8 +213,11 @@ static int prepare(struct aio_ctx *ctx, const struct iocb *io)
 /* Bookkeeping for a request the kernel now has, or that waits for writes. */
 static void accepted(struct aio_ctx *ctx, struct req *req)
 {
-	if (req->obj->key)
-		req->obj->key = 0;
+	static const unsigned key;
+
+	/* The kernel's KIOCB_KEY, written where the program's says otherwise. */
+	if (unlikely(req->kiocb.key))
+		copy_to_prog(&req->obj->key, &key, sizeof(key));
 	if (likely(!req->tracked))
 		return;
 	if (req_opcode(req) == IO_CMD_POLL) {
@@ -287,14 +298,15 @@ static bool queue_sync(struct aio_ctx *ctx, struct submit_state *st, struct req 
 	return true;
 }
 
-static bool queue_one(struct aio_ctx *ctx, struct submit_state *st, struct iocb *io)
+/* The iocb is copied, as the kernel copies it, and judged from the copy. */
+static bool queue_one(struct aio_ctx *ctx, struct submit_state *st, struct iocb *obj)
 {
+	struct iocb copy, *io = &copy;
 	struct req *req;
 
-	if (bad_user_ptr(io, sizeof(*io))) {
-		st->err = -EFAULT;
+	st->err = copy_from_prog(&copy, obj, sizeof(copy));
+	if (st->err)
 		return false;
-	}
 	st->efd = -1;
 	st->err = check_iocb(ctx, st, io);
 	if (st->err)
@@ -306,8 +318,8 @@ static bool queue_one(struct aio_ctx *ctx, struct submit_state *st, struct iocb 
 		return false;
 	}
 	req = req_alloc(ctx);
-	req->kiocb = *io;
-	req->obj = io;
+	req->kiocb = copy;
+	req->obj = obj;
 	req->owner = NULL;
 	req->epoch = UINT32_MAX;
 	req->efd_slot = st->efd;
@@ -345,9 +357,13 @@ static long submit(struct aio_ctx *ctx, long nr, struct iocb **ios)
 	}
 	/* Posting an event frees its request: live + ring_used stays put. */
 	st.ring_used = ring_used(ctx);
-	for (long i = 0; i < nr; i++)
-		if (!queue_one(ctx, &st, ios[i]))
+	for (long i = 0; i < nr; i++) {
+		struct iocb *io;
+
+		st.err = copy_from_prog(&io, &ios[i], sizeof(io));
+		if (st.err || !queue_one(ctx, &st, io))
 			break;
+	}
 	flush(ctx, &st);
 	if (unlikely(ctx->reapers))
 		reapers_recheck(ctx);
@@ -432,11 +448,13 @@ AIO_EXPORT int io_cancel(io_context_t handle, struct iocb *iocb, struct io_event
 	struct req *req;
 	int ret = -EINVAL;
 
+	unsigned key;
+
 	(void)result; /* the kernel no longer writes it: the event goes to the ring */
 
-	if (bad_user_ptr(iocb, sizeof(*iocb)))
+	if (copy_from_prog(&key, &iocb->key, sizeof(key)))
 		return -EFAULT;
-	if (iocb->key)
+	if (key)
 		return -EINVAL;
 	ctx = ctx_get(handle);
 	if (!ctx)

@@ -40,6 +40,23 @@ void valgrind_defined(const void *p, size_t len)
 	VALGRIND_MAKE_MEM_DEFINED(p, len);
 }
 
+/*
+ * memcheck reports a read of memory it knows unmapped before the fault
+ * happens: such a copy is refused without touching it (fault.c).
+ */
+bool valgrind_unaddressable(const void *p, size_t len)
+{
+	char vbits[256];
+
+	for (size_t off = 0; off < len; off += sizeof(vbits)) {
+		size_t n = len - off < sizeof(vbits) ? len - off : sizeof(vbits);
+
+		if (VALGRIND_GET_VBITS((const char *)p + off, vbits, n) == 3)
+			return true;
+	}
+	return false;
+}
+
 /* An iovec array is the caller's and may be gone: used only while valid. */
 static bool iovec_valid(const struct iovec *iov)
 {
@@ -82,6 +99,13 @@ void valgrind_defined(const void *p, size_t len)
 {
 	(void)p;
 	(void)len;
+}
+
+bool valgrind_unaddressable(const void *p, size_t len)
+{
+	(void)p;
+	(void)len;
+	return false;
 }
 
 void valgrind_read_done(const struct req *req, long res)

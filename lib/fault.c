@@ -1,0 +1,149 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Program memory the kernel would have checked, copied by the library:
+ * an unmapped or read-only pointer gives -EFAULT, as the kernel's
+ * copy_from_user() and copy_to_user() do, instead of killing the program.
+ *
+ * A copy costs no system call: it records where to come back to
+ * (sigsetjmp without the signal mask) and which bytes it touches, in a
+ * frame of its thread, and copies. The SIGSEGV and SIGBUS handler,
+ * installed at the first io_setup, jumps back only for a fault the kernel
+ * raised on those bytes while that frame stands; any other fault goes on
+ * to whatever handled the signal before, or, where that was the default
+ * or ignoring, the disposition is put back and the faulting instruction
+ * runs again, to end the process as it would have. A program that installs
+ * its own handler after the first io_setup takes the signal from the
+ * library: its bad pointers then fault as they did before.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <string.h>
+
+#include "internal.h"
+
+struct fault_frame {
+	sigjmp_buf env;
+	uintptr_t lo, hi; /* the program's bytes being copied */
+	struct fault_frame *prev;
+};
+
+/* Read in the handler: static TLS, which needs no allocation there. */
+static __thread struct fault_frame *frames __attribute__((tls_model("initial-exec")));
+
+static struct sigaction before[2]; /* SIGSEGV's, SIGBUS's */
+static _Atomic bool installed;
+
+static struct sigaction *before_of(int sig)
+{
+	return &before[sig == SIGBUS];
+}
+
+/* As the kernel would have delivered sig to the handler found before ours. */
+static void pass_on(int sig, siginfo_t *si, void *uc)
+{
+	struct sigaction *old = before_of(sig);
+	sigset_t mask, saved;
+
+	if (old->sa_handler == SIG_IGN && si->si_code <= 0)
+		return; /* sent, and ignored */
+	if (old->sa_handler == SIG_DFL || old->sa_handler == SIG_IGN) {
+		/* A fault runs again and is fatal now; a sent signal is sent again. */
+		sigaction(sig, old, NULL);
+		if (si->si_code <= 0)
+			raise(sig);
+		return;
+	}
+	if (old->sa_flags & SA_RESETHAND)
+		sigaction(sig, &(struct sigaction){ .sa_handler = SIG_DFL }, NULL);
+	mask = old->sa_mask;
+	if (!(old->sa_flags & SA_NODEFER))
+		sigaddset(&mask, sig);
+	pthread_sigmask(SIG_BLOCK, &mask, &saved);
+	if (old->sa_flags & SA_SIGINFO)
+		old->sa_sigaction(sig, si, uc);
+	else
+		old->sa_handler(sig);
+	pthread_sigmask(SIG_SETMASK, &saved, NULL);
+}
+
+static void on_fault(int sig, siginfo_t *si, void *uc)
+{
+	struct fault_frame *f = frames;
+	uintptr_t addr = (uintptr_t)si->si_addr;
+
+	if (f && si->si_code > 0 && addr >= f->lo && addr < f->hi) {
+		frames = f->prev;
+		siglongjmp(f->env, 1);
+	}
+	pass_on(sig, si, uc);
+}
+
+static void install(void)
+{
+	struct sigaction sa = { .sa_sigaction = on_fault,
+				.sa_flags = SA_SIGINFO | SA_NODEFER | SA_ONSTACK };
+
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGSEGV, &sa, &before[0]))
+		return;
+	if (sigaction(SIGBUS, &sa, &before[1])) {
+		sigaction(SIGSEGV, &before[0], NULL);
+		return;
+	}
+	atomic_store(&installed, true);
+}
+
+void fault_guard_install(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	pthread_once(&once, install);
+}
+
+/*
+ * The copy runs between compiler barriers, so that none of its loads and
+ * stores moves out of the frame; what it changed before a fault is not
+ * relied upon (volatile for the longjmp's sake is not needed: nothing
+ * local changes after sigsetjmp).
+ */
+static int guarded_copy(void *dst, const void *src, size_t len, const void *prog)
+{
+	struct fault_frame f;
+
+	if (under_valgrind && valgrind_unaddressable(prog, len))
+		return -EFAULT;
+	if (!atomic_load_explicit(&installed, memory_order_relaxed)) {
+		memcpy(dst, src, len);
+		return 0;
+	}
+	f.lo = (uintptr_t)prog;
+	f.hi = f.lo + len;
+	f.prev = frames;
+	if (sigsetjmp(f.env, 0))
+		return -EFAULT;
+	frames = &f;
+	atomic_signal_fence(memory_order_seq_cst);
+	memcpy(dst, src, len);
+	atomic_signal_fence(memory_order_seq_cst);
+	frames = f.prev;
+	return 0;
+}
+
+int copy_from_prog(void *dst, const void *src, size_t len)
+{
+	if (!len)
+		return 0;
+	if (bad_user_ptr(src, len))
+		return -EFAULT;
+	return guarded_copy(dst, src, len, src);
+}
+
+int copy_to_prog(void *dst, const void *src, size_t len)
+{
+	if (!len)
+		return 0;
+	if (bad_user_ptr(dst, len))
+		return -EFAULT;
+	return guarded_copy(dst, src, len, dst);
+}
