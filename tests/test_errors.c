@@ -11,12 +11,15 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static io_context_t ctx;
@@ -510,8 +513,8 @@ static void *page_without_write(int prot)
 /*
  * Mapped addresses the kernel cannot use: an events array without access
  * or read-only, an iovec array and a timeout without access. The kernel
- * answers -EFAULT and keeps the event. The native backend passes them to
- * the kernel; the uring backend reads and writes them itself.
+ * answers -EFAULT and keeps the event. The native backend passes most of
+ * them to the kernel; the uring backend reads and writes them itself.
  */
 START_TEST(unusable_pointers_answer_efault)
 {
@@ -519,27 +522,64 @@ START_TEST(unusable_pointers_answer_efault)
 	struct io_event *ro = page_without_write(PROT_READ);
 	struct iocb cb, *list[1] = { &cb };
 
-	if (!strcmp(test_backend(), "uring"))
-		test_skip(NULL, "unusable_pointers_answer_efault: the uring backend reads iovecs "
-				"and timeouts and fills the events array itself: such a pointer "
-				"faults there, where the kernel answers -EFAULT");
-	else {
-		prep_read(&cb);
-		ck_assert_int_eq(submit_one(ctx, &cb), 1);
-		ck_assert_int_eq(getevents_ms(ctx, 1, 1, none, 1000), -EFAULT);
-		ck_assert_int_eq(getevents_ms(ctx, 1, 1, ro, 1000), -EFAULT);
-		/* libaio reads the timeout itself (its empty-ring check): it faults. */
-		if (strcmp(test_backend(), "libaio"))
-			ck_assert_int_eq(io_getevents(ctx, 1, 1, &(struct io_event){ 0 },
-						      (struct timespec *)none),
-					 -EFAULT);
-		/* The event was not lost. */
-		ck_assert_int_eq(reap_one(ctx, &cb), 512);
-		io_prep_preadv(&cb, fd, (struct iovec *)none, 1, 0);
-		ck_assert_int_eq(io_submit(ctx, 1, list), -EFAULT);
-	}
+	prep_read(&cb);
+	ck_assert_int_eq(submit_one(ctx, &cb), 1);
+	ck_assert_int_eq(getevents_ms(ctx, 1, 1, none, 1000), -EFAULT);
+	ck_assert_int_eq(getevents_ms(ctx, 1, 1, ro, 1000), -EFAULT);
+	/* libaio reads the timeout itself (its empty-ring check): it faults. */
+	if (strcmp(test_backend(), "libaio"))
+		ck_assert_int_eq(
+		    io_getevents(ctx, 1, 1, &(struct io_event){ 0 }, (struct timespec *)none),
+		    -EFAULT);
+	/* The event was not lost. */
+	ck_assert_int_eq(reap_one(ctx, &cb), 512);
+	io_prep_preadv(&cb, fd, (struct iovec *)none, 1, 0);
+	ck_assert_int_eq(io_submit(ctx, 1, list), -EFAULT);
 	munmap(none, 4096);
 	munmap(ro, 4096);
+}
+END_TEST
+
+/* Two pages, the second without access: its address, and the array's. */
+static char *page_then_hole(void)
+{
+	char *p = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	ck_assert_ptr_ne(p, MAP_FAILED);
+	ck_assert_int_eq(mprotect(p + 4096, 4096, PROT_NONE), 0);
+	return p + 4096;
+}
+
+/*
+ * io_submit's iocb array or an iocb the kernel cannot read: -EFAULT for
+ * the first, else the count of those before it, which complete. Behind a
+ * write and a sync too, which the fsync rule reads.
+ */
+START_TEST(unmapped_iocbs_answer_efault)
+{
+	char *hole = page_then_hole();
+	struct iocb **edge = (struct iocb **)hole - 2;
+	struct iocb rd, wr, sync, *bad = (struct iocb *)hole;
+	struct iocb *list[3] = { &rd, bad };
+	struct io_event ev[2];
+
+	prep_read(&rd);
+	io_prep_pwrite(&wr, fd, buf, 512, 0);
+	io_prep_fsync(&sync, fd);
+	ck_assert_int_eq(io_submit(ctx, 1, (struct iocb **)hole), -EFAULT);
+	ck_assert_int_eq(io_submit(ctx, 1, &bad), -EFAULT);
+	ck_assert_int_eq(io_submit(ctx, 2, list), 1);
+	ck_assert_int_eq(reap_one(ctx, &rd), 512);
+	list[0] = &wr;
+	ck_assert_int_eq(io_submit(ctx, 2, list), 1);
+	ck_assert_int_eq(reap_one(ctx, &wr), 512);
+	/* The array's third entry is in the hole. */
+	edge[0] = &wr;
+	edge[1] = &sync;
+	ck_assert_int_eq(io_submit(ctx, 3, edge), 2);
+	reap_n(ctx, 2, ev, 5000);
+	ck_assert_int_eq(ev[0].res + ev[1].res, 512);
+	munmap(hole - 4096, 8192);
 }
 END_TEST
 
@@ -585,6 +625,83 @@ START_TEST(cancel_bad_input)
 }
 END_TEST
 
+/*
+ * The program's own faults, in a process of their own that has made no
+ * io_setup before (this program, run again): what the library's guard
+ * does not catch must end the process as it would have, or reach the
+ * program's handler. Each scenario first checks that the guard answers
+ * -EFAULT for an unmapped iocb array, then faults.
+ */
+static char *own_fault_addr;
+
+static void own_handler(int sig, siginfo_t *si, void *uc)
+{
+	(void)uc;
+	_exit(sig == SIGSEGV && si->si_addr == own_fault_addr ? 42 : 6);
+}
+
+static int fault_child(const char *scenario)
+{
+	struct sigaction sa = { .sa_sigaction = own_handler, .sa_flags = SA_SIGINFO };
+	char *bad = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	io_context_t c = NULL;
+
+	setrlimit(RLIMIT_CORE, &(struct rlimit){ 0, 0 });
+	own_fault_addr = bad;
+	if (!strcmp(scenario, "own-handler"))
+		sigaction(SIGSEGV, &sa, NULL);
+	if (strcmp(scenario, "no-setup")) {
+		if (io_setup(1, &c))
+			return 3;
+		if (io_submit(c, 1, (struct iocb **)bad) != -EFAULT)
+			return 4;
+	}
+	if (!strcmp(scenario, "sent"))
+		raise(SIGSEGV);
+	else
+		*(volatile char *)bad = 1;
+	return 5;
+}
+
+static int run_fault_child(const char *scenario)
+{
+	int status;
+	pid_t pid = fork();
+
+	ck_assert_int_ge(pid, 0);
+	if (!pid) {
+		execl("/proc/self/exe", "test_errors", "fault-child", scenario, (char *)NULL);
+		_exit(127);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	return status;
+}
+
+/*
+ * Killed by SIGSEGV as without the library (a sanitizer's own handler
+ * ends it its way: the same as in a process that made no io_setup).
+ */
+START_TEST(program_faults_still_kill)
+{
+	int plain = run_fault_child("no-setup");
+
+	if (!UNDER_ASAN && !UNDER_TSAN)
+		ck_assert(WIFSIGNALED(plain) && WTERMSIG(plain) == SIGSEGV);
+	ck_assert_int_eq(run_fault_child("fault"), plain);
+	ck_assert_int_eq(run_fault_child("sent"), run_fault_child("no-setup"));
+}
+END_TEST
+
+/* A handler the program installed before its first io_setup gets its faults. */
+START_TEST(program_handler_still_called)
+{
+	int status = run_fault_child("own-handler");
+
+	ck_assert(WIFEXITED(status));
+	ck_assert_int_eq(WEXITSTATUS(status), 42);
+}
+END_TEST
+
 static Suite *errors_suite(void)
 {
 	Suite *s = suite_create("errors");
@@ -621,12 +738,17 @@ static Suite *errors_suite(void)
 	tcase_add_test(reap, getevents_bad_counts);
 	tcase_add_test(reap, getevents_bad_events_pointer);
 	tcase_add_test(reap, unusable_pointers_answer_efault);
+	tcase_add_test(submit, unmapped_iocbs_answer_efault);
+	tcase_add_test(submit, program_faults_still_kill);
+	tcase_add_test(submit, program_handler_still_called);
 	tcase_add_test(reap, getevents_unknown_ctx);
 	tcase_add_test(reap, cancel_bad_input);
 	return s;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	if (argc == 3 && !strcmp(argv[1], "fault-child"))
+		return fault_child(argv[2]);
 	return run_suite(errors_suite(), "errors");
 }
