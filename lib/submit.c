@@ -452,7 +452,7 @@ AIO_EXPORT int io_cancel(io_context_t handle, struct iocb *iocb, struct io_event
 
 	(void)result; /* the kernel no longer writes it: the event goes to the ring */
 
-	if (copy_from_prog(&key, &iocb->key, sizeof(key)))
+	if (bad_user_ptr(iocb, sizeof(*iocb)) || copy_from_prog(&key, &iocb->key, sizeof(key)))
 		return -EFAULT;
 	if (key)
 		return -EINVAL;
