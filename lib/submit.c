@@ -51,6 +51,10 @@ static int check_iovec(const struct iocb *io, size_t *total)
 	*total = 0;
 	if (nr > UIO_MAXIOV)
 		return -EINVAL;
+	if (!nr)
+		return 0;
+	if (bad_user_ptr(prog, nr * sizeof(*prog)))
+		return -EFAULT;
 	for (unsigned long i = 0; i < nr; i++) {
 		size_t len;
 
