@@ -75,7 +75,9 @@ static long sys_submit(struct native *nat, long n, struct iocb **ios)
 #ifdef __SANITIZE_THREAD__
 	struct iocb *io;
 
-	for (long i = 0; i < n && !copy_from_prog(&io, &ios[i], sizeof(io)); i++)
+	for (long i = 0;
+	     i < n && !copy_from_prog(&io, &ios[i], sizeof(io)) && !bad_user_ptr(io, sizeof(*io));
+	     i++)
 		tsan_release(io);
 #endif
 	ret = kernel_syscall(__NR_io_submit, nat->id, n, (long)ios, 0, 0, 0);
