@@ -343,6 +343,7 @@ static long submit(struct aio_ctx *ctx, long nr, struct iocb **ios)
 		ctx_unlock(ctx);
 		return -EAGAIN;
 	}
+	fd_judgements_age(ctx);
 	/* Posting an event frees its request: live + ring_used stays put. */
 	st.ring_used = ring_used(ctx);
 	for (long i = 0; i < nr; i++)

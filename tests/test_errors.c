@@ -519,7 +519,7 @@ START_TEST(unusable_pointers_answer_efault)
 	struct io_event *ro = page_without_write(PROT_READ);
 	struct iocb cb, *list[1] = { &cb };
 
-	if (!strcmp(test_backend(), "uring"))
+	if (ctx_is_uring(ctx))
 		test_skip(NULL, "unusable_pointers_answer_efault: the uring backend reads iovecs "
 				"and timeouts and fills the events array itself: such a pointer "
 				"faults there, where the kernel answers -EFAULT");
