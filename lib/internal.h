@@ -369,6 +369,7 @@ bool deadline_from(struct timespec *deadline, const struct timespec *rel);
 void wake_sleepers(struct aio_ctx *ctx);
 void eventfd_post(int fd);
 void reapers_recheck(struct aio_ctx *ctx);
+void reapers_wake(struct aio_ctx *ctx);
 void helper_need(struct aio_ctx *ctx);
 void helper_check(struct aio_ctx *ctx);
 void helper_done(struct aio_ctx *ctx);

@@ -234,7 +234,7 @@ int fd_judge(struct aio_ctx *ctx, const struct iocb *io)
 	}
 	if (judge_asks(&probe, &refusal) && refusal && refusal != passed)
 		return kernel_refusal(io, refusal);
-	if (kind == FD_TAKES_READS && file_in_memory(io->aio_fildes))
+	if (kind != FD_TAKES_SYNCS_POLLS && file_in_memory(io->aio_fildes))
 		kind |= FD_IN_MEMORY;
 	fd_remember(ctx, io->aio_fildes, kind);
 	return 0;

@@ -353,13 +353,18 @@ static long submit(struct aio_ctx *ctx, long nr, struct iocb **ios)
 	if (unlikely(ctx->reapers))
 		reapers_recheck(ctx);
 	/*
-	 * What finished meanwhile goes to the ring now for a program seen to
-	 * read it without calling in (fio's userspace_reap). Other programs
-	 * take it in io_getevents, and the ticker keeps the ring filled
-	 * meanwhile.
+	 * Some requests finish inside io_submit and signal nothing (uring.c).
+	 * What finished goes to the ring now for a program that waits on its
+	 * eventfds or reads the ring without calling in (fio's
+	 * userspace_reap), and those asleep in io_getevents are woken. Other
+	 * programs take it in io_getevents.
 	 */
-	if (ctx->direct_reader && ctx->engine->ready(ctx))
-		publish(ctx);
+	if (ctx->engine->ready(ctx)) {
+		if (ctx->direct_reader || ctx->helper_needs)
+			publish(ctx);
+		if (unlikely(ctx->reapers))
+			reapers_wake(ctx);
+	}
 	ctx_unlock(ctx);
 	return st.done ? st.done : st.err;
 }

@@ -653,11 +653,25 @@ static int ring_submit(struct aio_ctx *ctx, struct req **reqs, int n)
 }
 
 /*
- * To the native context, as the program's iocbs but for the
- * request as data and the library's eventfd; the program's eventfd is
- * signalled when the event is published, as for the ring's.
+ * Native AIO reads and writes a file in memory inside io_submit: its
+ * event is in the ring before io_submit returns, and needs no eventfd to
+ * wake anyone (the core wakes those asleep, submit.c). A file judged to
+ * be in memory may since have been closed and its number reused (judge.c
+ * forgets within a second): a request sent quiet that runs on after
+ * io_submit is published by the ticker (publisher.c), which a single
+ * issuer's context, asleep in the ring, does not have.
  */
-static int aio_submit(struct uring *u, struct req **reqs, int n)
+static bool goes_quiet(struct aio_ctx *ctx, const struct req *req)
+{
+	return !ctx->single_issuer && fd_in_memory(ctx, req_fd(req));
+}
+
+/*
+ * To the native context, as the program's iocbs but for the request as
+ * data and the library's eventfd; the program's eventfd is signalled when
+ * the event is published, as for the ring's.
+ */
+static int aio_submit(struct aio_ctx *ctx, struct uring *u, struct req **reqs, int n)
 {
 	struct iocb iocbs[AIO_BATCH], *ios[AIO_BATCH];
 	int done = 0;
@@ -667,11 +681,17 @@ static int aio_submit(struct uring *u, struct req **reqs, int n)
 		long ret;
 
 		for (int i = 0; i < batch; i++) {
-			iocbs[i] = reqs[done + i]->kiocb;
-			iocbs[i].data = reqs[done + i];
+			struct req *req = reqs[done + i];
+
+			iocbs[i] = req->kiocb;
+			iocbs[i].data = req;
+			ios[i] = &iocbs[i];
+			if (goes_quiet(ctx, req)) {
+				iocbs[i].u.c.flags &= ~IOCB_FLAG_RESFD;
+				continue;
+			}
 			iocbs[i].u.c.flags |= IOCB_FLAG_RESFD;
 			iocbs[i].u.c.resfd = (unsigned)u->aio_fd;
-			ios[i] = &iocbs[i];
 		}
 		ret = kernel_syscall(__NR_io_submit, (long)u->aio, batch, (long)ios, 0, 0, 0);
 		if (ret < 0)
@@ -719,7 +739,8 @@ static int uring_submit(struct aio_ctx *ctx, struct req **reqs, int n)
 
 		while (done + run < n && goes_native(ctx, u, reqs[done + run]) == native)
 			run++;
-		ret = native ? aio_submit(u, reqs + done, run) : ring_submit(ctx, reqs + done, run);
+		ret = native ? aio_submit(ctx, u, reqs + done, run)
+			     : ring_submit(ctx, reqs + done, run);
 		if (ret < 0)
 			return done ? done : ret;
 		done += ret;
@@ -794,20 +815,23 @@ static int aio_reap(struct aio_ctx *ctx, struct uring *u, struct completion *out
 }
 
 /*
- * The poll's CQE: aio_fd is drained before its ring is read, so a
- * write that completes later signals it again. A poll that ended (one-shot,
- * or multishot refused or dropped) is armed again.
+ * The poll's CQE. A multishot poll posts one for each signal whatever
+ * aio_fd's count, which is never read. A one-shot poll fires at once on a
+ * count not zero: aio_fd is drained before the ring is read, so that a
+ * request that completes later signals it again. A poll that ended
+ * (one-shot, or multishot refused or dropped) is armed again.
  */
 static void aio_poll_seen(struct uring *u, const struct io_uring_cqe *cqe)
 {
 	uint64_t count;
 
-	/* Not read(): a reap is no cancellation point. */
-	kernel_syscall(__NR_read, u->aio_fd, (long)&count, sizeof(count), 0, 0, 0);
 	if (cqe->flags & IORING_CQE_F_MORE)
 		return;
 	if (cqe->res == -EINVAL)
 		u->poll_oneshot = true;
+	/* Not read(): a reap is no cancellation point. */
+	if (u->poll_oneshot)
+		kernel_syscall(__NR_read, u->aio_fd, (long)&count, sizeof(count), 0, 0, 0);
 	aio_poll_arm(u);
 }
 
@@ -831,6 +855,7 @@ static int uring_reap(struct aio_ctx *ctx, struct completion *out, int max)
 			aio_poll_seen(u, cqe);
 			continue;
 		}
+
 		/* The library's own need no room: none stays behind. */
 		if (req && n == max)
 			break;

@@ -316,6 +316,66 @@ START_TEST(destroy_in_flight)
 }
 END_TEST
 
+/*
+ * A number judged to name a tmpfs file, closed and opened again at once on
+ * an O_DIRECT file: the reads that follow may still take tmpfs's route,
+ * quiet, where they run on after io_submit. Their events still come.
+ */
+START_TEST(number_reused_for_another_file)
+{
+	char *buf = aligned_buf(BLOCK * PER_FILE, 0);
+	struct iocb cbs[PER_FILE], *list[PER_FILE];
+	struct io_event ev[PER_FILE];
+	int direct = tmpfile_in("/var/tmp", PER_FILE * BLOCK, O_DIRECT);
+
+	/* Blocks on the disk, so that O_DIRECT reads go to the device. */
+	memset(buf, 'd', BLOCK * PER_FILE);
+	ck_assert_int_eq(pwrite(direct, buf, BLOCK * PER_FILE, 0), BLOCK * PER_FILE);
+	ck_assert_int_eq(fsync(direct), 0);
+	io_prep_pread(&cbs[0], files[0], buf, BLOCK, 0);
+	ck_assert_int_eq(submit_one(ctx, &cbs[0]), 1);
+	ck_assert_int_eq(reap_one(ctx, &cbs[0]), BLOCK);
+	ck_assert_int_eq(dup2(direct, files[0]), files[0]);
+	for (int round = 0; round < 4; round++) {
+		for (int i = 0; i < PER_FILE; i++) {
+			io_prep_pread(&cbs[i], files[0], buf + i * BLOCK, BLOCK, i * BLOCK);
+			list[i] = &cbs[i];
+		}
+		ck_assert_int_eq(io_submit(ctx, PER_FILE, list), PER_FILE);
+		/* Without a timeout: a completion that wakes no one hangs the check. */
+		ck_assert_int_eq(io_getevents(ctx, PER_FILE, PER_FILE, ev, NULL), PER_FILE);
+		for (int i = 0; i < PER_FILE; i++) {
+			ck_assert_int_eq((long)ev[i].res, BLOCK);
+			ck_assert_int_eq(((char *)ev[i].obj->u.c.buf)[0], 'd');
+		}
+		memset(buf, 0, BLOCK * PER_FILE);
+	}
+	close(direct);
+	free(buf);
+}
+END_TEST
+
+/* A thread asleep in io_getevents is woken by reads another thread submits. */
+START_TEST(sleeper_woken_by_reads_done_in_submit)
+{
+	struct waiter w = { .ctx = ctx, .min_nr = PER_FILE };
+	char *buf = aligned_buf(BLOCK * PER_FILE, 0);
+	struct iocb cbs[PER_FILE], *list[PER_FILE];
+	pthread_t t;
+
+	ck_assert_int_eq(pthread_create(&t, NULL, waiter_main, &w), 0);
+	usleep(50000);
+	for (int i = 0; i < PER_FILE; i++) {
+		io_prep_pread(&cbs[i], files[0], buf + i * BLOCK, BLOCK, i * BLOCK);
+		list[i] = &cbs[i];
+	}
+	ck_assert_int_eq(io_submit(ctx, PER_FILE, list), PER_FILE);
+	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	ck_assert_int_eq(w.ret, PER_FILE);
+	free(buf);
+}
+END_TEST
+
 static Suite *mixed_suite(void)
 {
 	Suite *s = suite_create("mixed");
@@ -329,6 +389,8 @@ static Suite *mixed_suite(void)
 	tcase_add_test(tc, poll_and_cancel_among_reads);
 	tcase_add_test(tc, threads_submit_to_every_file);
 	tcase_add_test(tc, destroy_in_flight);
+	tcase_add_test(tc, number_reused_for_another_file);
+	tcase_add_test(tc, sleeper_woken_by_reads_done_in_submit);
 	suite_add_tcase(s, tc);
 	return s;
 }
