@@ -273,6 +273,15 @@ static bool queue_sync(struct aio_ctx *ctx, struct submit_state *st, struct req 
 		req_free(ctx, req);
 		return false;
 	}
+	/*
+	 * Native AIO does buffered writes inside io_submit: the rule sees them
+	 * done once published, and a sync behind them alone need not hold.
+	 * What is published is in the ring now, and counted there.
+	 */
+	if (order_should_hold(ctx, req) && ctx->engine->ready(ctx)) {
+		publish(ctx);
+		st->ring_used = ring_used(ctx);
+	}
 	if (!order_should_hold(ctx, req)) {
 		st->batch[st->nr_batch++] = req;
 		return true;
