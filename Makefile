@@ -193,7 +193,7 @@ deps:
 check: deps
 	$(MAKE) all $(TESTS) $(LIBAIO_TESTS) $(BENCH) tests/diff-libaio
 	sh tests/run.sh $(TESTS) $(LIBAIO_TESTS)
-	for b in native uring; do AIO_COMPAT_BACKEND=$$b ./tests/diff-libaio -s 1 -n 500 || exit 1; done
+	for b in native uring auto; do AIO_COMPAT_BACKEND=$$b ./tests/diff-libaio -s 1 -n 500 -d /var/tmp || exit 1; done
 ifeq ($(TSAN),1)
 	@echo "SKIP: tests/preload.sh, mariadb.sh, qemu.sh: under TSAN (ThreadSanitizer must be built into the programs they preload the library under)"
 else

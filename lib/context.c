@@ -25,14 +25,17 @@ static int backend_from_env(void)
 	return -EINVAL;
 }
 
-/* auto is io_uring when this process could make a ring, else native. */
+/*
+ * auto is a ring that sends reads of files in memory to native AIO when
+ * this process could make a ring, else native.
+ */
 static const struct engine *choose_engine(int backend, int *err)
 {
 	if (backend == AIO_COMPAT_AUTO)
 		backend = backend_from_env();
-	if (backend == AIO_COMPAT_AUTO)
-		backend = backend_probe_uring() ? AIO_COMPAT_NATIVE : AIO_COMPAT_URING;
 	switch (backend) {
+	case AIO_COMPAT_AUTO:
+		return backend_probe_uring() ? &native_engine : &auto_engine;
 	case AIO_COMPAT_URING:
 		*err = backend_probe_uring();
 		return *err ? NULL : &uring_engine;
@@ -128,7 +131,7 @@ static int ctx_create(unsigned nr, const struct engine *engine, int flags, struc
 	pthread_mutex_init(&ctx->lock, NULL);
 	pthread_cond_init(&ctx->helper_cond, NULL);
 	/* io_uring's alone; its setup clears it where the kernel lacks it. */
-	ctx->single_issuer = engine->kind == AIO_COMPAT_URING && single_issuer_wanted(flags);
+	ctx->single_issuer = engine != &native_engine && single_issuer_wanted(flags);
 	ctx->issuer = pthread_self();
 	ctx->pid = getpid();
 	if (ctx_native(ctx)) {
@@ -169,8 +172,7 @@ static int setup(int maxevents, io_context_t *ctxp, int backend)
 	if (engine)
 		ret = ctx_create(nr, engine, flags, &ctx);
 	/* A ring needs descriptors, a native context none: auto never fails for them. */
-	if ((ret == -EMFILE || ret == -ENFILE) && engine == &uring_engine &&
-	    (backend & ~flags) == AIO_COMPAT_AUTO && backend_from_env() == AIO_COMPAT_AUTO)
+	if ((ret == -EMFILE || ret == -ENFILE) && engine == &auto_engine)
 		ret = ctx_create(nr, &native_engine, flags, &ctx);
 	cancel_restore(state);
 	if (ret)

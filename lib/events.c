@@ -302,6 +302,15 @@ void reapers_recheck(struct aio_ctx *ctx)
 	}
 }
 
+/* Reapers asleep while the engine holds completions that no signal tells of. */
+void reapers_wake(struct aio_ctx *ctx)
+{
+	if (!ctx->woken) {
+		ctx->woken = true;
+		eventfd_post(ctx->wake_fd);
+	}
+}
+
 static void engine_wait_done(struct aio_ctx *ctx)
 {
 	ctx->engine_waiting = false;

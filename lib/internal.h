@@ -201,6 +201,7 @@ struct engine {
 
 extern const struct engine native_engine;
 extern const struct engine uring_engine;
+extern const struct engine auto_engine;
 
 /*
  * native.c: a native context's handle is the kernel's own, and its calls
@@ -270,6 +271,7 @@ struct aio_ctx {
 	void *priv;	    /* the backend's own state */
 	uint8_t *fd_judged; /* uring: what native AIO took on each fd (judge.c) */
 	unsigned nr_fd_judged;
+	time_t fd_judged_at; /* the second the table was last emptied */
 	pthread_mutex_t lock; /* everything below, and the engine */
 	int wake_fd;	      /* eventfd that wakes reapers */
 	unsigned reapers;     /* threads waiting in io_getevents, io_queue_wait */
@@ -367,6 +369,7 @@ bool deadline_from(struct timespec *deadline, const struct timespec *rel);
 void wake_sleepers(struct aio_ctx *ctx);
 void eventfd_post(int fd);
 void reapers_recheck(struct aio_ctx *ctx);
+void reapers_wake(struct aio_ctx *ctx);
 void helper_need(struct aio_ctx *ctx);
 void helper_check(struct aio_ctx *ctx);
 void helper_done(struct aio_ctx *ctx);
@@ -398,11 +401,13 @@ int kernel_refusal(const struct iocb *io, int ours);
 unsigned rw_flags_unknown(unsigned flags, int fd);
 int fd_judge(struct aio_ctx *ctx, const struct iocb *io);
 void fd_event(struct aio_ctx *ctx, int fd, long res);
+void fd_judgements_age(struct aio_ctx *ctx);
 
 /* Kinds of request, by what native AIO checks of their file. */
 #define FD_TAKES_READS 1
 #define FD_TAKES_WRITES 2
 #define FD_TAKES_SYNCS_POLLS 4 /* the fd is found: not closed, not O_PATH */
+#define FD_IN_MEMORY 8	       /* a regular file on tmpfs or ramfs: read inline */
 
 static inline uint8_t fd_request_kind(int opcode)
 {
@@ -415,6 +420,12 @@ static inline uint8_t fd_request_kind(int opcode)
 		return FD_TAKES_WRITES;
 	}
 	return FD_TAKES_SYNCS_POLLS;
+}
+
+/* Whether fd is known to name a file whose reads never leave memory. */
+static inline bool fd_in_memory(const struct aio_ctx *ctx, int fd)
+{
+	return (unsigned)fd < ctx->nr_fd_judged && ctx->fd_judged[fd] & FD_IN_MEMORY;
 }
 
 /* Whether fd was seen to take this kind of request on the context. */

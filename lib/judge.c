@@ -16,6 +16,9 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/magic.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -170,6 +173,21 @@ unsigned rw_flags_unknown(unsigned flags, int fd)
 	return flags & ~kernel_rw_flags(fd);
 }
 
+/*
+ * A regular file whose pages live in memory (tmpfs, ramfs): native AIO
+ * reads it inside io_submit at memory speed, where io_uring, which cannot
+ * read it without blocking (no RWF_NOWAIT), hands each read to a worker.
+ */
+static bool file_in_memory(int fd)
+{
+	struct statfs fs;
+	struct stat st;
+
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode) || fstatfs(fd, &fs))
+		return false;
+	return fs.f_type == TMPFS_MAGIC || fs.f_type == RAMFS_MAGIC;
+}
+
 /* Unremembered if there is no memory for it: the judge is asked again. */
 static void fd_remember(struct aio_ctx *ctx, int fd, uint8_t kind)
 {
@@ -216,8 +234,27 @@ int fd_judge(struct aio_ctx *ctx, const struct iocb *io)
 	}
 	if (judge_asks(&probe, &refusal) && refusal && refusal != passed)
 		return kernel_refusal(io, refusal);
+	if (kind != FD_TAKES_SYNCS_POLLS && file_in_memory(io->aio_fildes))
+		kind |= FD_IN_MEMORY;
 	fd_remember(ctx, io->aio_fildes, kind);
 	return 0;
+}
+
+/*
+ * A number closed and opened again on another file gives no event: what
+ * was judged of each fd is forgotten once a second, and judged again at
+ * its next request. The clock is the vDSO's: no system call.
+ */
+void fd_judgements_age(struct aio_ctx *ctx)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+	if (likely(now.tv_sec == ctx->fd_judged_at))
+		return;
+	ctx->fd_judged_at = now.tv_sec;
+	if (ctx->fd_judged)
+		memset(ctx->fd_judged, 0, ctx->nr_fd_judged);
 }
 
 /*

@@ -288,6 +288,15 @@ static bool queue_sync(struct aio_ctx *ctx, struct submit_state *st, struct req 
 		req_free(ctx, req);
 		return false;
 	}
+	/*
+	 * Native AIO does buffered writes inside io_submit: the rule sees them
+	 * done once published, and a sync behind them alone need not hold.
+	 * What is published is in the ring now, and counted there.
+	 */
+	if (order_should_hold(ctx, req) && ctx->engine->ready(ctx)) {
+		publish(ctx);
+		st->ring_used = ring_used(ctx);
+	}
 	if (!order_should_hold(ctx, req)) {
 		st->batch[st->nr_batch++] = req;
 		return true;
@@ -359,6 +368,7 @@ static long submit(struct aio_ctx *ctx, long nr, struct iocb **ios)
 		ctx_unlock(ctx);
 		return -EAGAIN;
 	}
+	fd_judgements_age(ctx);
 	/* Posting an event frees its request: live + ring_used stays put. */
 	st.ring_used = ring_used(ctx);
 	for (long i = 0; i < nr; i++) {
@@ -372,13 +382,18 @@ static long submit(struct aio_ctx *ctx, long nr, struct iocb **ios)
 	if (unlikely(ctx->reapers))
 		reapers_recheck(ctx);
 	/*
-	 * What finished meanwhile goes to the ring now for a program seen to
-	 * read it without calling in (fio's userspace_reap). Other programs
-	 * take it in io_getevents, and the ticker keeps the ring filled
-	 * meanwhile.
+	 * Some requests finish inside io_submit and signal nothing (uring.c).
+	 * What finished goes to the ring now for a program that waits on its
+	 * eventfds or reads the ring without calling in (fio's
+	 * userspace_reap), and those asleep in io_getevents are woken. Other
+	 * programs take it in io_getevents.
 	 */
-	if (ctx->direct_reader && ctx->engine->ready(ctx))
-		publish(ctx);
+	if (ctx->engine->ready(ctx)) {
+		if (ctx->direct_reader || ctx->helper_needs)
+			publish(ctx);
+		if (unlikely(ctx->reapers))
+			reapers_wake(ctx);
+	}
 	ctx_unlock(ctx);
 	return st.done ? st.done : st.err;
 }

@@ -36,21 +36,27 @@
  * and a fatal signal cuts a running buffered write short. They go to a
  * native AIO context of the ring's own instead, which does a buffered
  * write inside io_submit and an O_DIRECT one as block I/O the kernel
- * completes even if the process dies, as libaio does. Their completions
- * are read from that context's ring; its eventfd, polled in the io_uring
- * ring, wakes whoever sleeps there. Where the kernel lacks native AIO,
- * writes stay on io_uring.
+ * completes even if the process dies, as libaio does.
+ *
+ * On an auto context, reads of files in memory (tmpfs) go there too:
+ * io_uring cannot read them without blocking and hands each to a worker
+ * thread, where native AIO reads them inside io_submit.
+ *
+ * The native context's completions are read from its ring; its eventfd,
+ * polled in the io_uring ring, wakes whoever sleeps there. Where the
+ * kernel lacks native AIO, everything stays on io_uring.
  */
 struct uring {
 	struct io_uring ring; /* first: ctx->priv is also the io_uring */
-	unsigned long writes; /* native AIO context; 0: writes go to io_uring */
-	int writes_fd;	      /* the eventfd their completions signal */
+	unsigned long aio;    /* native AIO context; 0: all goes to io_uring */
+	int aio_fd;	      /* the eventfd its completions signal */
 	bool poll_oneshot;    /* no multishot poll (before 5.13) */
+	bool reads_in_memory; /* auto: reads of tmpfs files go to aio too */
 };
 
-/* The user_data of the poll on writes_fd; no request is at address 1. */
-#define WRITES_POLL 1ull
-#define WRITES_BATCH 64
+/* The user_data of the poll on aio_fd; no request is at address 1. */
+#define AIO_POLL 1ull
+#define AIO_BATCH 64
 
 /*
  * io_uring runs blocking work on the submitting thread's io-wq, and cancels
@@ -118,7 +124,7 @@ static void exit_find_visit(struct aio_ctx *ctx, void *arg)
 	struct exit_find *f = arg;
 	bool maybe;
 
-	if (f->ctx || ctx->engine != &uring_engine || ctx_foreign(ctx))
+	if (f->ctx || ctx_native(ctx) || ctx_foreign(ctx))
 		return;
 	maybe = pthread_mutex_trylock(&ctx->lock) != 0;
 	if (!maybe) {
@@ -462,8 +468,8 @@ static int ring_init(struct aio_ctx *ctx, struct io_uring *ring)
 	return ret;
 }
 
-/* Polls writes_fd: multishot where the kernel has it, else one-shot. */
-static int writes_poll_arm(struct uring *u)
+/* Polls aio_fd: multishot where the kernel has it, else one-shot. */
+static int aio_poll_arm(struct uring *u)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
 	int ret;
@@ -475,38 +481,38 @@ static int writes_poll_arm(struct uring *u)
 			return ret < 0 ? ret : -EAGAIN;
 	}
 	if (u->poll_oneshot)
-		io_uring_prep_poll_add(sqe, u->writes_fd, POLLIN);
+		io_uring_prep_poll_add(sqe, u->aio_fd, POLLIN);
 	else
-		io_uring_prep_poll_multishot(sqe, u->writes_fd, POLLIN);
-	sqe->user_data = WRITES_POLL;
+		io_uring_prep_poll_multishot(sqe, u->aio_fd, POLLIN);
+	sqe->user_data = AIO_POLL;
 	ret = io_uring_submit(&u->ring);
 	return ret < 0 ? ret : 0;
 }
 
-static void writes_close(struct uring *u)
+static void aio_close(struct uring *u)
 {
-	if (u->writes)
-		kernel_syscall(__NR_io_destroy, (long)u->writes, 0, 0, 0, 0, 0);
-	if (u->writes_fd >= 0)
-		close(u->writes_fd);
-	u->writes = 0;
-	u->writes_fd = -1;
+	if (u->aio)
+		kernel_syscall(__NR_io_destroy, (long)u->aio, 0, 0, 0, 0, 0);
+	if (u->aio_fd >= 0)
+		close(u->aio_fd);
+	u->aio = 0;
+	u->aio_fd = -1;
 }
 
-/* The native AIO context for writes; none where the kernel lacks it. */
-static int writes_open(struct uring *u, unsigned nr)
+/* The native AIO context; none where the kernel lacks it. */
+static int aio_open(struct uring *u, unsigned nr)
 {
 	int ret;
 
-	u->writes_fd = -1;
-	if (kernel_syscall(__NR_io_setup, nr, (long)&u->writes, 0, 0, 0, 0) < 0) {
-		u->writes = 0;
+	u->aio_fd = -1;
+	if (kernel_syscall(__NR_io_setup, nr, (long)&u->aio, 0, 0, 0, 0) < 0) {
+		u->aio = 0;
 		return errno == ENOSYS || errno == EPERM ? 0 : -errno;
 	}
-	u->writes_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	ret = u->writes_fd < 0 ? -errno : writes_poll_arm(u);
+	u->aio_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	ret = u->aio_fd < 0 ? -errno : aio_poll_arm(u);
 	if (ret)
-		writes_close(u);
+		aio_close(u);
 	return ret;
 }
 
@@ -526,7 +532,7 @@ static int uring_setup(struct aio_ctx *ctx, unsigned nr)
 		free(u);
 		return ret;
 	}
-	ret = writes_open(u, ctx->max_outstanding);
+	ret = aio_open(u, ctx->max_outstanding);
 	if (ret) {
 		io_uring_queue_exit(&u->ring);
 		free(u);
@@ -536,12 +542,12 @@ static int uring_setup(struct aio_ctx *ctx, unsigned nr)
 	return 0;
 }
 
-/* The kernel's io_destroy waits for the writes still in flight. */
+/* The kernel's io_destroy waits for the requests still in flight there. */
 static void uring_teardown(struct aio_ctx *ctx)
 {
 	struct uring *u = ctx->priv;
 
-	writes_close(u);
+	aio_close(u);
 	io_uring_queue_exit(&u->ring);
 	free(u);
 	ctx->priv = NULL;
@@ -647,27 +653,47 @@ static int ring_submit(struct aio_ctx *ctx, struct req **reqs, int n)
 }
 
 /*
- * To the writes' native context, as the program's iocbs but for the
- * request as data and the library's eventfd; the program's eventfd is
- * signalled when the event is published, as for the ring's.
+ * Native AIO reads and writes a file in memory inside io_submit: its
+ * event is in the ring before io_submit returns, and needs no eventfd to
+ * wake anyone (the core wakes those asleep, submit.c). A file judged to
+ * be in memory may since have been closed and its number reused (judge.c
+ * forgets within a second): a request sent quiet that runs on after
+ * io_submit is published by the ticker (publisher.c), which a single
+ * issuer's context, asleep in the ring, does not have.
  */
-static int writes_submit(struct uring *u, struct req **reqs, int n)
+static bool goes_quiet(struct aio_ctx *ctx, const struct req *req)
 {
-	struct iocb iocbs[WRITES_BATCH], *ios[WRITES_BATCH];
+	return !ctx->single_issuer && fd_in_memory(ctx, req_fd(req));
+}
+
+/*
+ * To the native context, as the program's iocbs but for the request as
+ * data and the library's eventfd; the program's eventfd is signalled when
+ * the event is published, as for the ring's.
+ */
+static int aio_submit(struct aio_ctx *ctx, struct uring *u, struct req **reqs, int n)
+{
+	struct iocb iocbs[AIO_BATCH], *ios[AIO_BATCH];
 	int done = 0;
 
 	while (done < n) {
-		int batch = n - done < WRITES_BATCH ? n - done : WRITES_BATCH;
+		int batch = n - done < AIO_BATCH ? n - done : AIO_BATCH;
 		long ret;
 
 		for (int i = 0; i < batch; i++) {
-			iocbs[i] = reqs[done + i]->kiocb;
-			iocbs[i].data = reqs[done + i];
-			iocbs[i].u.c.flags |= IOCB_FLAG_RESFD;
-			iocbs[i].u.c.resfd = (unsigned)u->writes_fd;
+			struct req *req = reqs[done + i];
+
+			iocbs[i] = req->kiocb;
+			iocbs[i].data = req;
 			ios[i] = &iocbs[i];
+			if (goes_quiet(ctx, req)) {
+				iocbs[i].u.c.flags &= ~IOCB_FLAG_RESFD;
+				continue;
+			}
+			iocbs[i].u.c.flags |= IOCB_FLAG_RESFD;
+			iocbs[i].u.c.resfd = (unsigned)u->aio_fd;
 		}
-		ret = kernel_syscall(__NR_io_submit, (long)u->writes, batch, (long)ios, 0, 0, 0);
+		ret = kernel_syscall(__NR_io_submit, (long)u->aio, batch, (long)ios, 0, 0, 0);
 		if (ret < 0)
 			return done ? done : -errno;
 		done += (int)ret;
@@ -677,12 +703,23 @@ static int writes_submit(struct uring *u, struct req **reqs, int n)
 	return done;
 }
 
-static bool goes_to_writes(const struct uring *u, const struct req *req)
+/*
+ * Writes, and on an auto context the reads of files in memory, go to the
+ * native context. A read's route was judged with its fd (judge.c).
+ */
+static bool goes_native(struct aio_ctx *ctx, const struct uring *u, const struct req *req)
 {
-	return u->writes && opcode_is_write(req_opcode(req));
+	int op = req_opcode(req);
+
+	if (!u->aio)
+		return false;
+	if (opcode_is_write(op))
+		return true;
+	return u->reads_in_memory && (op == IO_CMD_PREAD || op == IO_CMD_PREADV) &&
+	       fd_in_memory(ctx, req_fd(req));
 }
 
-/* Run by run: writes to their native context, the rest to the ring. */
+/* Run by run: those that go native to their context, the rest to the ring. */
 static int uring_submit(struct aio_ctx *ctx, struct req **reqs, int n)
 {
 	struct uring *u = ctx->priv;
@@ -697,12 +734,12 @@ static int uring_submit(struct aio_ctx *ctx, struct req **reqs, int n)
 		reqs[i]->cancelled = false;
 	}
 	while (done < n) {
-		bool writes = goes_to_writes(u, reqs[done]);
+		bool native = goes_native(ctx, u, reqs[done]);
 		int run = 1, ret;
 
-		while (done + run < n && goes_to_writes(u, reqs[done + run]) == writes)
+		while (done + run < n && goes_native(ctx, u, reqs[done + run]) == native)
 			run++;
-		ret = writes ? writes_submit(u, reqs + done, run)
+		ret = native ? aio_submit(ctx, u, reqs + done, run)
 			     : ring_submit(ctx, reqs + done, run);
 		if (ret < 0)
 			return done ? done : ret;
@@ -741,22 +778,22 @@ static long rw_result(const struct req *req, int res)
 	return native == -EOPNOTSUPP || native == -EPERM ? native : res;
 }
 
-static struct aio_ring *writes_ring(const struct uring *u)
+static struct aio_ring *aio_ring_of(const struct uring *u)
 {
-	return (struct aio_ring *)u->writes;
+	return (struct aio_ring *)u->aio;
 }
 
-static bool writes_ready(const struct uring *u)
+static bool aio_ready(const struct uring *u)
 {
-	const struct aio_ring *r = writes_ring(u);
+	const struct aio_ring *r = aio_ring_of(u);
 
-	return u->writes && r->head != __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
+	return u->aio && r->head != __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
 }
 
-/* The writes' events, from their ring, as fio's userspace_reap reads it. */
-static int writes_reap(struct aio_ctx *ctx, struct uring *u, struct completion *out, int max)
+/* The native context's events, from its ring, as fio's userspace_reap reads it. */
+static int aio_reap(struct aio_ctx *ctx, struct uring *u, struct completion *out, int max)
 {
-	struct aio_ring *r = writes_ring(u);
+	struct aio_ring *r = aio_ring_of(u);
 	unsigned head = r->head, tail = __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
 	int n = 0;
 
@@ -768,6 +805,8 @@ static int writes_reap(struct aio_ctx *ctx, struct uring *u, struct completion *
 		out[n].res2 = (long)ev->res2;
 		if (unlikely(out[n].res < 0))
 			fd_event(ctx, req_fd(out[n].req), (int)ev->res);
+		else if (unlikely(under_valgrind))
+			valgrind_read_done(out[n].req, out[n].res);
 		head = (head + 1) % r->nr;
 		n++;
 	}
@@ -776,21 +815,24 @@ static int writes_reap(struct aio_ctx *ctx, struct uring *u, struct completion *
 }
 
 /*
- * The poll's CQE: writes_fd is drained before their ring is read, so a
- * write that completes later signals it again. A poll that ended (one-shot,
- * or multishot refused or dropped) is armed again.
+ * The poll's CQE. A multishot poll posts one for each signal whatever
+ * aio_fd's count, which is never read. A one-shot poll fires at once on a
+ * count not zero: aio_fd is drained before the ring is read, so that a
+ * request that completes later signals it again. A poll that ended
+ * (one-shot, or multishot refused or dropped) is armed again.
  */
-static void writes_poll_seen(struct uring *u, const struct io_uring_cqe *cqe)
+static void aio_poll_seen(struct uring *u, const struct io_uring_cqe *cqe)
 {
 	uint64_t count;
 
-	/* Not read(): a reap is no cancellation point. */
-	kernel_syscall(__NR_read, u->writes_fd, (long)&count, sizeof(count), 0, 0, 0);
 	if (cqe->flags & IORING_CQE_F_MORE)
 		return;
 	if (cqe->res == -EINVAL)
 		u->poll_oneshot = true;
-	writes_poll_arm(u);
+	/* Not read(): a reap is no cancellation point. */
+	if (u->poll_oneshot)
+		kernel_syscall(__NR_read, u->aio_fd, (long)&count, sizeof(count), 0, 0, 0);
+	aio_poll_arm(u);
 }
 
 static int uring_reap(struct aio_ctx *ctx, struct completion *out, int max)
@@ -808,11 +850,12 @@ static int uring_reap(struct aio_ctx *ctx, struct completion *out, int max)
 	io_uring_for_each_cqe (ring, head, cqe) {
 		struct req *req = io_uring_cqe_get_data(cqe);
 
-		if (cqe->user_data == WRITES_POLL) {
+		if (cqe->user_data == AIO_POLL) {
 			seen++;
-			writes_poll_seen(u, cqe);
+			aio_poll_seen(u, cqe);
 			continue;
 		}
+
 		/* The library's own need no room: none stays behind. */
 		if (req && n == max)
 			break;
@@ -832,8 +875,8 @@ static int uring_reap(struct aio_ctx *ctx, struct completion *out, int max)
 		n++;
 	}
 	io_uring_cq_advance(ring, seen);
-	if (u->writes && n < max)
-		n += writes_reap(ctx, u, out + n, max - n);
+	if (u->aio && n < max)
+		n += aio_reap(ctx, u, out + n, max - n);
 	return n;
 }
 
@@ -841,7 +884,7 @@ static bool uring_ready(struct aio_ctx *ctx)
 {
 	struct uring *u = ctx->priv;
 
-	return io_uring_cq_ready(&u->ring) || io_uring_cq_has_overflow(&u->ring) || writes_ready(u);
+	return io_uring_cq_ready(&u->ring) || io_uring_cq_has_overflow(&u->ring) || aio_ready(u);
 }
 
 static void uring_arm(struct aio_ctx *ctx)
@@ -849,7 +892,7 @@ static void uring_arm(struct aio_ctx *ctx)
 	(void)ctx;
 }
 
-/* The ring's fd polls readable while CQEs wait, the writes' poll's too. */
+/* The ring's fd polls readable while CQEs wait, aio_fd's poll's too. */
 static int uring_wait_fd(struct aio_ctx *ctx)
 {
 	return ((struct io_uring *)ctx->priv)->ring_fd;
@@ -913,9 +956,33 @@ static int uring_cancel_once(struct aio_ctx *ctx, struct req *req)
 	return ret;
 }
 
+/* A ring whose reads of files in memory go to native AIO. */
+static int auto_setup(struct aio_ctx *ctx, unsigned nr)
+{
+	int ret = uring_setup(ctx, nr);
+	struct uring *u = ctx->priv;
+
+	if (!ret)
+		u->reads_in_memory = u->aio != 0;
+	return ret;
+}
+
 const struct engine uring_engine = {
 	.kind = AIO_COMPAT_URING,
 	.setup = uring_setup,
+	.teardown = uring_teardown,
+	.submit = uring_submit,
+	.reap = uring_reap,
+	.ready = uring_ready,
+	.arm = uring_arm,
+	.wait_fd = uring_wait_fd,
+	.cancel = uring_cancel_once,
+	.wait = uring_wait,
+};
+
+const struct engine auto_engine = {
+	.kind = AIO_COMPAT_AUTO,
+	.setup = auto_setup,
 	.teardown = uring_teardown,
 	.submit = uring_submit,
 	.reap = uring_reap,

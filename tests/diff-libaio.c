@@ -51,6 +51,7 @@ struct side {
 	struct api api;
 	io_context_t ctx;
 	int fd, ro_fd, wo_fd;
+	int disk_fd; /* with -d: a second file, on another file system; else -1 */
 	char *bufs[MAX_BATCH];
 	struct iovec iov[MAX_BATCH][4];
 	struct iocb cbs[MAX_BATCH];
@@ -67,6 +68,7 @@ struct choice {
 };
 
 static unsigned long long rng;
+static const char *disk_dir;
 static int verbose, uring;
 static int closed_fd;
 
@@ -108,6 +110,19 @@ static void load_compat(struct api *a)
 	a->getevents = io_getevents;
 }
 
+static int file_in(const char *dir)
+{
+	char path[256];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/aio-compat-diff-XXXXXX", dir);
+	fd = mkstemp(path);
+	if (fd < 0)
+		die("mkstemp");
+	unlink(path);
+	return fd;
+}
+
 static void side_init(struct side *s)
 {
 	char path[] = "/dev/shm/aio-compat-diff-XXXXXX";
@@ -120,6 +135,7 @@ static void side_init(struct side *s)
 	if (s->ro_fd < 0 || s->wo_fd < 0)
 		die("open");
 	unlink(path);
+	s->disk_fd = disk_dir ? file_in(disk_dir) : -1;
 	for (int i = 0; i < MAX_BATCH; i++)
 		if (posix_memalign((void **)&s->bufs[i], 4096, BUF))
 			die("posix_memalign");
@@ -146,6 +162,8 @@ static void choose(struct choice *c, int slot)
 	memset(c, 0, sizeof(*c));
 	c->opcode = opcodes[rand_u(8) ? rand_u(6) : rand_u(10)];
 	c->fd_kind = rand_u(8) ? 0 : 1 + (int)rand_u(5);
+	if (!c->fd_kind && disk_dir && rand_u(2))
+		c->fd_kind = 6;
 	c->ptr_kind = rand_u(10) ? 0 : 1 + (int)rand_u(3);
 	c->nbytes = rand_u(10) ? rand_u(BUF + 1) : (size_t)1 << (20 + rand_u(44));
 	if (c->nbytes > BUF && c->ptr_kind == 0)
@@ -192,6 +210,9 @@ static void apply(struct side *s, int slot, const struct choice *c)
 		break;
 	case 4:
 		fd = s->wo_fd;
+		break;
+	case 6:
+		fd = s->disk_fd;
 		break;
 	default:
 		fd = INT_MAX;
@@ -375,19 +396,19 @@ static int compare_batch(struct side *ref, struct side *lib, int n, long batch, 
 	return bad;
 }
 
-static int compare_files(struct side *a, struct side *b, long batch)
+static int compare_file(int a, int b, long batch)
 {
 	struct stat sa, sb;
 	static char ba[FILE_SIZE], bb[FILE_SIZE];
 
-	if (fstat(a->fd, &sa) || fstat(b->fd, &sb))
+	if (fstat(a, &sa) || fstat(b, &sb))
 		die("fstat");
 	if (sa.st_size != sb.st_size) {
 		fprintf(stderr, "batch %ld: file sizes %lld and %lld\n", batch,
 			(long long)sa.st_size, (long long)sb.st_size);
 		return 1;
 	}
-	if (pread(a->fd, ba, FILE_SIZE, 0) < 0 || pread(b->fd, bb, FILE_SIZE, 0) < 0)
+	if (pread(a, ba, FILE_SIZE, 0) < 0 || pread(b, bb, FILE_SIZE, 0) < 0)
 		die("pread");
 	if (memcmp(ba, bb, FILE_SIZE)) {
 		fprintf(stderr, "batch %ld: file contents differ\n", batch);
@@ -397,13 +418,30 @@ static int compare_files(struct side *a, struct side *b, long batch)
 	for (int i = 0; i < MAX_BATCH; i++) {
 		off_t off = FAR + (off_t)i * REGION;
 
-		if (pread(a->fd, ba, REGION, off) != pread(b->fd, bb, REGION, off) ||
+		if (pread(a, ba, REGION, off) != pread(b, bb, REGION, off) ||
 		    memcmp(ba, bb, REGION)) {
 			fprintf(stderr, "batch %ld: contents at 1 TiB differ\n", batch);
 			return 1;
 		}
 	}
 	return 0;
+}
+
+static int compare_files(struct side *a, struct side *b, long batch)
+{
+	return compare_file(a->fd, b->fd, batch) ||
+	       (disk_dir && compare_file(a->disk_fd, b->disk_fd, batch));
+}
+
+/* The same bytes in a side's files, none of them extended by a write. */
+static void files_fill(struct side *s, const char *init)
+{
+	int fds[2] = { s->fd, s->disk_fd };
+
+	for (int i = 0; i < 2 && fds[i] >= 0; i++)
+		if (pwrite(fds[i], init, FILE_SIZE, 0) != FILE_SIZE ||
+		    ftruncate(fds[i], FAR + FILE_SIZE))
+			die("pwrite");
 }
 
 int main(int argc, char **argv)
@@ -414,7 +452,7 @@ int main(int argc, char **argv)
 	int opt, ruled = 0;
 	char *init = malloc(FILE_SIZE);
 
-	while ((opt = getopt(argc, argv, "s:n:v")) != -1) {
+	while ((opt = getopt(argc, argv, "s:n:d:v")) != -1) {
 		switch (opt) {
 		case 's':
 			seed = strtoull(optarg, NULL, 0);
@@ -422,11 +460,15 @@ int main(int argc, char **argv)
 		case 'n':
 			batches = atol(optarg);
 			break;
+		case 'd':
+			disk_dir = optarg;
+			break;
 		case 'v':
 			verbose = 1;
 			break;
 		default:
-			fprintf(stderr, "usage: %s [-s SEED] [-n BATCHES] [-v]\n", argv[0]);
+			fprintf(stderr, "usage: %s [-s SEED] [-n BATCHES] [-d DIR] [-v]\n",
+				argv[0]);
 			return 2;
 		}
 	}
@@ -435,21 +477,18 @@ int main(int argc, char **argv)
 	load_compat(&lib.api);
 	side_init(&ref);
 	side_init(&lib);
-	uring = aio_compat_backend(lib.ctx) == AIO_COMPAT_URING;
+	uring = aio_compat_backend(lib.ctx) != AIO_COMPAT_NATIVE;
 	closed_fd = dup(0);
 	close(closed_fd);
 	for (int i = 0; i < FILE_SIZE; i++)
 		init[i] = (char)rand_u(256);
-	if (pwrite(ref.fd, init, FILE_SIZE, 0) != FILE_SIZE ||
-	    pwrite(lib.fd, init, FILE_SIZE, 0) != FILE_SIZE)
-		die("pwrite");
 	/*
 	 * Past every region already, so that no write extends the file: a
 	 * read would otherwise see EOF or a hole depending on the order in
 	 * which the kernel ran the batch.
 	 */
-	if (ftruncate(ref.fd, FAR + FILE_SIZE) || ftruncate(lib.fd, FAR + FILE_SIZE))
-		die("ftruncate");
+	files_fill(&ref, init);
+	files_fill(&lib, init);
 
 	for (long b = 0; b < batches; b++) {
 		int n = 1 + (int)rand_u(MAX_BATCH);

@@ -1,6 +1,6 @@
 #!/bin/sh
-# Runs every suite once per backend (BACKENDS, default "native uring
-# libaio"; auto too), and those built with the real libaio
+# Runs every suite once per backend (BACKENDS, default "native uring auto
+# libaio"), and those built with the real libaio
 # (tests/libaio/, the reference) once, as backend "libaio"; the line before
 # each Check summary names the backend. The unit counted is a suite run (one suite on one
 # backend): it passed (exit 0), was skipped (exit 77: some or all of its
@@ -33,7 +33,7 @@ run() {
 	esac
 }
 
-for backend in ${BACKENDS:-native uring libaio}; do
+for backend in ${BACKENDS:-native uring auto libaio}; do
 	for t in "$@"; do
 		case $backend:$t in
 		libaio:tests/libaio/* | native:tests/test_* | uring:tests/test_* | auto:tests/test_*) run "$backend" "$t" ;;

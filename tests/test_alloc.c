@@ -712,7 +712,9 @@ static int child_run(const char *what, long n, int want)
 	if (!strcmp(what, "posix"))
 		px_works(shm);
 	after = fds_open();
-	if (want >= 0 && after - before != want)
+	/* auto takes native AIO, which needs none, if the ring's probe found no memory. */
+	if (want >= 0 && after - before != want &&
+	    !(after == before && !strcmp(test_backend(), "auto")))
 		complain("%d descriptors left behind (%d expected)", after - before, want);
 	if (bad)
 		return RUN_BAD;

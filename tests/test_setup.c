@@ -470,6 +470,8 @@ START_TEST(compat_setup_auto_follows_environment)
 		ck_assert_int_eq(aio_compat_backend(ctx), AIO_COMPAT_NATIVE);
 	else if (!strcmp(b, "uring"))
 		ck_assert_int_eq(aio_compat_backend(ctx), AIO_COMPAT_URING);
+	else
+		ck_assert_int_eq(aio_compat_backend(ctx), AIO_COMPAT_AUTO);
 	/* Without a usable io_uring, auto is native AIO, silently. */
 	if (uring_setup_result())
 		ck_assert_int_eq(aio_compat_backend(ctx), AIO_COMPAT_NATIVE);

@@ -57,7 +57,7 @@ const char *test_backend(void)
 	if (b && *b && strcmp(b, "auto"))
 		return b;
 	if (!picked && aio_compat_backend && io_setup(1, &ctx) == 0) {
-		picked = aio_compat_backend(ctx) == AIO_COMPAT_URING ? "uring" : "native";
+		picked = aio_compat_backend_name(aio_compat_backend(ctx));
 		io_destroy(ctx);
 	}
 	return picked ? picked : "auto";
@@ -79,7 +79,7 @@ int uring_emulates_before(unsigned major, unsigned minor)
 
 int ctx_is_uring(io_context_t ctx)
 {
-	return aio_compat_backend && aio_compat_backend(ctx) == AIO_COMPAT_URING;
+	return aio_compat_backend && aio_compat_backend(ctx) != AIO_COMPAT_NATIVE;
 }
 
 int tmpfile_in(const char *dir, size_t size, int flags)

@@ -77,8 +77,8 @@ void main_thread_exit(void) __attribute__((noreturn));
 #endif
 
 /*
- * The backend this run tests: "native" or "uring" (AIO_COMPAT_BACKEND; for
- * auto, the one the library picks here), or "libaio".
+ * The backend this run tests: "native", "uring" or "auto" (what
+ * aio_compat_backend says of a context set up here), or "libaio".
  */
 const char *test_backend(void);
 /*
@@ -86,7 +86,7 @@ const char *test_backend(void);
  * kernel older than major.minor would ("none": older than any).
  */
 int uring_emulates_before(unsigned major, unsigned minor);
-/* True when the context runs on io_uring (false under the real libaio). */
+/* True when the context runs on io_uring, forced or auto (false under the real libaio). */
 int ctx_is_uring(io_context_t ctx);
 
 /* A fresh file of size bytes in dir (NULL: /dev/shm), unlinked; returns fd. */

@@ -37,6 +37,7 @@ struct entrant {
 static const struct entrant entrants[] = {
 	{ { "lib-uring", ENGINE_LIB, AIO_COMPAT_URING, 1, 0, 0 }, ON_READ | ON_DISPATCH },
 	{ { "lib-native", ENGINE_LIB, AIO_COMPAT_NATIVE, 1, 0, 0 }, ON_READ | ON_DISPATCH },
+	{ { "lib-auto", ENGINE_LIB, AIO_COMPAT_AUTO, 1, 0, 0 }, ON_READ | ON_DISPATCH },
 	{ { "liburing", ENGINE_LIBURING, 0, 0, 0, 0 }, ON_READ | ON_DISPATCH },
 	{ { "libaio", ENGINE_LIBAIO, 0, 0, 0, 0 }, ON_READ | ON_DISPATCH },
 	{ { "posix-aio", ENGINE_POSIX, 0, 0, 0, 0 }, ON_READ },
@@ -44,6 +45,7 @@ static const struct entrant entrants[] = {
 	{ { "lib-uring/unordered", ENGINE_LIB, AIO_COMPAT_URING, 0, 0, 0 }, ON_COMMIT },
 	{ { "lib-native/ordered", ENGINE_LIB, AIO_COMPAT_NATIVE, 1, 0, 0 }, ON_COMMIT },
 	{ { "lib-native/unordered", ENGINE_LIB, AIO_COMPAT_NATIVE, 0, 0, 0 }, ON_COMMIT },
+	{ { "lib-auto/ordered", ENGINE_LIB, AIO_COMPAT_AUTO, 1, 0, 0 }, ON_COMMIT },
 	{ { "liburing/drain", ENGINE_LIBURING, 0, 0, 1, 0 }, ON_COMMIT },
 	{ { "liburing/unordered", ENGINE_LIBURING, 0, 0, 0, 0 }, ON_COMMIT },
 	{ { "libaio/wait", ENGINE_LIBAIO, 0, 0, 0, 1 }, ON_COMMIT },

@@ -1,0 +1,401 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * One context, files of every kind at once: tmpfs (whose reads an auto
+ * context sends to native AIO), buffered ext4 and O_DIRECT (io_uring).
+ * Each check holds on every backend; on auto it runs both paths at once.
+ */
+#include "util.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define BLOCK 4096
+#define FILES 3
+#define PER_FILE 8
+
+static io_context_t ctx;
+static int files[FILES];
+static const char *const where[FILES] = { "/dev/shm", "/var/tmp", "/var/tmp" };
+static const int how[FILES] = { 0, 0, O_DIRECT };
+
+static void ctx_up(void)
+{
+	ctx = NULL;
+	ck_assert_int_eq(io_setup(128, &ctx), 0);
+	for (int i = 0; i < FILES; i++)
+		files[i] = tmpfile_in(where[i], PER_FILE * BLOCK, how[i]);
+}
+
+static void ctx_down(void)
+{
+	expect_no_event(ctx, 0);
+	ck_assert_int_eq(io_destroy(ctx), 0);
+	for (int i = 0; i < FILES; i++)
+		close(files[i]);
+}
+
+/* The io-wq workers io_uring runs blocking requests on, in this process. */
+static int io_wq_workers(void)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	int n = 0;
+
+	ck_assert_ptr_nonnull(d);
+	while ((e = readdir(d))) {
+		char path[300], comm[32] = "";
+		int fd;
+
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
+		fd = open(path, O_RDONLY);
+		if (fd < 0)
+			continue;
+		if (read(fd, comm, sizeof(comm) - 1) > 0 && !strncmp(comm, "iou-wrk", 7))
+			n++;
+		close(fd);
+	}
+	closedir(d);
+	return n;
+}
+
+/* Reads of tmpfs on an auto context are done by native AIO: no worker. */
+START_TEST(tmpfs_reads_need_no_worker)
+{
+	char *buf = aligned_buf(BLOCK, 0);
+	struct io_event ev[PER_FILE];
+	struct iocb cbs[PER_FILE], *list[PER_FILE];
+
+	if (strcmp(test_backend(), "auto"))
+		return;
+	for (int round = 0; round < 16; round++) {
+		for (int i = 0; i < PER_FILE; i++) {
+			io_prep_pread(&cbs[i], files[0], buf, BLOCK, i * BLOCK);
+			list[i] = &cbs[i];
+		}
+		ck_assert_int_eq(io_submit(ctx, PER_FILE, list), PER_FILE);
+		reap_n(ctx, PER_FILE, ev, 2000);
+		for (int i = 0; i < PER_FILE; i++)
+			ck_assert_int_eq((long)ev[i].res, BLOCK);
+	}
+	ck_assert_int_eq(io_wq_workers(), 0);
+	free(buf);
+}
+END_TEST
+
+/*
+ * Writes and vectored writes to all three files in one batch, each file's
+ * sync behind them; then reads and vectored reads of all of it in one
+ * batch. The sync of each file arrives after every write to it.
+ */
+START_TEST(every_kind_in_one_batch)
+{
+	struct iocb cbs[FILES * (PER_FILE + 1)], *list[FILES * (PER_FILE + 1)];
+	struct io_event ev[FILES * (PER_FILE + 1)];
+	struct iovec iov[FILES * PER_FILE][2];
+	char *bufs[FILES * PER_FILE];
+	int n = 0, writes_seen[FILES] = { 0 };
+
+	for (int f = 0; f < FILES; f++) {
+		for (int i = 0; i < PER_FILE; i++) {
+			int k = f * PER_FILE + i;
+
+			bufs[k] = aligned_buf(BLOCK, 'a' + k);
+			if (i % 2) {
+				iov[k][0] = (struct iovec){ bufs[k], BLOCK / 2 };
+				iov[k][1] = (struct iovec){ bufs[k] + BLOCK / 2, BLOCK / 2 };
+				io_prep_pwritev(&cbs[n], files[f], iov[k], 2, i * BLOCK);
+			} else {
+				io_prep_pwrite(&cbs[n], files[f], bufs[k], BLOCK, i * BLOCK);
+			}
+			cbs[n].data = (void *)(long)k;
+			list[n] = &cbs[n];
+			n++;
+		}
+		io_prep_fsync(&cbs[n], files[f]);
+		cbs[n].data = (void *)(long)-1 - f;
+		list[n] = &cbs[n];
+		n++;
+	}
+	ck_assert_int_eq(io_submit(ctx, n, list), n);
+	reap_n(ctx, n, ev, 5000);
+	for (int i = 0; i < n; i++) {
+		long k = (long)ev[i].data;
+
+		if (k < 0) {
+			ck_assert_int_eq((long)ev[i].res, 0);
+			ck_assert_int_eq(writes_seen[-1 - k], PER_FILE);
+			continue;
+		}
+		ck_assert_int_eq((long)ev[i].res, BLOCK);
+		writes_seen[k / PER_FILE]++;
+	}
+
+	n = 0;
+	for (int f = 0; f < FILES; f++) {
+		for (int i = 0; i < PER_FILE; i++) {
+			int k = f * PER_FILE + i;
+
+			memset(bufs[k], 0, BLOCK);
+			if (i % 2)
+				io_prep_preadv(&cbs[n], files[f], iov[k], 2, i * BLOCK);
+			else
+				io_prep_pread(&cbs[n], files[f], bufs[k], BLOCK, i * BLOCK);
+			list[n] = &cbs[n];
+			n++;
+		}
+	}
+	ck_assert_int_eq(io_submit(ctx, n, list), n);
+	reap_n(ctx, n, ev, 5000);
+	for (int i = 0; i < n; i++)
+		ck_assert_int_eq((long)ev[i].res, BLOCK);
+	for (int k = 0; k < FILES * PER_FILE; k++) {
+		ck_assert_int_eq(bufs[k][0], 'a' + k);
+		ck_assert_int_eq(bufs[k][BLOCK - 1], 'a' + k);
+		free(bufs[k]);
+	}
+}
+END_TEST
+
+/* Every request of a batch over all files signals its eventfd once. */
+START_TEST(eventfd_counts_both_paths)
+{
+	struct iocb cbs[FILES * 2], *list[FILES * 2];
+	struct io_event ev[FILES * 2];
+	char *buf = aligned_buf(BLOCK, 'x');
+	int efd = eventfd(0, EFD_CLOEXEC), n = 0;
+	uint64_t count = 0;
+
+	ck_assert_int_ge(efd, 0);
+	for (int f = 0; f < FILES; f++) {
+		io_prep_pwrite(&cbs[n], files[f], buf, BLOCK, 0);
+		io_set_eventfd(&cbs[n], efd);
+		list[n] = &cbs[n];
+		n++;
+	}
+	ck_assert_int_eq(io_submit(ctx, n, list), n);
+	reap_n(ctx, n, ev, 5000);
+	for (int f = 0; f < FILES; f++) {
+		io_prep_pread(&cbs[n], files[f], buf, BLOCK, 0);
+		io_set_eventfd(&cbs[n], efd);
+		list[n] = &cbs[n];
+		n++;
+	}
+	ck_assert_int_eq(io_submit(ctx, FILES, list + FILES), FILES);
+	/* Counted before they are reaped: the eventfd is how programs wait. */
+	for (uint64_t seen = 0; count < (uint64_t)n; count += seen) {
+		struct pollfd p = { .fd = efd, .events = POLLIN };
+
+		ck_assert_int_eq(poll(&p, 1, 5000), 1);
+		ck_assert_int_eq(read(efd, &seen, sizeof(seen)), sizeof(seen));
+	}
+	ck_assert_uint_eq(count, (uint64_t)n);
+	reap_n(ctx, FILES, ev, 2000);
+	for (int i = 0; i < FILES; i++)
+		ck_assert_int_eq((long)ev[i].res, BLOCK);
+	close(efd);
+	free(buf);
+}
+END_TEST
+
+/* A poll waits among reads of every file; cancelled, it reports 0. */
+START_TEST(poll_and_cancel_among_reads)
+{
+	struct iocb poll_cb, cbs[FILES], *list[FILES + 1];
+	struct io_event ev[FILES + 1], result;
+	char *buf = aligned_buf(BLOCK, 0);
+	int pipefd[2], polls = 0;
+
+	ck_assert_int_eq(pipe(pipefd), 0);
+	io_prep_poll(&poll_cb, pipefd[0], POLLIN);
+	list[0] = &poll_cb;
+	for (int f = 0; f < FILES; f++) {
+		io_prep_pread(&cbs[f], files[f], buf, BLOCK, 0);
+		list[f + 1] = &cbs[f];
+	}
+	ck_assert_int_eq(io_submit(ctx, FILES + 1, list), FILES + 1);
+	reap_n(ctx, FILES, ev, 5000);
+	for (int i = 0; i < FILES; i++)
+		ck_assert_ptr_ne(ev[i].obj, &poll_cb);
+	ck_assert_int_eq(io_cancel(ctx, &poll_cb, &result), -EINPROGRESS);
+	reap_n(ctx, 1, ev, 2000);
+	ck_assert_ptr_eq(ev[0].obj, &poll_cb);
+	ck_assert_int_eq((long)ev[0].res, polls);
+	close(pipefd[0]);
+	close(pipefd[1]);
+	free(buf);
+}
+END_TEST
+
+#define THREADS FILES
+#define ROUNDS 64
+
+/* Each thread writes its file block by block; the main thread reaps. */
+static void *writer_main(void *arg)
+{
+	int f = (int)(long)arg;
+	char *buf = aligned_buf(BLOCK, 'A' + f);
+	static struct iocb cbs[THREADS][ROUNDS];
+
+	for (int round = 0; round < ROUNDS; round++) {
+		struct iocb *cb = &cbs[f][round];
+
+		io_prep_pwrite(cb, files[f], buf, BLOCK, (round % PER_FILE) * BLOCK);
+		cb->data = (void *)(long)f;
+		while (io_submit(ctx, 1, &cb) == -EAGAIN)
+			sched_yield();
+	}
+	return buf;
+}
+
+START_TEST(threads_submit_to_every_file)
+{
+	pthread_t threads[THREADS];
+	struct io_event ev[32];
+	int seen[THREADS] = { 0 }, total = 0;
+	char *check = aligned_buf(BLOCK, 0);
+
+	for (long t = 0; t < THREADS; t++)
+		ck_assert_int_eq(pthread_create(&threads[t], NULL, writer_main, (void *)t), 0);
+	while (total < THREADS * ROUNDS) {
+		int n = getevents_ms(ctx, 1, 32, ev, 5000);
+
+		ck_assert_int_gt(n, 0);
+		for (int i = 0; i < n; i++) {
+			ck_assert_int_eq((long)ev[i].res, BLOCK);
+			seen[(long)ev[i].data]++;
+		}
+		total += n;
+	}
+	for (int t = 0; t < THREADS; t++) {
+		void *buf;
+
+		ck_assert_int_eq(pthread_join(threads[t], &buf), 0);
+		free(buf);
+		ck_assert_int_eq(seen[t], ROUNDS);
+		ck_assert_int_eq(pread(files[t], check, BLOCK, 0), BLOCK);
+		ck_assert_int_eq(check[0], 'A' + t);
+	}
+	free(check);
+}
+END_TEST
+
+/* io_destroy with reads of every file and a poll in flight returns. */
+START_TEST(destroy_in_flight)
+{
+	struct iocb poll_cb, cbs[FILES * PER_FILE], *list[FILES * PER_FILE + 1];
+	char *buf = aligned_buf(BLOCK * FILES * PER_FILE, 0);
+	io_context_t doomed = NULL;
+	int pipefd[2], n = 0;
+
+	ck_assert_int_eq(pipe(pipefd), 0);
+	ck_assert_int_eq(io_setup(64, &doomed), 0);
+	io_prep_poll(&poll_cb, pipefd[0], POLLIN);
+	list[n++] = &poll_cb;
+	for (int f = 0; f < FILES; f++)
+		for (int i = 0; i < PER_FILE; i++) {
+			io_prep_pread(&cbs[n - 1], files[f], buf + (n - 1) * BLOCK, BLOCK,
+				      i * BLOCK);
+			list[n] = &cbs[n - 1];
+			n++;
+		}
+	ck_assert_int_eq(io_submit(doomed, n, list), n);
+	ck_assert_int_eq(io_destroy(doomed), 0);
+	close(pipefd[0]);
+	close(pipefd[1]);
+	free(buf);
+}
+END_TEST
+
+/*
+ * A number judged to name a tmpfs file, closed and opened again at once on
+ * an O_DIRECT file: the reads that follow may still take tmpfs's route,
+ * quiet, where they run on after io_submit. Their events still come.
+ */
+START_TEST(number_reused_for_another_file)
+{
+	char *buf = aligned_buf(BLOCK * PER_FILE, 0);
+	struct iocb cbs[PER_FILE], *list[PER_FILE];
+	struct io_event ev[PER_FILE];
+	int direct = tmpfile_in("/var/tmp", PER_FILE * BLOCK, O_DIRECT);
+
+	/* Blocks on the disk, so that O_DIRECT reads go to the device. */
+	memset(buf, 'd', BLOCK * PER_FILE);
+	ck_assert_int_eq(pwrite(direct, buf, BLOCK * PER_FILE, 0), BLOCK * PER_FILE);
+	ck_assert_int_eq(fsync(direct), 0);
+	io_prep_pread(&cbs[0], files[0], buf, BLOCK, 0);
+	ck_assert_int_eq(submit_one(ctx, &cbs[0]), 1);
+	ck_assert_int_eq(reap_one(ctx, &cbs[0]), BLOCK);
+	ck_assert_int_eq(dup2(direct, files[0]), files[0]);
+	for (int round = 0; round < 4; round++) {
+		for (int i = 0; i < PER_FILE; i++) {
+			io_prep_pread(&cbs[i], files[0], buf + i * BLOCK, BLOCK, i * BLOCK);
+			list[i] = &cbs[i];
+		}
+		ck_assert_int_eq(io_submit(ctx, PER_FILE, list), PER_FILE);
+		/* Without a timeout: a completion that wakes no one hangs the check. */
+		ck_assert_int_eq(io_getevents(ctx, PER_FILE, PER_FILE, ev, NULL), PER_FILE);
+		for (int i = 0; i < PER_FILE; i++) {
+			ck_assert_int_eq((long)ev[i].res, BLOCK);
+			ck_assert_int_eq(((char *)ev[i].obj->u.c.buf)[0], 'd');
+		}
+		memset(buf, 0, BLOCK * PER_FILE);
+	}
+	close(direct);
+	free(buf);
+}
+END_TEST
+
+/* A thread asleep in io_getevents is woken by reads another thread submits. */
+START_TEST(sleeper_woken_by_reads_done_in_submit)
+{
+	struct waiter w = { .ctx = ctx, .min_nr = PER_FILE };
+	char *buf = aligned_buf(BLOCK * PER_FILE, 0);
+	struct iocb cbs[PER_FILE], *list[PER_FILE];
+	pthread_t t;
+
+	ck_assert_int_eq(pthread_create(&t, NULL, waiter_main, &w), 0);
+	usleep(50000);
+	for (int i = 0; i < PER_FILE; i++) {
+		io_prep_pread(&cbs[i], files[0], buf + i * BLOCK, BLOCK, i * BLOCK);
+		list[i] = &cbs[i];
+	}
+	ck_assert_int_eq(io_submit(ctx, PER_FILE, list), PER_FILE);
+	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	ck_assert_int_eq(w.ret, PER_FILE);
+	free(buf);
+}
+END_TEST
+
+static Suite *mixed_suite(void)
+{
+	Suite *s = suite_create("mixed");
+	TCase *tc = tcase_create("one context, every kind of file");
+
+	tcase_add_checked_fixture(tc, ctx_up, ctx_down);
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, tmpfs_reads_need_no_worker);
+	tcase_add_test(tc, every_kind_in_one_batch);
+	tcase_add_test(tc, eventfd_counts_both_paths);
+	tcase_add_test(tc, poll_and_cancel_among_reads);
+	tcase_add_test(tc, threads_submit_to_every_file);
+	tcase_add_test(tc, destroy_in_flight);
+	tcase_add_test(tc, number_reused_for_another_file);
+	tcase_add_test(tc, sleeper_woken_by_reads_done_in_submit);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return run_suite(mixed_suite(), "mixed");
+}
