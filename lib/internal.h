@@ -394,7 +394,6 @@ int copy_to_prog(void *dst, const void *src, size_t len);
 /* submit.c */
 void issue_now(struct aio_ctx *ctx, struct req *req);
 int check_sync(const struct iocb *io);
-int hold_file(struct aio_ctx *ctx, struct req *req);
 
 /* judge.c: on io_uring, what native AIO would refuse at submission. */
 int kernel_refusal(const struct iocb *io, int ours);
@@ -408,6 +407,7 @@ void fd_judgements_age(struct aio_ctx *ctx);
 #define FD_TAKES_WRITES 2
 #define FD_TAKES_SYNCS_POLLS 4 /* the fd is found: not closed, not O_PATH */
 #define FD_IN_MEMORY 8	       /* a regular file on tmpfs or ramfs: read inline */
+#define FD_SYNCABLE 16	       /* a file check_sync took */
 
 static inline uint8_t fd_request_kind(int opcode)
 {
@@ -422,10 +422,10 @@ static inline uint8_t fd_request_kind(int opcode)
 	return FD_TAKES_SYNCS_POLLS;
 }
 
-/* Whether fd is known to name a file whose reads never leave memory. */
-static inline bool fd_in_memory(const struct aio_ctx *ctx, int fd)
+/* Whether fd was judged to be what (FD_IN_MEMORY, FD_SYNCABLE). */
+static inline bool fd_known(const struct aio_ctx *ctx, int fd, uint8_t what)
 {
-	return (unsigned)fd < ctx->nr_fd_judged && ctx->fd_judged[fd] & FD_IN_MEMORY;
+	return (unsigned)fd < ctx->nr_fd_judged && ctx->fd_judged[fd] & what;
 }
 
 /* Whether fd was seen to take this kind of request on the context. */

@@ -236,6 +236,9 @@ int fd_judge(struct aio_ctx *ctx, const struct iocb *io)
 		return kernel_refusal(io, refusal);
 	if (kind != FD_TAKES_SYNCS_POLLS && file_in_memory(io->aio_fildes))
 		kind |= FD_IN_MEMORY;
+	/* check_sync() took its file: the next syncs need not look again. */
+	if (opcode_is_sync(io->aio_lio_opcode))
+		kind |= FD_SYNCABLE;
 	fd_remember(ctx, io->aio_fildes, kind);
 	return 0;
 }

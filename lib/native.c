@@ -259,6 +259,26 @@ static void issue_pending(struct aio_ctx *ctx)
 }
 
 /*
+ * A held sync syncs the file it was submitted for, whatever the program
+ * does with the number meanwhile: it holds a descriptor of its own until
+ * its event is posted.
+ */
+static int hold_file(struct aio_ctx *ctx, struct req *req)
+{
+	int fd = fd_hold(req_fd(req));
+
+	if (fd < 0)
+		return fd;
+	if (order_hold(ctx, req)) {
+		close_nocancel(fd);
+		return -EAGAIN;
+	}
+	req->kiocb.aio_fildes = (uint32_t)fd;
+	req->owns_fd = true;
+	return 0;
+}
+
+/*
  * What the kernel would refuse of a sync it will see only later, refused
  * now: the fields, the fd, the file, the eventfd.
  */

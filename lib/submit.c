@@ -32,6 +32,7 @@ struct submit_state {
 	long done;
 	int err;
 	unsigned ring_used; /* events not yet reaped, when the call began */
+	bool held;	    /* a sync was held, by its number so far */
 	int efd;	    /* the slot of the eventfd the iocb being checked names, or -1 */
 };
 
@@ -130,11 +131,16 @@ static int check_rw(struct aio_ctx *ctx, const struct iocb *io, bool vectored)
  * anonymous inodes and most character devices not. One fstat, for a sync
  * the kernel sees only later (native.c) or may not refuse (io_uring).
  */
+static bool sync_fields_bad(const struct iocb *io)
+{
+	return io->u.c.buf || io->u.c.offset || io->u.c.nbytes || io->aio_rw_flags;
+}
+
 int check_sync(const struct iocb *io)
 {
 	struct stat sb;
 
-	if (io->u.c.buf || io->u.c.offset || io->u.c.nbytes || io->aio_rw_flags)
+	if (sync_fields_bad(io))
 		return -EINVAL;
 	if (fstat(io->aio_fildes, &sb))
 		return -EBADF;
@@ -160,6 +166,9 @@ static int check_for_uring(struct aio_ctx *ctx, const struct iocb *io)
 		return check_rw(ctx, io, true);
 	case IO_CMD_FSYNC:
 	case IO_CMD_FDSYNC:
+		/* A file check_sync() took (judge.c) is not looked at again. */
+		if (fd_known(ctx, io->aio_fildes, FD_SYNCABLE))
+			return sync_fields_bad(io) ? -EINVAL : 0;
 		return check_sync(io);
 	case IO_CMD_POLL:
 		if ((uint16_t)buf != buf || io->u.c.offset || io->u.c.nbytes || io->aio_rw_flags)
@@ -258,23 +267,28 @@ static bool flush(struct aio_ctx *ctx, struct submit_state *st)
 
 /*
  * A held sync syncs the file it was submitted for, whatever the program
- * does with the number meanwhile: it holds a descriptor of its own until
- * its event is posted (io_uring, which runs a sync in a worker, looks the
- * number up only there).
+ * does with the number afterwards (io_uring, which runs a sync in a
+ * worker, looks the number up only there): one still held when io_submit
+ * returns takes a descriptor of its own until its event is posted. Native AIO does buffered writes inside io_submit, so the
+ * syncs behind them alone are released first, by publishing, and need
+ * none. Where no descriptor is left, a sync keeps the number.
  */
-int hold_file(struct aio_ctx *ctx, struct req *req)
+static void hold_files(struct aio_ctx *ctx)
 {
-	int fd = fd_hold(req_fd(req));
+	if (ctx->engine->ready(ctx))
+		publish(ctx);
+	for (unsigned i = 0; i < ctx->max_outstanding; i++) {
+		struct req *req = &ctx->reqs[i];
+		int fd;
 
-	if (fd < 0)
-		return fd;
-	if (order_hold(ctx, req)) {
-		close_nocancel(fd);
-		return -EAGAIN;
+		if (!req->held || req->owns_fd)
+			continue;
+		fd = fd_hold(req_fd(req));
+		if (fd < 0)
+			continue;
+		req->kiocb.aio_fildes = (uint32_t)fd;
+		req->owns_fd = true;
 	}
-	req->kiocb.aio_fildes = (uint32_t)fd;
-	req->owns_fd = true;
-	return 0;
 }
 
 /*
@@ -288,24 +302,16 @@ static bool queue_sync(struct aio_ctx *ctx, struct submit_state *st, struct req 
 		req_free(ctx, req);
 		return false;
 	}
-	/*
-	 * Native AIO does buffered writes inside io_submit: the rule sees them
-	 * done once published, and a sync behind them alone need not hold.
-	 * What is published is in the ring now, and counted there.
-	 */
-	if (order_should_hold(ctx, req) && ctx->engine->ready(ctx)) {
-		publish(ctx);
-		st->ring_used = ring_used(ctx);
-	}
 	if (!order_should_hold(ctx, req)) {
 		st->batch[st->nr_batch++] = req;
 		return true;
 	}
-	st->err = hold_file(ctx, req);
-	if (st->err) {
+	if (order_hold(ctx, req)) {
+		st->err = -EAGAIN;
 		req_free(ctx, req);
 		return false;
 	}
+	st->held = true;
 	accepted(ctx, req);
 	st->done++;
 	return true;
@@ -352,6 +358,7 @@ static long submit(struct aio_ctx *ctx, long nr, struct iocb **ios)
 	st.nr_batch = 0;
 	st.done = 0;
 	st.err = 0;
+	st.held = false;
 	if (nr > ctx->ring_nr)
 		nr = ctx->ring_nr;
 	if (bad_user_ptr(ios, nr * sizeof(*ios)))
@@ -379,6 +386,8 @@ static long submit(struct aio_ctx *ctx, long nr, struct iocb **ios)
 			break;
 	}
 	flush(ctx, &st);
+	if (st.held)
+		hold_files(ctx);
 	if (unlikely(ctx->reapers))
 		reapers_recheck(ctx);
 	/*

@@ -663,7 +663,7 @@ static int ring_submit(struct aio_ctx *ctx, struct req **reqs, int n)
  */
 static bool goes_quiet(struct aio_ctx *ctx, const struct req *req)
 {
-	return !ctx->single_issuer && fd_in_memory(ctx, req_fd(req));
+	return !ctx->single_issuer && fd_known(ctx, req_fd(req), FD_IN_MEMORY);
 }
 
 /*
@@ -716,7 +716,7 @@ static bool goes_native(struct aio_ctx *ctx, const struct uring *u, const struct
 	if (opcode_is_write(op))
 		return true;
 	return u->reads_in_memory && (op == IO_CMD_PREAD || op == IO_CMD_PREADV) &&
-	       fd_in_memory(ctx, req_fd(req));
+	       fd_known(ctx, req_fd(req), FD_IN_MEMORY);
 }
 
 /* Run by run: those that go native to their context, the rest to the ring. */

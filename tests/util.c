@@ -79,7 +79,9 @@ int uring_emulates_before(unsigned major, unsigned minor)
 
 int ctx_is_uring(io_context_t ctx)
 {
-	return aio_compat_backend && aio_compat_backend(ctx) != AIO_COMPAT_NATIVE;
+	int backend = aio_compat_backend ? aio_compat_backend(ctx) : -EINVAL;
+
+	return backend == AIO_COMPAT_URING || backend == AIO_COMPAT_AUTO;
 }
 
 int tmpfile_in(const char *dir, size_t size, int flags)

@@ -3,13 +3,14 @@
 #
 # QEMU's block layer as a benchmark: qemu-img bench -t none -d 32 -s 4k on
 # a raw image, reads and writes, on disk (/var/tmp, 20000 requests) and on
-# tmpfs (/dev/shm, 100000 requests), through four contenders in alternating
+# tmpfs (/dev/shm, 100000 requests), through five contenders in alternating
 # rounds, the order rotated by one each round:
 #
 #   libaio       -i native on the real libaio.so.1 (QEMU's linux-aio)
 #   io_uring     -i io_uring: QEMU's own io_uring engine (liburing)
 #   lib-native   -i native through tools/aio-compat-run --backend=native
 #   lib-uring    -i native through tools/aio-compat-run --backend=uring
+#   lib-auto     -i native through tools/aio-compat-run (auto: per file)
 #
 # The time of a run is what qemu-img bench reports (the requests only, not
 # the program's start). Prints every run, then per scenario the median
@@ -18,6 +19,8 @@
 #   lib-native / libaio      the library on native AIO against libaio
 #   lib-uring / io_uring     the library on io_uring against QEMU's io_uring
 #   lib-uring / libaio       the uring backend against the libaio it replaces
+#   lib-auto / best          the default against the faster of libaio and
+#                            QEMU's io_uring in the same round
 #
 # and, from one run of each contender on tmpfs reads under strace -f -c,
 # the system calls per request.
@@ -67,10 +70,10 @@ image() {
 	eval "$1=\$f"
 }
 
-contenders="libaio io_uring lib-native lib-uring"
+contenders="libaio io_uring lib-native lib-uring lib-auto"
 if [ "$(cat /proc/sys/kernel/io_uring_disabled 2>/dev/null || echo 0)" != 0 ]; then
-	echo "kernel.io_uring_disabled is set: io_uring and lib-uring left out"
-	contenders="libaio lib-native"
+	echo "kernel.io_uring_disabled is set: io_uring and lib-uring left out (lib-auto is native)"
+	contenders="libaio lib-native lib-auto"
 fi
 
 # bench CONTENDER IMAGE REQUESTS [OPTION...]: qemu-img bench through it,
@@ -84,6 +87,7 @@ bench() {
 	io_uring) set -- qemu-img bench -i io_uring "$@" ;;
 	lib-native) set -- "$run" --lib "$lib" --backend=native qemu-img bench -i native "$@" ;;
 	lib-uring) set -- "$run" --lib "$lib" --backend=uring qemu-img bench -i native "$@" ;;
+	lib-auto) set -- "$run" --lib "$lib" --backend=auto qemu-img bench -i native "$@" ;;
 	esac
 	# shellcheck disable=SC2086 # tracer is a command prefix or nothing
 	timeout -k 5 "$limit" $tracer "$@" -f raw -t none -d 32 -s 4k -c "$n" "$img"
@@ -164,19 +168,32 @@ ratio() {
 	printf '%.2f' "$(median "$tmp/ratio" 1)"
 }
 
+# ratio_best SCENARIO A B C: the median over the rounds of A's time / the
+# shorter of B's and C's.
+ratio_best() {
+	if [ ! -r "$tmp/$1.$2" ] || [ ! -r "$tmp/$1.$3" ] || [ ! -r "$tmp/$1.$4" ]; then
+		echo -
+		return
+	fi
+	paste "$tmp/$1.$2" "$tmp/$1.$3" "$tmp/$1.$4" |
+		awk '{ print $2 / ($4 < $6 ? $4 : $6) }' >"$tmp/ratio"
+	printf '%.2f' "$(median "$tmp/ratio" 1)"
+}
+
 time_of() {
 	if [ -r "$tmp/$1.$2" ]; then printf '%.3f' "$(median "$tmp/$1.$2" 2)"; else echo -; fi
 }
 
 echo
 echo "median time (s) over $rounds rounds; ratios: medians of the per-round ratios"
-printf '%-11s %8s %8s %10s %9s  %12s %12s %12s\n' scenario libaio io_uring lib-native \
-	lib-uring "native/libaio" "uring/io_uring" "uring/libaio"
+printf '%-11s %8s %8s %10s %9s %8s  %12s %12s %12s %10s\n' scenario libaio io_uring \
+	lib-native lib-uring lib-auto "native/libaio" "uring/io_uring" "uring/libaio" "auto/best"
 for s in $scenarios; do
-	printf '%-11s %8s %8s %10s %9s  %12s %12s %12s\n' "$s" "$(time_of "$s" libaio)" \
+	printf '%-11s %8s %8s %10s %9s %8s  %12s %12s %12s %10s\n' "$s" "$(time_of "$s" libaio)" \
 		"$(time_of "$s" io_uring)" "$(time_of "$s" lib-native)" \
-		"$(time_of "$s" lib-uring)" "$(ratio "$s" lib-native libaio)" \
-		"$(ratio "$s" lib-uring io_uring)" "$(ratio "$s" lib-uring libaio)"
+		"$(time_of "$s" lib-uring)" "$(time_of "$s" lib-auto)" \
+		"$(ratio "$s" lib-native libaio)" "$(ratio "$s" lib-uring io_uring)" \
+		"$(ratio "$s" lib-uring libaio)" "$(ratio_best "$s" lib-auto libaio io_uring)"
 done
 
 # System calls per request, one traced run of each contender on tmpfs reads

@@ -1,13 +1,14 @@
 #!/bin/sh
 # SPDX-License-Identifier: LGPL-2.1-or-later
 #
-# fio 4 KiB random reads at depth 32 on a tmpfs file, through six engines
+# fio 4 KiB random reads at depth 32 on a tmpfs file, through seven engines
 # in alternating rounds of one run: fio's own io_uring engine, as fio sets
 # it up and again on a ring that any thread may use (tools/fio-shareable-
 # ring.so drops SINGLE_ISSUER and DEFER_TASKRUN from its setup), its libaio
 # engine on the real libaio, and the same libaio engine on libaio-compat
 # (preloaded by tools/aio-compat-run) with each backend, the uring one also
-# with --single-issuer. Prints the median IOPS of each and the ratios:
+# with --single-issuer, and auto. Prints the median IOPS of each and the
+# ratios:
 #
 #   uring backend / fio io_uring shareable   the library's cost on such a ring
 #   uring --single-issuer / fio io_uring     the same, both rings single-issuer
@@ -15,10 +16,14 @@
 #   fio io_uring shareable / fio io_uring    the kernel's price of a ring that
 #                                            any thread may use
 #   uring backend / fio io_uring             the first times the fourth
+#   auto / the better of fio io_uring and libaio   the default against the
+#                                            faster of the two in each round
+#                                            (median of the rounds' ratios)
 #
 # usage: tools/fio-compare.sh [--check]
-#   --check   exit 1 when one of the first three is below MIN_RATIO (the
-#             last two hold the kernel's price, which is not judged)
+#   --check   exit 1 when one of the first three or the last is below
+#             MIN_RATIO (the fourth and fifth hold the kernel's price, which
+#             is not judged)
 #
 #   RUNTIME=3 ROUNDS=9 SIZE=256M MIN_RATIO=0.9 DIR=/dev/shm
 #   AIO_COMPAT_LIB=lib/libaio-compat.so.1
@@ -65,7 +70,7 @@ pin=
 [ -z "${CPU-}" ] || pin="taskset -c $CPU"
 
 # The engines, by label, in the order each round runs them.
-engines="io_uring io_uring-shareable libaio compat-uring compat-uring-si compat-native"
+engines="io_uring io_uring-shareable libaio compat-uring compat-uring-si compat-native compat-auto"
 
 # aio-compat-run executes a program: the whole fio command goes through it.
 run_engine() {
@@ -78,6 +83,7 @@ run_engine() {
 		set -- "$run" --lib "$lib" --backend=uring --single-issuer fio --ioengine=libaio
 		;;
 	compat-native) set -- "$run" --lib "$lib" --backend=native fio --ioengine=libaio ;;
+	compat-auto) set -- "$run" --lib "$lib" --backend=auto fio --ioengine=libaio ;;
 	esac
 	# shellcheck disable=SC2086 # pin is a command prefix or nothing
 	$pin "$@" --name=randread --filename="$file" --size="$size" --rw=randread \
@@ -120,6 +126,7 @@ printf '%-40s %9d\n' "fio libaio (libaio.so.1)" "$(median libaio)"
 printf '%-40s %9d\n' "fio libaio on aio-compat, uring" "$(median compat-uring)"
 printf '%-40s %9d\n' "  the same, --single-issuer" "$(median compat-uring-si)"
 printf '%-40s %9d\n' "fio libaio on aio-compat, native" "$(median compat-native)"
+printf '%-40s %9d\n' "fio libaio on aio-compat, auto" "$(median compat-auto)"
 
 status=0
 ratio() {
@@ -138,5 +145,13 @@ ratio "uring --single-issuer / fio io_uring" compat-uring-si io_uring
 ratio "native backend / real libaio" compat-native libaio
 ratio "fio io_uring shareable / fio io_uring" io_uring-shareable io_uring "the kernel's; not judged"
 ratio "uring backend / fio io_uring" compat-uring io_uring "first x fourth; not judged"
+# Each file holds one line a round, in the order of the rounds.
+paste "$tmp/compat-auto" "$tmp/io_uring" "$tmp/libaio" |
+	awk '{ print $1 / ($2 > $3 ? $2 : $3) }' | sort -g >"$tmp/best"
+best=$(awk '{ v[NR] = $1 } END { printf "%.3f", NR % 2 ? v[(NR + 1) / 2] :
+	(v[NR / 2] + v[NR / 2 + 1]) / 2 }' "$tmp/best")
+ok=$(awk -v r="$best" -v m="$min_ratio" 'BEGIN { print (r >= m) ? "ok" : "below" }')
+printf '%-40s %9s  (%s %s)\n' "auto / better of io_uring and libaio" "$best" "$ok" "$min_ratio"
+[ "$ok" = ok ] || status=1
 [ "$check" = 1 ] || status=0
 exit $status
