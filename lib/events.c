@@ -525,27 +525,17 @@ static void *helper_main(void *arg)
 }
 
 /*
- * The helper must not take the program's signals. Detached: nothing may
- * wait for its end under the lock, which its exit may need (a uring
- * submitter's exit waits for its requests, such as a sync it issued).
+ * Detached: nothing may wait for its end under the lock, which its exit
+ * may need (a uring submitter's exit waits for its requests, such as a
+ * sync it issued).
  */
 static void helper_start(struct aio_ctx *ctx)
 {
-	pthread_attr_t attr;
-	sigset_t all, old;
-	pthread_t thread;
-
 	if (ctx->helper_fd < 0)
 		ctx->helper_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (ctx->helper_fd < 0)
 		return;
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	ctx->helper_running = !pthread_create(&thread, &attr, helper_main, ctx);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	pthread_attr_destroy(&attr);
+	ctx->helper_running = !thread_start_detached(helper_main, ctx);
 }
 
 /* Starts the helper, or wakes it from its linger. */

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "aio-compat.h"
+#include "shared.h"
 
 #define AIO_EXPORT __attribute__((visibility("default")))
 
@@ -120,14 +121,6 @@ static inline void close_nocancel(int fd)
 	close(fd);
 	cancel_restore(state);
 }
-
-/*
- * How long an idle thread of the library (the ticker, a context's helper)
- * waits for new work before it ends: long enough that a program's next
- * burst usually finds it, short enough that none outlives the program's
- * own threads for long.
- */
-#define THREAD_LINGER_NS (100 * 1000000L)
 
 /* One submitted iocb, from io_submit until its event reaches the ring. */
 struct req {

@@ -282,23 +282,13 @@ out:
 
 static void *watch_main(void *arg);
 
-/* The thread must not take the program's signals. */
 static void watch_start(struct aio_ctx *ctx)
 {
 	struct native *nat = native(ctx);
-	pthread_attr_t attr;
-	sigset_t all, old;
-	pthread_t thread;
 
 	if (nat->watching || nat->watch_stop)
 		return;
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	nat->watching = !pthread_create(&thread, &attr, watch_main, ctx);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	pthread_attr_destroy(&attr);
+	nat->watching = !thread_start_detached(watch_main, ctx);
 }
 
 static void *watch_main(void *arg)

@@ -9,6 +9,7 @@
  * main thread has called pthread_exit(); the next submission starts another.
  */
 #include "internal.h"
+#include "../lib/shared.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -28,8 +29,6 @@
 #define MAX_INFLIGHT 1024
 #define MIN_INFLIGHT 128
 #define REAP_TICK_NS (20 * 1000000L)
-/* How long an idle completion thread waits for requests before it ends. */
-#define LINGER_NS (100 * 1000000L)
 
 static pthread_mutex_t engine_mutex = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
@@ -177,7 +176,7 @@ static bool work_to_reap(void)
 
 	engine_lock();
 	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	deadline.tv_nsec += LINGER_NS;
+	deadline.tv_nsec += THREAD_LINGER_NS;
 	if (deadline.tv_nsec >= 1000000000L) {
 		deadline.tv_nsec -= 1000000000L;
 		deadline.tv_sec++;
@@ -270,24 +269,6 @@ static void atfork_child(void)
 static void register_atfork(void)
 {
 	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
-}
-
-/* The completion thread blocks every signal: they are the program's. */
-static int start_thread(io_context_t ctx)
-{
-	sigset_t all, old;
-	pthread_attr_t attr;
-	pthread_t thread;
-	int ret;
-
-	sigfillset(&all);
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	ret = pthread_create(&thread, &attr, completion_thread, ctx);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	pthread_attr_destroy(&attr);
-	return ret;
 }
 
 /*
@@ -393,7 +374,7 @@ int req_submit(struct posix_req **reqs, int nr)
 	engine_lock();
 	ctx = engine_ctx;
 	if (!thread_running) {
-		if (start_thread(ctx)) {
+		if (thread_start_detached(completion_thread, ctx)) {
 			engine_unlock();
 			return -EAGAIN;
 		}
