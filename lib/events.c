@@ -94,24 +94,28 @@ void ring_post(struct aio_ctx *ctx, struct req *req, long res, long res2)
 	publish_tail(ctx);
 }
 
-/* Signals the eventfds of events already in the ring, one write per fd. */
-void resfd_flush(struct aio_ctx *ctx)
+/* Adds each count to its eventfd, past any pending cancel. */
+static void eventfds_signal(const struct resfd_signal *sig, unsigned n)
 {
 	int state = cancel_disable();
 
-	for (unsigned i = 0; i < ctx->nr_resfd; i++)
-		(void)!write(ctx->resfd[i].fd, &ctx->resfd[i].count, sizeof(uint64_t));
-	ctx->nr_resfd = 0;
+	for (unsigned i = 0; i < n; i++)
+		(void)!write(sig[i].fd, &sig[i].count, sizeof(sig[i].count));
 	cancel_restore(state);
+}
+
+/* Signals the eventfds of events already in the ring, one write per fd. */
+void resfd_flush(struct aio_ctx *ctx)
+{
+	eventfds_signal(ctx->resfd, ctx->nr_resfd);
+	ctx->nr_resfd = 0;
 }
 
 void eventfd_post(int fd)
 {
-	int state = cancel_disable();
-	uint64_t one = 1;
+	const struct resfd_signal one = { .fd = fd, .count = 1 };
 
-	(void)!write(fd, &one, sizeof(one));
-	cancel_restore(state);
+	eventfds_signal(&one, 1);
 }
 
 /* io_destroy: every reaper must look again, and find the context dead. */
@@ -143,7 +147,6 @@ void ctx_unlock(struct aio_ctx *ctx)
 {
 	struct resfd_signal sig[RESFD_BATCH];
 	unsigned n = ctx->nr_resfd;
-	int state;
 
 	if (unlikely(ctx->reapers))
 		wake_reapers(ctx);
@@ -157,12 +160,9 @@ void ctx_unlock(struct aio_ctx *ctx)
 	ctx->nr_resfd = 0;
 	atomic_fetch_add_explicit(&ctx->signalling, 1, memory_order_relaxed);
 	pthread_mutex_unlock(&ctx->lock);
-	state = cancel_disable();
-	for (unsigned i = 0; i < n; i++)
-		(void)!write(sig[i].fd, &sig[i].count, sizeof(uint64_t));
+	eventfds_signal(sig, n);
 	/* Pairs with close_retired(): these fds may be closed after this. */
 	atomic_fetch_sub_explicit(&ctx->signalling, 1, memory_order_release);
-	cancel_restore(state);
 }
 
 /* The program moved head itself: from now on, publish as things complete. */
