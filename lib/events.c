@@ -232,62 +232,6 @@ long take_events(struct aio_ctx *ctx, struct io_event *out, long nr)
 	return avail;
 }
 
-#define NSEC_PER_SEC 1000000000L
-#define KTIME_SEC_MAX (INT64_MAX / NSEC_PER_SEC)
-
-/*
- * A timeout as the kernel reads it (timespec64_to_ktime, then a relative
- * hrtimer), with no -EINVAL for any value: seconds from KTIME_SEC_MAX on
- * mean no limit; otherwise sec * 1e9 + nsec nanoseconds, in wrapping 64-bit
- * arithmetic. A sum of 0 looks once without waiting; a negative one never
- * expires (ktime_add_safe saturates it), nor does one past the clock's
- * range. False when there is no limit, else the deadline on the monotonic
- * clock.
- */
-bool deadline_from(struct timespec *deadline, const struct timespec *rel)
-{
-	struct timespec now;
-	int64_t ns, now_ns;
-
-	if (rel->tv_sec >= KTIME_SEC_MAX)
-		return false;
-	ns = (int64_t)((uint64_t)rel->tv_sec * NSEC_PER_SEC + (uint64_t)rel->tv_nsec);
-	if (ns < 0)
-		return false;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	now_ns = (int64_t)now.tv_sec * NSEC_PER_SEC + now.tv_nsec;
-	if (ns > INT64_MAX - now_ns)
-		return false;
-	ns += now_ns;
-	deadline->tv_sec = ns / NSEC_PER_SEC;
-	deadline->tv_nsec = ns % NSEC_PER_SEC;
-	return true;
-}
-
-/* What is left until deadline, never negative (the kernel waits forever then). */
-bool time_left(const struct timespec *deadline, struct timespec *left)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	left->tv_sec = deadline->tv_sec - now.tv_sec;
-	left->tv_nsec = deadline->tv_nsec - now.tv_nsec;
-	if (left->tv_nsec < 0) {
-		left->tv_nsec += NSEC_PER_SEC;
-		left->tv_sec--;
-	}
-	if (left->tv_sec < 0)
-		left->tv_sec = left->tv_nsec = 0;
-	return left->tv_sec || left->tv_nsec;
-}
-
-bool deadline_passed(const struct timespec *deadline)
-{
-	struct timespec left;
-
-	return !time_left(deadline, &left);
-}
-
 /*
  * Where reapers sleep in the engine, those not let in sleep on wake_fd,
  * which a completion need not signal: when the place in the engine is

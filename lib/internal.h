@@ -354,9 +354,6 @@ long take_events(struct aio_ctx *ctx, struct io_event *out, long nr);
 int wait_for_events(struct aio_ctx *ctx, const struct timespec *deadline, const sigset_t *sigmask,
 		    bool reaper);
 void ctx_unlock(struct aio_ctx *ctx);
-bool deadline_passed(const struct timespec *deadline);
-bool time_left(const struct timespec *deadline, struct timespec *left);
-bool deadline_from(struct timespec *deadline, const struct timespec *rel);
 void wake_sleepers(struct aio_ctx *ctx);
 void eventfd_post(int fd);
 void reapers_recheck(struct aio_ctx *ctx);

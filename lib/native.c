@@ -512,7 +512,8 @@ long native_getevents(struct aio_ctx *ctx, long min_nr, long nr, struct io_event
 		      const struct timespec *timeout, const sigset_t *sigmask)
 {
 	struct native *nat = native(ctx);
-	struct timespec deadline, left;
+	/* Set wherever limited is: zeroed for gcc, which cannot tell. */
+	struct timespec deadline = { 0 }, left;
 	bool held, limited = false;
 	long got = 0, n;
 

@@ -175,12 +175,7 @@ static bool work_to_reap(void)
 	bool work;
 
 	engine_lock();
-	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	deadline.tv_nsec += THREAD_LINGER_NS;
-	if (deadline.tv_nsec >= 1000000000L) {
-		deadline.tv_nsec -= 1000000000L;
-		deadline.tv_sec++;
-	}
+	deadline_from(&deadline, &(struct timespec){ 0, THREAD_LINGER_NS });
 	while (!in_flight && pthread_cond_clockwait(&engine_busy, &engine_mutex, CLOCK_MONOTONIC,
 						    &deadline) != ETIMEDOUT)
 		;
@@ -461,20 +456,6 @@ int req_cancel_scan(int fd, const struct aiocb *cb)
 	return answer;
 }
 
-static bool remaining(const struct timespec *deadline, struct timespec *left)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	left->tv_sec = deadline->tv_sec - now.tv_sec;
-	left->tv_nsec = deadline->tv_nsec - now.tv_nsec;
-	if (left->tv_nsec < 0) {
-		left->tv_nsec += 1000000000L;
-		left->tv_sec--;
-	}
-	return left->tv_sec >= 0;
-}
-
 /*
  * Waits until done(arg), checked under the lock, is true: 0, or EAGAIN
  * when the relative timeout passes, or EINTR when a signal arrives. Only
@@ -483,17 +464,12 @@ static bool remaining(const struct timespec *deadline, struct timespec *left)
 int wait_until(bool (*done)(void *arg), void *arg, const struct timespec *timeout, bool cancellable)
 {
 	struct timespec deadline, left, *wait_for = NULL;
+	bool limited = false;
 
 	if (timeout) {
-		if (timeout->tv_sec < 0 || timeout->tv_nsec < 0 || timeout->tv_nsec >= 1000000000L)
+		if (timeout->tv_sec < 0 || timeout->tv_nsec < 0 || timeout->tv_nsec >= NSEC_PER_SEC)
 			return EINVAL;
-		clock_gettime(CLOCK_MONOTONIC, &deadline);
-		deadline.tv_sec += timeout->tv_sec;
-		deadline.tv_nsec += timeout->tv_nsec;
-		if (deadline.tv_nsec >= 1000000000L) {
-			deadline.tv_nsec -= 1000000000L;
-			deadline.tv_sec++;
-		}
+		limited = deadline_from(&deadline, timeout);
 	}
 	for (;;) {
 		uint32_t seen = atomic_load(&generation);
@@ -504,8 +480,8 @@ int wait_until(bool (*done)(void *arg), void *arg, const struct timespec *timeou
 		engine_unlock();
 		if (ok)
 			return 0;
-		if (timeout) {
-			if (!remaining(&deadline, &left))
+		if (limited) {
+			if (!time_left(&deadline, &left))
 				return EAGAIN;
 			wait_for = &left;
 		}
