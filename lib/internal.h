@@ -362,12 +362,6 @@ void helper_check(struct aio_ctx *ctx);
 void helper_done(struct aio_ctx *ctx);
 void helper_stop(struct aio_ctx *ctx);
 
-/* valgrind.c: what memcheck cannot see the kernel do. */
-extern bool under_valgrind;
-void valgrind_learn(void);
-void valgrind_defined(const void *p, size_t len);
-void valgrind_read_done(const struct req *req, long res);
-
 /* submit.c */
 void issue_now(struct aio_ctx *ctx, struct req *req);
 int check_sync(const struct iocb *io);

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "valgrind.h"
 
 #define SQ_ENTRIES_MAX 128u
 #define CQ_ENTRIES_MAX 65536u /* the kernel's IORING_MAX_CQ_ENTRIES */
@@ -827,8 +828,7 @@ static int uring_reap(struct aio_ctx *ctx, struct completion *out, int max)
 			out[n].res = poll_result(req, cqe->res);
 		else
 			out[n].res = rw_result(req, cqe->res);
-		if (unlikely(under_valgrind))
-			valgrind_read_done(req, out[n].res);
+		valgrind_read_done(req, out[n].res);
 		n++;
 	}
 	io_uring_cq_advance(ring, seen);
