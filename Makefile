@@ -103,7 +103,7 @@ $(LIB_PC): lib/aio-compat.pc.in Makefile
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
 		-e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
 
-posix/%.o: posix/%.c posix/*.h include/aio-compat.h
+posix/%.o: posix/%.c posix/*.h lib/shared.h include/aio-compat.h
 	$(CC) $(ALL_CFLAGS) -fPIC -fvisibility=hidden -c -o $@ $<
 
 # Linked against libaio-compat.so.1 (NEEDED); programs in the tree load

@@ -115,7 +115,6 @@ static int ctx_create(unsigned nr, const struct engine *engine, int flags, struc
 
 	if (!ctx)
 		return -ENOMEM;
-	valgrind_learn();
 	ctx->engine = engine;
 	ctx->fsync_order = true;
 	ctx->helper_fd = -1;

@@ -94,24 +94,28 @@ void ring_post(struct aio_ctx *ctx, struct req *req, long res, long res2)
 	publish_tail(ctx);
 }
 
-/* Signals the eventfds of events already in the ring, one write per fd. */
-void resfd_flush(struct aio_ctx *ctx)
+/* Adds each count to its eventfd, past any pending cancel. */
+static void eventfds_signal(const struct resfd_signal *sig, unsigned n)
 {
 	int state = cancel_disable();
 
-	for (unsigned i = 0; i < ctx->nr_resfd; i++)
-		(void)!write(ctx->resfd[i].fd, &ctx->resfd[i].count, sizeof(uint64_t));
-	ctx->nr_resfd = 0;
+	for (unsigned i = 0; i < n; i++)
+		(void)!write(sig[i].fd, &sig[i].count, sizeof(sig[i].count));
 	cancel_restore(state);
+}
+
+/* Signals the eventfds of events already in the ring, one write per fd. */
+void resfd_flush(struct aio_ctx *ctx)
+{
+	eventfds_signal(ctx->resfd, ctx->nr_resfd);
+	ctx->nr_resfd = 0;
 }
 
 void eventfd_post(int fd)
 {
-	int state = cancel_disable();
-	uint64_t one = 1;
+	const struct resfd_signal one = { .fd = fd, .count = 1 };
 
-	(void)!write(fd, &one, sizeof(one));
-	cancel_restore(state);
+	eventfds_signal(&one, 1);
 }
 
 /* io_destroy: every reaper must look again, and find the context dead. */
@@ -143,7 +147,6 @@ void ctx_unlock(struct aio_ctx *ctx)
 {
 	struct resfd_signal sig[RESFD_BATCH];
 	unsigned n = ctx->nr_resfd;
-	int state;
 
 	if (unlikely(ctx->reapers))
 		wake_reapers(ctx);
@@ -157,12 +160,9 @@ void ctx_unlock(struct aio_ctx *ctx)
 	ctx->nr_resfd = 0;
 	atomic_fetch_add_explicit(&ctx->signalling, 1, memory_order_relaxed);
 	pthread_mutex_unlock(&ctx->lock);
-	state = cancel_disable();
-	for (unsigned i = 0; i < n; i++)
-		(void)!write(sig[i].fd, &sig[i].count, sizeof(uint64_t));
+	eventfds_signal(sig, n);
 	/* Pairs with close_retired(): these fds may be closed after this. */
 	atomic_fetch_sub_explicit(&ctx->signalling, 1, memory_order_release);
-	cancel_restore(state);
 }
 
 /* The program moved head itself: from now on, publish as things complete. */
@@ -231,62 +231,6 @@ long take_events(struct aio_ctx *ctx, struct io_event *out, long nr)
 	atomic_store_explicit((_Atomic unsigned *)&ctx->ring->head, ctx->lib_head,
 			      memory_order_release);
 	return avail;
-}
-
-#define NSEC_PER_SEC 1000000000L
-#define KTIME_SEC_MAX (INT64_MAX / NSEC_PER_SEC)
-
-/*
- * A timeout as the kernel reads it (timespec64_to_ktime, then a relative
- * hrtimer), with no -EINVAL for any value: seconds from KTIME_SEC_MAX on
- * mean no limit; otherwise sec * 1e9 + nsec nanoseconds, in wrapping 64-bit
- * arithmetic. A sum of 0 looks once without waiting; a negative one never
- * expires (ktime_add_safe saturates it), nor does one past the clock's
- * range. False when there is no limit, else the deadline on the monotonic
- * clock.
- */
-bool deadline_from(struct timespec *deadline, const struct timespec *rel)
-{
-	struct timespec now;
-	int64_t ns, now_ns;
-
-	if (rel->tv_sec >= KTIME_SEC_MAX)
-		return false;
-	ns = (int64_t)((uint64_t)rel->tv_sec * NSEC_PER_SEC + (uint64_t)rel->tv_nsec);
-	if (ns < 0)
-		return false;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	now_ns = (int64_t)now.tv_sec * NSEC_PER_SEC + now.tv_nsec;
-	if (ns > INT64_MAX - now_ns)
-		return false;
-	ns += now_ns;
-	deadline->tv_sec = ns / NSEC_PER_SEC;
-	deadline->tv_nsec = ns % NSEC_PER_SEC;
-	return true;
-}
-
-/* What is left until deadline, never negative (the kernel waits forever then). */
-bool time_left(const struct timespec *deadline, struct timespec *left)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	left->tv_sec = deadline->tv_sec - now.tv_sec;
-	left->tv_nsec = deadline->tv_nsec - now.tv_nsec;
-	if (left->tv_nsec < 0) {
-		left->tv_nsec += NSEC_PER_SEC;
-		left->tv_sec--;
-	}
-	if (left->tv_sec < 0)
-		left->tv_sec = left->tv_nsec = 0;
-	return left->tv_sec || left->tv_nsec;
-}
-
-bool deadline_passed(const struct timespec *deadline)
-{
-	struct timespec left;
-
-	return !time_left(deadline, &left);
 }
 
 /*
@@ -540,27 +484,17 @@ static void *helper_main(void *arg)
 }
 
 /*
- * The helper must not take the program's signals. Detached: nothing may
- * wait for its end under the lock, which its exit may need (a uring
- * submitter's exit waits for its requests, such as a sync it issued).
+ * Detached: nothing may wait for its end under the lock, which its exit
+ * may need (a uring submitter's exit waits for its requests, such as a
+ * sync it issued).
  */
 static void helper_start(struct aio_ctx *ctx)
 {
-	pthread_attr_t attr;
-	sigset_t all, old;
-	pthread_t thread;
-
 	if (ctx->helper_fd < 0)
 		ctx->helper_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (ctx->helper_fd < 0)
 		return;
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	ctx->helper_running = !pthread_create(&thread, &attr, helper_main, ctx);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	pthread_attr_destroy(&attr);
+	ctx->helper_running = !thread_start_detached(helper_main, ctx);
 }
 
 /* Starts the helper, or wakes it from its linger. */

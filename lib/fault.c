@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "valgrind.h"
 
 struct fault_frame {
 	sigjmp_buf env;
@@ -119,7 +120,7 @@ static int guarded_copy(void *dst, const void *src, size_t len, const void *prog
 {
 	struct fault_frame f;
 
-	if (under_valgrind && valgrind_unaddressable(prog, len))
+	if (valgrind_unaddressable(prog, len))
 		return -EFAULT;
 	if (!atomic_load_explicit(&installed, memory_order_relaxed)) {
 		memcpy(dst, src, len);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "aio-compat.h"
+#include "shared.h"
 
 #define AIO_EXPORT __attribute__((visibility("default")))
 
@@ -120,14 +121,6 @@ static inline void close_nocancel(int fd)
 	close(fd);
 	cancel_restore(state);
 }
-
-/*
- * How long an idle thread of the library (the ticker, a context's helper)
- * waits for new work before it ends: long enough that a program's next
- * burst usually finds it, short enough that none outlives the program's
- * own threads for long.
- */
-#define THREAD_LINGER_NS (100 * 1000000L)
 
 /* One submitted iocb, from io_submit until its event reaches the ring. */
 struct req {
@@ -363,9 +356,6 @@ long take_events(struct aio_ctx *ctx, struct io_event *out, long nr);
 int wait_for_events(struct aio_ctx *ctx, const struct timespec *deadline, const sigset_t *sigmask,
 		    bool reaper);
 void ctx_unlock(struct aio_ctx *ctx);
-bool deadline_passed(const struct timespec *deadline);
-bool time_left(const struct timespec *deadline, struct timespec *left);
-bool deadline_from(struct timespec *deadline, const struct timespec *rel);
 void wake_sleepers(struct aio_ctx *ctx);
 void eventfd_post(int fd);
 void reapers_recheck(struct aio_ctx *ctx);
@@ -374,13 +364,6 @@ void helper_need(struct aio_ctx *ctx);
 void helper_check(struct aio_ctx *ctx);
 void helper_done(struct aio_ctx *ctx);
 void helper_stop(struct aio_ctx *ctx);
-
-/* valgrind.c: what memcheck cannot see the kernel do. */
-extern bool under_valgrind;
-void valgrind_learn(void);
-void valgrind_defined(const void *p, size_t len);
-void valgrind_read_done(const struct req *req, long res);
-bool valgrind_unaddressable(const void *p, size_t len);
 
 /*
  * fault.c: copies of program memory that answer -EFAULT, as the kernel's

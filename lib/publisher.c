@@ -137,20 +137,12 @@ static void ticker_atfork(void)
 static int ticker_start(void)
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
-	sigset_t all, old;
-	pthread_t thread;
-	int ret;
 
 	pthread_once(&once, ticker_atfork);
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	ret = pthread_create(&thread, NULL, ticker_main, NULL);
-	if (!ret) {
-		pthread_detach(thread);
-		running = true;
-	}
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	return ret ? -EAGAIN : 0;
+	if (thread_start_detached(ticker_main, NULL))
+		return -EAGAIN;
+	running = true;
+	return 0;
 }
 
 /*

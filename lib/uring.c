@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "valgrind.h"
 
 #define SQ_ENTRIES_MAX 128u
 #define CQ_ENTRIES_MAX 65536u /* the kernel's IORING_MAX_CQ_ENTRIES */
@@ -805,7 +806,7 @@ static int aio_reap(struct aio_ctx *ctx, struct uring *u, struct completion *out
 		out[n].res2 = (long)ev->res2;
 		if (unlikely(out[n].res < 0))
 			fd_event(ctx, req_fd(out[n].req), (int)ev->res);
-		else if (unlikely(under_valgrind))
+		else
 			valgrind_read_done(out[n].req, out[n].res);
 		head = (head + 1) % r->nr;
 		n++;
@@ -870,8 +871,7 @@ static int uring_reap(struct aio_ctx *ctx, struct completion *out, int max)
 			out[n].res = poll_result(req, cqe->res);
 		else
 			out[n].res = rw_result(req, cqe->res);
-		if (unlikely(under_valgrind))
-			valgrind_read_done(req, out[n].res);
+		valgrind_read_done(req, out[n].res);
 		n++;
 	}
 	io_uring_cq_advance(ring, seen);

@@ -9,6 +9,7 @@
  * main thread has called pthread_exit(); the next submission starts another.
  */
 #include "internal.h"
+#include "../lib/shared.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -28,8 +29,6 @@
 #define MAX_INFLIGHT 1024
 #define MIN_INFLIGHT 128
 #define REAP_TICK_NS (20 * 1000000L)
-/* How long an idle completion thread waits for requests before it ends. */
-#define LINGER_NS (100 * 1000000L)
 
 static pthread_mutex_t engine_mutex = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
@@ -176,12 +175,7 @@ static bool work_to_reap(void)
 	bool work;
 
 	engine_lock();
-	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	deadline.tv_nsec += LINGER_NS;
-	if (deadline.tv_nsec >= 1000000000L) {
-		deadline.tv_nsec -= 1000000000L;
-		deadline.tv_sec++;
-	}
+	deadline_from(&deadline, &(struct timespec){ 0, THREAD_LINGER_NS });
 	while (!in_flight && pthread_cond_clockwait(&engine_busy, &engine_mutex, CLOCK_MONOTONIC,
 						    &deadline) != ETIMEDOUT)
 		;
@@ -270,24 +264,6 @@ static void atfork_child(void)
 static void register_atfork(void)
 {
 	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
-}
-
-/* The completion thread blocks every signal: they are the program's. */
-static int start_thread(io_context_t ctx)
-{
-	sigset_t all, old;
-	pthread_attr_t attr;
-	pthread_t thread;
-	int ret;
-
-	sigfillset(&all);
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	ret = pthread_create(&thread, &attr, completion_thread, ctx);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	pthread_attr_destroy(&attr);
-	return ret;
 }
 
 /*
@@ -393,7 +369,7 @@ int req_submit(struct posix_req **reqs, int nr)
 	engine_lock();
 	ctx = engine_ctx;
 	if (!thread_running) {
-		if (start_thread(ctx)) {
+		if (thread_start_detached(completion_thread, ctx)) {
 			engine_unlock();
 			return -EAGAIN;
 		}
@@ -480,20 +456,6 @@ int req_cancel_scan(int fd, const struct aiocb *cb)
 	return answer;
 }
 
-static bool remaining(const struct timespec *deadline, struct timespec *left)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	left->tv_sec = deadline->tv_sec - now.tv_sec;
-	left->tv_nsec = deadline->tv_nsec - now.tv_nsec;
-	if (left->tv_nsec < 0) {
-		left->tv_nsec += 1000000000L;
-		left->tv_sec--;
-	}
-	return left->tv_sec >= 0;
-}
-
 /*
  * Waits until done(arg), checked under the lock, is true: 0, or EAGAIN
  * when the relative timeout passes, or EINTR when a signal arrives. Only
@@ -502,17 +464,12 @@ static bool remaining(const struct timespec *deadline, struct timespec *left)
 int wait_until(bool (*done)(void *arg), void *arg, const struct timespec *timeout, bool cancellable)
 {
 	struct timespec deadline, left, *wait_for = NULL;
+	bool limited = false;
 
 	if (timeout) {
-		if (timeout->tv_sec < 0 || timeout->tv_nsec < 0 || timeout->tv_nsec >= 1000000000L)
+		if (timeout->tv_sec < 0 || timeout->tv_nsec < 0 || timeout->tv_nsec >= NSEC_PER_SEC)
 			return EINVAL;
-		clock_gettime(CLOCK_MONOTONIC, &deadline);
-		deadline.tv_sec += timeout->tv_sec;
-		deadline.tv_nsec += timeout->tv_nsec;
-		if (deadline.tv_nsec >= 1000000000L) {
-			deadline.tv_nsec -= 1000000000L;
-			deadline.tv_sec++;
-		}
+		limited = deadline_from(&deadline, timeout);
 	}
 	for (;;) {
 		uint32_t seen = atomic_load(&generation);
@@ -523,8 +480,8 @@ int wait_until(bool (*done)(void *arg), void *arg, const struct timespec *timeou
 		engine_unlock();
 		if (ok)
 			return 0;
-		if (timeout) {
-			if (!remaining(&deadline, &left))
+		if (limited) {
+			if (!time_left(&deadline, &left))
 				return EAGAIN;
 			wait_for = &left;
 		}

@@ -25,23 +25,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "aio-ring.h"
+
 #define NBLOCKS 64
 #define BLOCK 4096
 #define BATCH 16
-#define AIO_RING_MAGIC 0xa10a10a1u
-
-/* The kernel's completion ring layout, which io_context_t points at. */
-struct aio_ring {
-	unsigned id;
-	unsigned nr;
-	unsigned head;
-	unsigned tail;
-	unsigned magic;
-	unsigned compat_features;
-	unsigned incompat_features;
-	unsigned header_length;
-	struct io_event io_events[];
-};
 
 static int failures;
 

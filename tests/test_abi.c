@@ -104,26 +104,10 @@ START_TEST(test_opcodes_and_flags)
 }
 END_TEST
 
-/* struct aio_ring of the kernel's fs/aio.c: the header io_context_t points at. */
-struct aio_ring_header {
-	unsigned id;
-	unsigned nr;
-	unsigned head;
-	unsigned tail;
-	unsigned magic;
-	unsigned compat_features;
-	unsigned incompat_features;
-	unsigned header_length;
-	struct io_event io_events[];
-};
-
-#define AIO_RING_MAGIC 0xa10a10a1
-#define AIO_RING_COMPAT_FEATURES 1
-
 START_TEST(test_context_is_a_kernel_ring)
 {
 	io_context_t ctx = NULL;
-	struct aio_ring_header *ring;
+	struct aio_ring *ring;
 	struct iocb iocb, *ios[1] = { &iocb };
 	struct io_event ev;
 	struct pollfd pfd;
@@ -135,12 +119,12 @@ START_TEST(test_context_is_a_kernel_ring)
 
 	ck_assert_int_ge(efd, 0);
 	ck_assert_int_eq(io_setup(16, &ctx), 0);
-	ring = (struct aio_ring_header *)ctx;
+	ring = (struct aio_ring *)ctx;
 	ck_assert_uint_eq(ring->magic, AIO_RING_MAGIC);
 	ck_assert_uint_ge(ring->nr, 16);
 	ck_assert_uint_eq(ring->compat_features, AIO_RING_COMPAT_FEATURES);
 	ck_assert_uint_eq(ring->incompat_features, 0);
-	ck_assert_uint_eq(ring->header_length, sizeof(struct aio_ring_header));
+	ck_assert_uint_eq(ring->header_length, sizeof(struct aio_ring));
 	ck_assert_uint_eq(ring->head, ring->tail);
 
 	/* QEMU's way: wait on the iocb's eventfd, then read the ring itself. */

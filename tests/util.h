@@ -21,6 +21,7 @@
 #pragma weak aio_compat_held_syncs
 #pragma weak aio_compat_backend_name
 #include "aio-compat.h"
+#include "aio-ring.h"
 
 /* AddressSanitizer owns malloc and maps shadow memory as it goes. */
 #if defined(__SANITIZE_ADDRESS__)
@@ -111,20 +112,6 @@ void *waiter_main(void *waiter);
 
 /* A pointer in the kernel half of the address space: never valid from user space. */
 #define KERNEL_PTR ((void *)0xffff800000000000UL)
-
-/* The completion ring an io_context_t points at (the kernel's struct aio_ring). */
-#define AIO_RING_MAGIC 0xa10a10a1
-struct aio_ring {
-	unsigned id;
-	unsigned nr;
-	unsigned head;
-	unsigned tail;
-	unsigned magic;
-	unsigned compat_features;
-	unsigned incompat_features;
-	unsigned header_length;
-	struct io_event io_events[];
-};
 
 /* io_submit of one iocb. */
 int submit_one(io_context_t ctx, struct iocb *cb);
