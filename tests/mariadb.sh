@@ -87,7 +87,7 @@ calls_taken() {
 syscall_check() {
 	enter=$(calls io_uring_enter)
 	submit=$(calls_taken io_submit)
-	if [ "$name" = uring ]; then
+	if [ "$name" = uring ] || [ "$name" = auto ]; then
 		[ "$enter" -gt 0 ]
 	else
 		[ "$submit" -gt 0 ] && [ "$enter" -eq 0 ]
@@ -256,9 +256,9 @@ server_run() {
 find_backends() {
 	backends=native
 	if [ "$(cat /proc/sys/kernel/io_uring_disabled 2>/dev/null || echo 0)" != 0 ]; then
-		skip uring "uring: kernel.io_uring_disabled is set"
+		skip uring "uring and auto: kernel.io_uring_disabled is set"
 	else
-		backends="native uring"
+		backends="native uring auto"
 	fi
 }
 

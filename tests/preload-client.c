@@ -4,7 +4,7 @@
  * with -laio, as programs in the wild are. tests/preload.sh runs it under
  * tools/aio-compat-run and checks that the library served it.
  *
- *	preload-client DIR libaio|uring|native
+ *	preload-client DIR libaio|uring|native|auto
  *
  * Writes blocks into a file in DIR, syncs them with io_fsync and a
  * callback run by io_queue_run, reads them back waiting on an eventfd and
@@ -267,9 +267,9 @@ int main(int argc, char **argv)
 	char path[4096], *back = NULL;
 	int fd, ret;
 
-	if (argc != 3 ||
-	    (strcmp(argv[2], "libaio") && strcmp(argv[2], "uring") && strcmp(argv[2], "native"))) {
-		fprintf(stderr, "usage: preload-client DIR libaio|uring|native\n");
+	if (argc != 3 || (strcmp(argv[2], "libaio") && strcmp(argv[2], "uring") &&
+			  strcmp(argv[2], "native") && strcmp(argv[2], "auto"))) {
+		fprintf(stderr, "usage: preload-client DIR libaio|uring|native|auto\n");
 		return 2;
 	}
 	check_binding(argv[2]);

@@ -235,13 +235,18 @@ fio_strace() {
 	enter=$(calls io_uring_enter)
 	submit=$(calls io_submit)
 	taken=$(calls_taken io_submit)
-	if [ "$b" = uring ]; then
-		# The library asks native AIO what it would refuse of a file,
-		# with copies it refuses: none may be taken.
-		[ "$enter" -gt 0 ] && [ "$taken" -eq 0 ]
+	# The library asks native AIO what it would refuse of a file, with
+	# copies it refuses: on uring none may be taken. On auto, reads of a
+	# tmpfs file go to native AIO, others to io_uring.
+	case $b in
+	uring) [ "$enter" -gt 0 ] && [ "$taken" -eq 0 ] ;;
+	auto) if [ "$(stat -f -c %T "$f")" = tmpfs ]; then
+		[ "$taken" -gt 0 ] && [ "$enter" -le 1 ] # the one that arms its eventfd's poll
 	else
-		[ "$submit" -gt 0 ] && [ "$enter" -eq 0 ]
-	fi
+		[ "$enter" -gt 0 ] && [ "$taken" -eq 0 ]
+	fi ;;
+	*) [ "$submit" -gt 0 ] && [ "$enter" -eq 0 ] ;;
+	esac
 	# shellcheck disable=SC2181 # the test just above
 	if [ $? = 0 ]; then
 		pass "fio on $b issues $enter io_uring_enter, $submit io_submit ($taken taken)"
@@ -302,9 +307,9 @@ else
 	fi
 	backends=native
 	if [ "$(cat /proc/sys/kernel/io_uring_disabled 2>/dev/null || echo 0)" != 0 ]; then
-		skip uring "preload checks on the uring backend: kernel.io_uring_disabled is set"
+		skip uring "preload checks on the uring and auto backends: kernel.io_uring_disabled is set"
 	else
-		backends="native uring"
+		backends="native uring auto"
 	fi
 	launcher_checks
 	client_checks

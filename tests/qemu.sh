@@ -228,11 +228,16 @@ strace_check() {
 	enter=$(calls io_uring_enter)
 	submit=$(calls_taken io_submit)
 	what="qemu-img bench, $(runner_name "$r"): $enter io_uring_enter, $submit io_submit taken"
-	if [ "$r" = uring ]; then
-		[ "$enter" -gt 0 ] && [ "$submit" -eq 0 ]
-	else
+	case $r in
+	uring) [ "$enter" -gt 0 ] && [ "$submit" -eq 0 ] ;;
+	# auto: reads of a tmpfs file go to native AIO, others to io_uring.
+	auto) if [ "$(stat -f -c %T "$img")" = tmpfs ]; then
 		[ "$submit" -gt 0 ] && [ "$enter" -eq 0 ]
-	fi
+	else
+		[ "$enter" -gt 0 ] && [ "$submit" -eq 0 ]
+	fi ;;
+	*) [ "$submit" -gt 0 ] && [ "$enter" -eq 0 ] ;;
+	esac
 	# shellcheck disable=SC2181 # the test just above
 	if [ $? = 0 ]; then pass "$what"; else fail "$what"; fi
 }
@@ -304,9 +309,9 @@ else
 	echo "# $(qemu-img --version | head -1); a failure on the real libaio (reference)" \
 		"is the environment's, not the library's"
 	if uring_allowed; then
-		runners="$runners uring"
+		runners="$runners uring auto"
 	else
-		skip uring "uring backend: kernel.io_uring_disabled is set"
+		skip uring "uring and auto backends: kernel.io_uring_disabled is set"
 	fi
 	for dir in /var/tmp /dev/shm; do
 		dir_checks "$dir"
