@@ -71,12 +71,13 @@ static int io_wq_workers(void)
 /* Reads of tmpfs on an auto context are done by native AIO: no worker. */
 START_TEST(tmpfs_reads_need_no_worker)
 {
-	char *buf = aligned_buf(BLOCK, 0);
 	struct io_event ev[PER_FILE];
 	struct iocb cbs[PER_FILE], *list[PER_FILE];
+	char *buf;
 
 	if (strcmp(test_backend(), "auto"))
 		return;
+	buf = aligned_buf(BLOCK, 0);
 	for (int round = 0; round < 16; round++) {
 		for (int i = 0; i < PER_FILE; i++) {
 			io_prep_pread(&cbs[i], files[0], buf, BLOCK, i * BLOCK);
