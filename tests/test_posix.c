@@ -667,6 +667,12 @@ START_TEST(suspend_cancelled_mid_wait)
 	int p[2], fd, tries = 0;
 	char c = 0;
 
+	/* valgrind keeps its lock through io_submit: no other thread runs while it blocks. */
+	if (UNDER_VALGRIND && !can_hold_pipe_read()) {
+		test_skip(NULL, "suspend_cancelled_mid_wait: a pipe read blocking in io_submit, "
+				"under valgrind (no other thread runs until it returns)");
+		return;
+	}
 	ck_assert_int_eq(pipe(p), 0);
 	init_cb(&cb, p[0], &c, 1, 0);
 	ck_assert_int_eq(pthread_create(&reader, NULL, read_pipe, &cb), 0);
