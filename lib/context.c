@@ -12,6 +12,8 @@
 
 #include "internal.h"
 
+char ring_mappings;
+
 static int backend_from_env(void)
 {
 	const char *name = getenv("AIO_COMPAT_BACKEND");

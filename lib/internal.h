@@ -39,6 +39,16 @@ void __tsan_release(void *addr);
 #define tsan_release(p) ((void)(p))
 #endif
 
+/*
+ * The kernel maps a ring (io_uring's, native AIO's) where an earlier one
+ * was unmapped, by system calls ThreadSanitizer does not see (liburing
+ * makes its own): each mapping is ordered after every unmapping before
+ * it, which is announced before the unmapping.
+ */
+extern char ring_mappings;
+#define ring_mapped() tsan_acquire(&ring_mappings)
+#define ring_unmapping() tsan_release(&ring_mappings)
+
 #define likely(x) __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 

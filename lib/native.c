@@ -712,6 +712,7 @@ void native_destroy(struct aio_ctx *ctx)
 		pthread_mutex_lock(&ctx->lock);
 	}
 	pthread_mutex_unlock(&ctx->lock);
+	ring_unmapping();
 	kernel_syscall(__NR_io_destroy, nat->id, 0, 0, 0, 0, 0);
 	ctx->ring = NULL;
 }
@@ -730,6 +731,7 @@ int native_setup(struct aio_ctx *ctx, unsigned nr)
 		free(nat);
 		return ret;
 	}
+	ring_mapped();
 	pthread_once(&once, pgetevents_probe);
 	pthread_cond_init(&nat->watch_cond, NULL);
 	ctx->priv = nat;

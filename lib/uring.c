@@ -270,7 +270,11 @@ static int queue_init(unsigned entries, struct io_uring *ring, struct io_uring_p
 	for (unsigned i = 0; i < sizeof(setup_flags_since) / sizeof(setup_flags_since[0]); i++)
 		if (p->flags & setup_flags_since[i].flag && kernel < setup_flags_since[i].since)
 			return -EINVAL;
-	return io_uring_queue_init_params(entries, ring, p);
+	int ret = io_uring_queue_init_params(entries, ring, p);
+
+	if (!ret)
+		ring_mapped();
+	return ret;
 }
 
 static const int needed_ops[] = {
@@ -289,11 +293,13 @@ static int probe_ops(void)
 
 	if (ret)
 		return ret;
+	ring_mapped();
 	if (io_uring_register_probe(&ring, probe, 256) < 0)
 		ret = -ENOSYS;
 	for (unsigned i = 0; !ret && i < sizeof(needed_ops) / sizeof(needed_ops[0]); i++)
 		if (!io_uring_opcode_supported(probe, needed_ops[i]))
 			ret = -ENOSYS;
+	ring_unmapping();
 	io_uring_queue_exit(&ring);
 	return ret;
 }
@@ -492,8 +498,10 @@ static int aio_poll_arm(struct uring *u)
 
 static void aio_close(struct uring *u)
 {
-	if (u->aio)
+	if (u->aio) {
+		ring_unmapping();
 		kernel_syscall(__NR_io_destroy, (long)u->aio, 0, 0, 0, 0, 0);
+	}
 	if (u->aio_fd >= 0)
 		close(u->aio_fd);
 	u->aio = 0;
@@ -510,6 +518,7 @@ static int aio_open(struct uring *u, unsigned nr)
 		u->aio = 0;
 		return errno == ENOSYS || errno == EPERM ? 0 : -errno;
 	}
+	ring_mapped();
 	u->aio_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	ret = u->aio_fd < 0 ? -errno : aio_poll_arm(u);
 	if (ret)
@@ -535,6 +544,7 @@ static int uring_setup(struct aio_ctx *ctx, unsigned nr)
 	}
 	ret = aio_open(u, ctx->max_outstanding);
 	if (ret) {
+		ring_unmapping();
 		io_uring_queue_exit(&u->ring);
 		free(u);
 		return ret;
@@ -549,6 +559,7 @@ static void uring_teardown(struct aio_ctx *ctx)
 	struct uring *u = ctx->priv;
 
 	aio_close(u);
+	ring_unmapping();
 	io_uring_queue_exit(&u->ring);
 	free(u);
 	ctx->priv = NULL;
