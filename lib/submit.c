@@ -32,8 +32,10 @@ struct submit_state {
 	long done;
 	int err;
 	unsigned ring_used; /* events not yet reaped, when the call began */
-	bool held;	    /* a sync was held, by its number so far */
-	int efd;	    /* the slot of the eventfd the iocb being checked names, or -1 */
+	/* Syncs held in this call, by their number so far; more own their file at once. */
+	struct req *unowned[SUBMIT_BATCH];
+	int nr_unowned;
+	int efd; /* the slot of the eventfd the iocb being checked names, or -1 */
 };
 
 #define IOV_CHUNK 16
@@ -269,26 +271,31 @@ static bool flush(struct aio_ctx *ctx, struct submit_state *st)
  * A held sync syncs the file it was submitted for, whatever the program
  * does with the number afterwards (io_uring, which runs a sync in a
  * worker, looks the number up only there): one still held when io_submit
- * returns takes a descriptor of its own until its event is posted. Native AIO does buffered writes inside io_submit, so the
- * syncs behind them alone are released first, by publishing, and need
- * none. Where no descriptor is left, a sync keeps the number.
+ * returns takes a descriptor of its own until its event is posted. Where
+ * no descriptor is left, it keeps the number.
  */
-static void hold_files(struct aio_ctx *ctx)
+static void own_file(struct req *req)
+{
+	int fd = fd_hold(req_fd(req));
+
+	if (fd < 0)
+		return;
+	req->kiocb.aio_fildes = (uint32_t)fd;
+	req->owns_fd = true;
+}
+
+/*
+ * Native AIO does buffered writes inside io_submit, so the syncs behind
+ * them alone are released first, by publishing, and need no descriptor.
+ * One released meanwhile is no longer held (issue_now, req_free).
+ */
+static void hold_files(struct aio_ctx *ctx, struct submit_state *st)
 {
 	if (ctx->engine->ready(ctx))
 		publish(ctx);
-	for (unsigned i = 0; i < ctx->max_outstanding; i++) {
-		struct req *req = &ctx->reqs[i];
-		int fd;
-
-		if (!req->held || req->owns_fd)
-			continue;
-		fd = fd_hold(req_fd(req));
-		if (fd < 0)
-			continue;
-		req->kiocb.aio_fildes = (uint32_t)fd;
-		req->owns_fd = true;
-	}
+	for (int i = 0; i < st->nr_unowned; i++)
+		if (st->unowned[i]->held)
+			own_file(st->unowned[i]);
 }
 
 /*
@@ -311,7 +318,10 @@ static bool queue_sync(struct aio_ctx *ctx, struct submit_state *st, struct req 
 		req_free(ctx, req);
 		return false;
 	}
-	st->held = true;
+	if (st->nr_unowned < SUBMIT_BATCH)
+		st->unowned[st->nr_unowned++] = req;
+	else
+		own_file(req);
 	accepted(ctx, req);
 	st->done++;
 	return true;
@@ -358,7 +368,7 @@ static long submit(struct aio_ctx *ctx, long nr, struct iocb **ios)
 	st.nr_batch = 0;
 	st.done = 0;
 	st.err = 0;
-	st.held = false;
+	st.nr_unowned = 0;
 	if (nr > ctx->ring_nr)
 		nr = ctx->ring_nr;
 	if (bad_user_ptr(ios, nr * sizeof(*ios)))
@@ -386,8 +396,8 @@ static long submit(struct aio_ctx *ctx, long nr, struct iocb **ios)
 			break;
 	}
 	flush(ctx, &st);
-	if (st.held)
-		hold_files(ctx);
+	if (st.nr_unowned)
+		hold_files(ctx, &st);
 	if (unlikely(ctx->reapers))
 		reapers_recheck(ctx);
 	/*

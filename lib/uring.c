@@ -52,7 +52,6 @@ struct uring {
 	unsigned long aio;    /* native AIO context; 0: all goes to io_uring */
 	int aio_fd;	      /* the eventfd its completions signal */
 	bool poll_oneshot;    /* no multishot poll (before 5.13) */
-	bool reads_in_memory; /* auto: reads of tmpfs files go to aio too */
 };
 
 /* The user_data of the poll on aio_fd; no request is at address 1. */
@@ -727,7 +726,7 @@ static bool goes_native(struct aio_ctx *ctx, const struct uring *u, const struct
 		return false;
 	if (opcode_is_write(op))
 		return true;
-	return u->reads_in_memory && (op == IO_CMD_PREAD || op == IO_CMD_PREADV) &&
+	return ctx->engine == &auto_engine && (op == IO_CMD_PREAD || op == IO_CMD_PREADV) &&
 	       fd_known(ctx, req_fd(req), FD_IN_MEMORY);
 }
 
@@ -967,17 +966,6 @@ static int uring_cancel_once(struct aio_ctx *ctx, struct req *req)
 	return ret;
 }
 
-/* A ring whose reads of files in memory go to native AIO. */
-static int auto_setup(struct aio_ctx *ctx, unsigned nr)
-{
-	int ret = uring_setup(ctx, nr);
-	struct uring *u = ctx->priv;
-
-	if (!ret)
-		u->reads_in_memory = u->aio != 0;
-	return ret;
-}
-
 const struct engine uring_engine = {
 	.kind = AIO_COMPAT_URING,
 	.setup = uring_setup,
@@ -991,9 +979,10 @@ const struct engine uring_engine = {
 	.wait = uring_wait,
 };
 
+/* The same ring, whose reads of files in memory go to native AIO too. */
 const struct engine auto_engine = {
 	.kind = AIO_COMPAT_AUTO,
-	.setup = auto_setup,
+	.setup = uring_setup,
 	.teardown = uring_teardown,
 	.submit = uring_submit,
 	.reap = uring_reap,
