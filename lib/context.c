@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -91,7 +90,6 @@ static void ctx_free(struct aio_ctx *ctx)
 			ctx->engine->teardown(ctx);
 		if (ctx->ring)
 			munmap(ctx->ring, ctx->ring_bytes);
-		close(ctx->wake_fd);
 	}
 	order_free(ctx);
 	eventfd_release_all(ctx);
@@ -119,16 +117,6 @@ static int ctx_create(unsigned nr, const struct engine *engine, int flags, struc
 		return -ENOMEM;
 	ctx->engine = engine;
 	ctx->fsync_order = true;
-	ctx->helper_fd = -1;
-	ctx->wake_fd = -1;
-	if (!ctx_native(ctx)) {
-		ctx->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-		if (ctx->wake_fd < 0) {
-			ret = -errno;
-			free(ctx);
-			return ret;
-		}
-	}
 	pthread_mutex_init(&ctx->lock, NULL);
 	pthread_cond_init(&ctx->helper_cond, NULL);
 	/* io_uring's alone; its setup clears it where the kernel lacks it. */
@@ -253,7 +241,8 @@ static int destroy(io_context_t handle)
 	if (ctx_native(ctx))
 		return native_destroy_ctx(ctx);
 	pthread_mutex_lock(&ctx->lock);
-	if (ctx->dead || (ctx_foreign(ctx) && ctx->live)) {
+	/* A single issuer's thread asleep in it could not be woken. */
+	if (ctx->dead || (ctx_foreign(ctx) && (ctx->live || ctx->reapers))) {
 		int ret = ctx->dead ? -EINVAL : -EEXIST;
 
 		ctx_unlock(ctx);
@@ -261,7 +250,8 @@ static int destroy(io_context_t handle)
 		return ret;
 	}
 	ctx->dead = true;
-	wake_sleepers(ctx);
+	if (ctx->reapers)
+		sleepers_wake(ctx);
 	ctx_unlock(ctx);
 	helper_stop(ctx);
 
@@ -280,8 +270,9 @@ static int destroy(io_context_t handle)
 			if (failed)
 				break;
 		}
+		/* Not as a reaper: those are woken to find the context dead. */
 		if (ctx->live)
-			wait_for_events(ctx, NULL, NULL, true);
+			wait_for_events(ctx, NULL, NULL, false);
 	}
 	ctx_unlock(ctx);
 	registry_remove(ctx);

@@ -13,10 +13,15 @@
  * sleep wakes them, since the engine would not. Both give -EINTR for a
  * real signal only, and take io_pgetevents' mask. A native context has
  * none of this: its ring and its waits are the kernel's (native.c).
+ *
+ * A wake-up is a completion of the engine's own (engine->wake), which
+ * makes the ring's fd ready for every sleeper, and which any publisher
+ * may take before a sleeper looks: ppoll then sleeps on. So what a
+ * sleeper must be woken for is looked at again at every unlock, until it
+ * has looked (sleepers_due). No descriptor is needed beyond the engine's.
  */
 #include <errno.h>
 #include <poll.h>
-#include <sys/eventfd.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <unistd.h>
@@ -111,35 +116,36 @@ void resfd_flush(struct aio_ctx *ctx)
 	ctx->nr_resfd = 0;
 }
 
-void eventfd_post(int fd)
+/* Under the lock: every thread asleep on the engine's wait_fd looks again. */
+void sleepers_wake(struct aio_ctx *ctx)
 {
-	const struct resfd_signal one = { .fd = fd, .count = 1 };
-
-	eventfds_signal(&one, 1);
+	ctx->engine->wake(ctx);
 }
 
-/* io_destroy: every reaper must look again, and find the context dead. */
-void wake_sleepers(struct aio_ctx *ctx)
+/* The helper's (below): requests it publishes for. */
+static bool helper_has_work(const struct aio_ctx *ctx)
 {
-	eventfd_post(ctx->wake_fd);
+	return ctx->direct_reader ? ctx->live != 0 : ctx->helper_needs != 0;
 }
 
 /*
- * Events left in the ring while reapers sleep: the engine will not tell
- * them, its completions having been taken. Once per sleep: woken stays
- * set until a reaper goes to sleep again, and only reapers drain wake_fd.
+ * Whether a sleeper has cause to look again: reapers, for events left in
+ * the ring (the engine will not tell them, its completions having been
+ * taken) or a context now dead; the helper, for work gone or its stop;
+ * threads at their exit, for what was published since they looked.
  */
-static void wake_reapers(struct aio_ctx *ctx)
+static bool sleepers_due(const struct aio_ctx *ctx)
 {
-	if (ctx->reapers && !ctx->woken && ring_used(ctx)) {
-		ctx->woken = true;
-		eventfd_post(ctx->wake_fd);
-	}
+	if (ctx->reapers && (ctx->dead || ring_used(ctx)))
+		return true;
+	if (ctx->helper_waiting && (ctx->helper_stop || !helper_has_work(ctx)))
+		return true;
+	return ctx->exit_waiters && exit_waiters_due(ctx);
 }
 
 /*
- * Every hold of ctx->lock ends here: sleeping reapers are woken for events
- * left in the ring, the helper if it has work, and the eventfds of what
+ * Every hold of ctx->lock ends here: sleepers are woken for what is due
+ * to them, the helper started if it has work, and the eventfds of what
  * was published are signalled after the lock is released, so that the
  * program they wake finds it free.
  */
@@ -148,9 +154,10 @@ void ctx_unlock(struct aio_ctx *ctx)
 	struct resfd_signal sig[RESFD_BATCH];
 	unsigned n = ctx->nr_resfd;
 
-	if (unlikely(ctx->reapers))
-		wake_reapers(ctx);
-	if (unlikely(ctx->helper_needs || ctx->helper_waiting))
+	if (unlikely(ctx->reapers || ctx->helper_waiting || ctx->exit_waiters) &&
+	    sleepers_due(ctx))
+		sleepers_wake(ctx);
+	if (unlikely(ctx->helper_needs))
 		helper_check(ctx);
 	if (likely(!n)) {
 		pthread_mutex_unlock(&ctx->lock);
@@ -207,7 +214,7 @@ unsigned publish(struct aio_ctx *ctx)
 	}
 	/* A thread at its exit waits for its own requests, perhaps these. */
 	if (unlikely(ctx->exit_waiters) && total)
-		exit_waiters_wake(ctx);
+		exit_waiters_note(ctx);
 	return total;
 }
 
@@ -234,25 +241,14 @@ long take_events(struct aio_ctx *ctx, struct io_event *out, long nr)
 }
 
 /*
- * Where reapers sleep in the engine, those not let in sleep on wake_fd,
- * which a completion need not signal: when the place in the engine is
+ * Where reapers sleep in the engine, those not let in sleep on wait_fd,
+ * which a completion need not make ready: when the place in the engine is
  * free, or new requests give it something to wait for, they look again.
  */
 void reapers_recheck(struct aio_ctx *ctx)
 {
-	if (ctx->waits_in_engine && !ctx->engine_waiting && !ctx->woken) {
-		ctx->woken = true;
-		eventfd_post(ctx->wake_fd);
-	}
-}
-
-/* Reapers asleep while the engine holds completions that no signal tells of. */
-void reapers_wake(struct aio_ctx *ctx)
-{
-	if (!ctx->woken) {
-		ctx->woken = true;
-		eventfd_post(ctx->wake_fd);
-	}
+	if (ctx->waits_in_engine && !ctx->engine_waiting)
+		sleepers_wake(ctx);
 }
 
 static void engine_wait_done(struct aio_ctx *ctx)
@@ -268,29 +264,19 @@ static void engine_wait_done(struct aio_ctx *ctx)
  * handler ran, while io_uring's task work, which may have to post our
  * CQEs, restarts it unseen. Called and returns with ctx->lock held; the
  * caller has looked at the ring and at ctx->dead under the same hold.
- * Reapers also wait on wake_fd, for events others publish (others may have
- * taken the completions the engine's fd told of); the helper on its own
- * eventfd, which only its stop writes.
+ * Whatever else it must look again for, sleepers_due sees.
  */
 int wait_for_events(struct aio_ctx *ctx, const struct timespec *deadline, const sigset_t *sigmask,
 		    bool reaper)
 {
-	struct pollfd pfd[2] = {
-		{ .fd = ctx->engine->wait_fd(ctx), .events = POLLIN },
-		{ .fd = reaper ? ctx->wake_fd : ctx->helper_fd, .events = POLLIN },
-	};
+	struct pollfd pfd = { .fd = ctx->engine->wait_fd(ctx), .events = POLLIN };
 	struct timespec left, *timeout = NULL;
 	int state = cancel_disable();
 	bool in_engine;
-	uint64_t count;
 	int ret = 0;
 
-	if (reaper) {
-		if (ctx->woken)
-			(void)!read(ctx->wake_fd, &count, sizeof(count));
-		ctx->woken = false;
+	if (reaper)
 		ctx->reapers++;
-	}
 	ctx->engine->arm(ctx);
 	if (ctx->engine->ready(ctx))
 		goto out;
@@ -306,7 +292,7 @@ int wait_for_events(struct aio_ctx *ctx, const struct timespec *deadline, const 
 	ctx_unlock(ctx);
 	if (in_engine)
 		ret = ctx->engine->wait(ctx, timeout, sigmask);
-	else if (ppoll(pfd, 2, timeout, sigmask) < 0 && errno == EINTR)
+	else if (ppoll(&pfd, 1, timeout, sigmask) < 0 && errno == EINTR)
 		ret = -EINTR;
 	pthread_mutex_lock(&ctx->lock);
 	if (in_engine)
@@ -425,10 +411,6 @@ AIO_EXPORT int io_pgetevents(io_context_t ctx, long min_nr, long nr, struct io_e
  * request starts another (a thread of the library must not keep a process
  * alive whose main thread has called pthread_exit()).
  */
-static bool helper_has_work(const struct aio_ctx *ctx)
-{
-	return ctx->direct_reader ? ctx->live != 0 : ctx->helper_needs != 0;
-}
 
 /* Idle: whether work came (helper_kick) within the linger. */
 static bool helper_linger(struct aio_ctx *ctx)
@@ -447,15 +429,9 @@ static bool helper_linger(struct aio_ctx *ctx)
 /* Sleeps until a completion, or until another thread took the last of its work. */
 static void helper_wait(struct aio_ctx *ctx)
 {
-	uint64_t count;
-
 	ctx->helper_waiting = true;
 	wait_for_events(ctx, NULL, NULL, false);
 	ctx->helper_waiting = false;
-	if (ctx->helper_woken) {
-		(void)!read(ctx->helper_fd, &count, sizeof(count));
-		ctx->helper_woken = false;
-	}
 }
 
 static void *helper_main(void *arg)
@@ -490,10 +466,6 @@ static void *helper_main(void *arg)
  */
 static void helper_start(struct aio_ctx *ctx)
 {
-	if (ctx->helper_fd < 0)
-		ctx->helper_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (ctx->helper_fd < 0)
-		return;
 	ctx->helper_running = !thread_start_detached(helper_main, ctx);
 }
 
@@ -508,19 +480,11 @@ static void helper_kick(struct aio_ctx *ctx)
 	ctx->helper_awake = ctx->helper_running;
 }
 
-/* At each unlock while the helper has or had work: start, wake or release it. */
+/* At each unlock while the helper has or had work: start it, or wake it from its linger. */
 void helper_check(struct aio_ctx *ctx)
 {
-	bool work = helper_has_work(ctx);
-
-	if (ctx->helper_stop)
-		return;
-	if (work && !ctx->helper_awake) {
+	if (!ctx->helper_stop && !ctx->helper_awake && helper_has_work(ctx))
 		helper_kick(ctx);
-	} else if (!work && ctx->helper_waiting && !ctx->helper_woken) {
-		ctx->helper_woken = true;
-		eventfd_post(ctx->helper_fd);
-	}
 }
 
 void helper_need(struct aio_ctx *ctx)
@@ -544,12 +508,10 @@ void helper_stop(struct aio_ctx *ctx)
 	ctx->helper_stop = true;
 	if (ctx->helper_running) {
 		pthread_cond_broadcast(&ctx->helper_cond);
-		eventfd_post(ctx->helper_fd);
+		if (ctx->helper_waiting)
+			sleepers_wake(ctx);
 	}
 	while (ctx->helper_running)
 		pthread_cond_wait(&ctx->helper_cond, &ctx->lock);
 	pthread_mutex_unlock(&ctx->lock);
-	if (ctx->helper_fd >= 0)
-		close(ctx->helper_fd);
-	ctx->helper_fd = -1;
 }

@@ -200,6 +200,9 @@ struct engine {
 	/* Sleeps in the kernel for a completion, one thread at a time (see
 	 * waits_in_engine); 0, or -EINTR for a signal. */
 	int (*wait)(struct aio_ctx *ctx, const struct timespec *timeout, const sigset_t *sigmask);
+	/* Makes wait_fd ready, for a completion of its own that reap takes
+	 * and reports to no one; a no-op while one is not yet taken. */
+	void (*wake)(struct aio_ctx *ctx);
 };
 
 extern const struct engine native_engine;
@@ -229,8 +232,13 @@ int native_cancel(struct aio_ctx *ctx, struct iocb *iocb);
  */
 long kernel_syscall(long nr, long a, long b, long c, long d, long e, long f);
 
-/* uring.c: publishers wake the threads waiting at their exit. */
-void exit_waiters_wake(struct aio_ctx *ctx);
+/*
+ * uring.c: the threads waiting at their exit for their requests. Each
+ * publish that posted events makes them due to look again, until each
+ * has looked.
+ */
+void exit_waiters_note(struct aio_ctx *ctx);
+bool exit_waiters_due(const struct aio_ctx *ctx);
 
 /* Per fd of a context: the writes in flight, by epoch (see order.c). */
 struct fd_epoch {
@@ -276,9 +284,7 @@ struct aio_ctx {
 	unsigned nr_fd_judged;
 	time_t fd_judged_at; /* the second the table was last emptied */
 	pthread_mutex_t lock; /* everything below, and the engine */
-	int wake_fd;	      /* eventfd that wakes reapers */
 	unsigned reapers;     /* threads waiting in io_getevents, io_queue_wait */
-	bool woken;	      /* and woken since the last one went to sleep */
 	/* Threads at their exit, waiting for their requests (uring.c). */
 	struct exit_waiter *exit_waiters;
 	bool dead;
@@ -307,11 +313,9 @@ struct aio_ctx {
 
 	/* The publisher thread that serves programs waiting on eventfds. */
 	unsigned helper_needs; /* live RESFD requests, and a direct reader */
-	int helper_fd;	       /* eventfd that stops it waiting */
 	bool helper_running;   /* until its last hold of the lock */
 	bool helper_awake;     /* has work: not lingering */
 	bool helper_waiting;   /* asleep for completions */
-	bool helper_woken;     /* by helper_fd: its work is gone */
 	bool helper_stop;
 	pthread_cond_t helper_cond;
 
@@ -366,10 +370,8 @@ long take_events(struct aio_ctx *ctx, struct io_event *out, long nr);
 int wait_for_events(struct aio_ctx *ctx, const struct timespec *deadline, const sigset_t *sigmask,
 		    bool reaper);
 void ctx_unlock(struct aio_ctx *ctx);
-void wake_sleepers(struct aio_ctx *ctx);
-void eventfd_post(int fd);
+void sleepers_wake(struct aio_ctx *ctx);
 void reapers_recheck(struct aio_ctx *ctx);
-void reapers_wake(struct aio_ctx *ctx);
 void helper_need(struct aio_ctx *ctx);
 void helper_check(struct aio_ctx *ctx);
 void helper_done(struct aio_ctx *ctx);

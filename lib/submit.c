@@ -411,7 +411,7 @@ static long submit(struct aio_ctx *ctx, long nr, struct iocb **ios)
 		if (ctx->direct_reader || ctx->helper_needs)
 			publish(ctx);
 		if (unlikely(ctx->reapers))
-			reapers_wake(ctx);
+			sleepers_wake(ctx);
 	}
 	ctx_unlock(ctx);
 	return st.done ? st.done : st.err;

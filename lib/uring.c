@@ -45,17 +45,20 @@
  *
  * The native context's completions are read from its ring; its eventfd,
  * polled in the io_uring ring, wakes whoever sleeps there. Where the
- * kernel lacks native AIO, everything stays on io_uring.
+ * kernel lacks native AIO, or a uring context was set up at the
+ * descriptor limit, everything stays on io_uring.
  */
 struct uring {
 	struct io_uring ring; /* first: ctx->priv is also the io_uring */
 	unsigned long aio;    /* native AIO context; 0: all goes to io_uring */
 	int aio_fd;	      /* the eventfd its completions signal */
 	bool poll_oneshot;    /* no multishot poll (before 5.13) */
+	bool wake_posted;     /* a RING_WAKE not yet reaped */
 };
 
-/* The user_data of the poll on aio_fd; no request is at address 1. */
+/* The user_data of the poll on aio_fd, and of a wake-up; no request is at 1 or 2. */
 #define AIO_POLL 1ull
+#define RING_WAKE 2ull
 #define AIO_BATCH 64
 
 /*
@@ -88,24 +91,26 @@ static bool runs_requests_of(const struct aio_ctx *ctx, const struct submitter *
 /* A thread at its exit, among its ring's exit_waiters while it waits there. */
 struct exit_waiter {
 	const struct submitter *s;
-	int wake_fd; /* written by whoever publishes on the ring */
-	bool woken;
+	bool due; /* events were published since it looked */
 	struct exit_waiter *next;
 };
 
 /*
  * Whoever publishes may have taken the completions the ring's fd told a
- * waiter of: it tells the waiter instead, through the waiter's own
- * eventfd, which no one else drains.
+ * waiter of: the waiter must look again.
  */
-void exit_waiters_wake(struct aio_ctx *ctx)
+void exit_waiters_note(struct aio_ctx *ctx)
 {
-	for (struct exit_waiter *w = ctx->exit_waiters; w; w = w->next) {
-		if (w->woken || w->s == &self || w->wake_fd < 0)
-			continue;
-		w->woken = true;
-		eventfd_post(w->wake_fd);
-	}
+	for (struct exit_waiter *w = ctx->exit_waiters; w; w = w->next)
+		w->due = w->s != &self;
+}
+
+bool exit_waiters_due(const struct aio_ctx *ctx)
+{
+	for (const struct exit_waiter *w = ctx->exit_waiters; w; w = w->next)
+		if (w->due)
+			return true;
+	return false;
 }
 
 struct exit_find {
@@ -136,24 +141,15 @@ static void exit_find_visit(struct aio_ctx *ctx, void *arg)
 }
 
 /*
- * Until the ring's fd polls readable or a publisher writes the waiter's
- * eventfd (without one, it looks again every millisecond). Called and
- * returns with the lock held.
+ * Until the ring's fd polls readable: a completion, or a wake-up once
+ * another thread published. Called and returns with the lock held.
  */
-static void exit_sleep(struct aio_ctx *ctx, struct exit_waiter *w)
+static void exit_sleep(struct aio_ctx *ctx)
 {
-	struct pollfd pfd[2] = {
-		{ .fd = ((struct io_uring *)ctx->priv)->ring_fd, .events = POLLIN },
-		{ .fd = w->wake_fd, .events = POLLIN },
-	};
-	const struct timespec tick = { 0, 1000000 };
-	uint64_t count;
+	struct pollfd pfd = { .fd = ((struct io_uring *)ctx->priv)->ring_fd, .events = POLLIN };
 
-	if (w->woken)
-		(void)!read(w->wake_fd, &count, sizeof(count));
-	w->woken = false;
 	ctx_unlock(ctx);
-	ppoll(pfd, 2, w->wake_fd < 0 ? &tick : NULL, NULL);
+	ppoll(&pfd, 1, NULL, NULL);
 	pthread_mutex_lock(&ctx->lock);
 }
 
@@ -173,12 +169,13 @@ static void exit_wait(struct aio_ctx *ctx, struct exit_waiter *w)
 		if (ctx->single_issuer)
 			io_uring_get_events(ctx->priv);
 		publish(ctx);
+		w->due = false;
 		if (!runs_requests_of(ctx, w->s))
 			break;
 		if (ctx->single_issuer)
 			wait_for_events(ctx, NULL, NULL, true);
 		else
-			exit_sleep(ctx, w);
+			exit_sleep(ctx);
 	}
 	for (p = &ctx->exit_waiters; *p != w; p = &(*p)->next)
 		;
@@ -196,7 +193,6 @@ static void submitter_exit(void *arg)
 	struct exit_find f = { .s = arg };
 	int state = cancel_disable();
 
-	w.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	for (;;) {
 		f.ctx = NULL;
 		registry_each(exit_find_visit, &f);
@@ -205,8 +201,6 @@ static void submitter_exit(void *arg)
 		exit_wait(f.ctx, &w);
 		ctx_put(f.ctx);
 	}
-	if (w.wake_fd >= 0)
-		close(w.wake_fd);
 	cancel_restore(state);
 }
 
@@ -441,8 +435,8 @@ static unsigned newest_flag(unsigned flags)
  * it; fio's reads from tmpfs go about 1.3 times as fast.
  *
  * The CQ holds every CQE that can wait in it: one per request in flight
- * (its slot is freed only once its CQE is reaped) and one per poll removal
- * (a poll is removed once). Each publish drains it: the program's ring has
+ * (its slot is freed only once its CQE is reaped), one per poll removal
+ * (a poll is removed once) and one wake-up. Each publish drains it: the program's ring has
  * room for every request in flight, as in-flight requests and unreaped
  * events together stay within max_outstanding. So it never overflows,
  * which on older kernels (5.10) would fail every submission with -EBUSY
@@ -452,7 +446,7 @@ static unsigned newest_flag(unsigned flags)
 static int ring_init(struct aio_ctx *ctx, struct io_uring *ring)
 {
 	unsigned outstanding = ctx->max_outstanding;
-	unsigned cqes = outstanding < CQ_ENTRIES_MAX / 2 ? 2 * outstanding : CQ_ENTRIES_MAX;
+	unsigned cqes = outstanding < CQ_ENTRIES_MAX / 2 ? 2 * outstanding + 1 : CQ_ENTRIES_MAX;
 	unsigned sq = pow2_at_least(outstanding < SQ_ENTRIES_MAX ? outstanding : SQ_ENTRIES_MAX);
 	unsigned cq = pow2_at_least(cqes);
 	unsigned flags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL | coop_taskrun();
@@ -474,25 +468,50 @@ static int ring_init(struct aio_ctx *ctx, struct io_uring *ring)
 	return ret;
 }
 
-/* Polls aio_fd: multishot where the kernel has it, else one-shot. */
-static int aio_poll_arm(struct uring *u)
+/*
+ * An SQE of the library's own. A full SQ holds SQEs the kernel has not
+ * taken yet: they go first, to make room.
+ */
+static struct io_uring_sqe *own_sqe(struct io_uring *ring, int *err)
 {
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
+	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
 	int ret;
 
 	if (!sqe) {
-		ret = io_uring_submit(&u->ring);
-		sqe = io_uring_get_sqe(&u->ring);
-		if (!sqe)
-			return ret < 0 ? ret : -EAGAIN;
+		ret = io_uring_submit(ring);
+		sqe = io_uring_get_sqe(ring);
+		*err = ret < 0 ? ret : -EAGAIN;
 	}
+	return sqe;
+}
+
+/* Submits own_sqe's SQE; one the kernel does not take is withdrawn. */
+static int own_submit(struct io_uring *ring)
+{
+	unsigned start = ring->sq.sqe_tail - 1;
+	int ret = io_uring_submit(ring);
+
+	if (ret >= 0)
+		return 0;
+	ring->sq.sqe_head = ring->sq.sqe_tail = start;
+	io_uring_smp_store_release(ring->sq.ktail, start);
+	return ret;
+}
+
+/* Polls aio_fd: multishot where the kernel has it, else one-shot. */
+static int aio_poll_arm(struct uring *u)
+{
+	int ret = 0;
+	struct io_uring_sqe *sqe = own_sqe(&u->ring, &ret);
+
+	if (!sqe)
+		return ret;
 	if (u->poll_oneshot)
 		io_uring_prep_poll_add(sqe, u->aio_fd, POLLIN);
 	else
 		io_uring_prep_poll_multishot(sqe, u->aio_fd, POLLIN);
 	sqe->user_data = AIO_POLL;
-	ret = io_uring_submit(&u->ring);
-	return ret < 0 ? ret : 0;
+	return own_submit(&u->ring);
 }
 
 static void aio_close(struct uring *u)
@@ -542,6 +561,13 @@ static int uring_setup(struct aio_ctx *ctx, unsigned nr)
 		return ret;
 	}
 	ret = aio_open(u, ctx->max_outstanding);
+	/*
+	 * Its eventfd is the ring's second descriptor: at the limit a ring
+	 * asked for by name goes without, and its writes go to io_uring.
+	 * auto, refused, is native AIO, which needs none.
+	 */
+	if ((ret == -EMFILE || ret == -ENFILE) && ctx->engine == &uring_engine)
+		ret = 0;
 	if (ret) {
 		ring_unmapping();
 		io_uring_queue_exit(&u->ring);
@@ -866,6 +892,11 @@ static int uring_reap(struct aio_ctx *ctx, struct completion *out, int max)
 			aio_poll_seen(u, cqe);
 			continue;
 		}
+		if (cqe->user_data == RING_WAKE) {
+			seen++;
+			u->wake_posted = false;
+			continue;
+		}
 
 		/* The library's own need no room: none stays behind. */
 		if (req && n == max)
@@ -922,33 +953,41 @@ static int uring_wait(struct aio_ctx *ctx, const struct timespec *timeout, const
 	return ret == -EINTR ? -EINTR : 0;
 }
 
-/*
- * A poll's removal. A full SQ holds SQEs the kernel has not taken yet:
- * they go first, to make room. A removal the kernel does not take is
- * withdrawn and its error returned, so that no one waits for it.
- */
+/* A poll's removal; one the kernel does not take fails, so that no one waits for it. */
 static int uring_cancel(struct aio_ctx *ctx, struct req *req)
 {
 	struct io_uring *ring = ctx->priv;
-	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
-	unsigned start;
-	int ret;
+	int ret = 0;
+	struct io_uring_sqe *sqe = own_sqe(ring, &ret);
 
-	if (!sqe) {
-		ret = io_uring_submit(ring);
-		sqe = io_uring_get_sqe(ring);
-		if (!sqe)
-			return ret < 0 ? ret : -EAGAIN;
-	}
-	start = ring->sq.sqe_tail - 1;
+	if (!sqe)
+		return ret;
 	io_uring_prep_poll_remove(sqe, (uint64_t)(uintptr_t)req);
 	io_uring_sqe_set_data(sqe, NULL);
-	ret = io_uring_submit(ring);
-	if (ret >= 0)
-		return -EINPROGRESS;
-	ring->sq.sqe_head = ring->sq.sqe_tail = start;
-	io_uring_smp_store_release(ring->sq.ktail, start);
-	return ret;
+	ret = own_submit(ring);
+	return ret ? ret : -EINPROGRESS;
+}
+
+/*
+ * A NOP's CQE, posted inside io_uring_enter, wakes every thread in ppoll
+ * on the ring's fd with no descriptor of its own; one at a time, for the
+ * CQ has room for one (ring_init). Where it cannot be posted (another
+ * thread on a single issuer's ring), no one sleeps there to wake.
+ */
+static void uring_wake(struct aio_ctx *ctx)
+{
+	struct uring *u = ctx->priv;
+	struct io_uring_sqe *sqe;
+	int err;
+
+	if (u->wake_posted)
+		return;
+	sqe = own_sqe(&u->ring, &err);
+	if (!sqe)
+		return;
+	io_uring_prep_nop(sqe);
+	sqe->user_data = RING_WAKE;
+	u->wake_posted = !own_submit(&u->ring);
 }
 
 /*
@@ -977,6 +1016,7 @@ const struct engine uring_engine = {
 	.wait_fd = uring_wait_fd,
 	.cancel = uring_cancel_once,
 	.wait = uring_wait,
+	.wake = uring_wake,
 };
 
 /* The same ring, whose reads of files in memory go to native AIO too. */
@@ -991,4 +1031,5 @@ const struct engine auto_engine = {
 	.wait_fd = uring_wait_fd,
 	.cancel = uring_cancel_once,
 	.wait = uring_wait,
+	.wake = uring_wake,
 };

@@ -62,23 +62,32 @@ static void release_descriptors(int first, const struct rlimit *saved)
 	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, saved), 0);
 }
 
-/* One read on a context set up at the limit, reaped. */
-static void read_once(io_context_t ctx, int fd)
+/* One request on a context set up at the limit, reaped. */
+static void rw_once(io_context_t ctx, int fd, int op)
 {
 	static char buf[4096];
 	struct iocb cb, *cbs[1] = { &cb };
 	struct io_event ev;
 
-	io_prep_pread(&cb, fd, buf, sizeof(buf), 0);
+	if (op == IO_CMD_PWRITE)
+		io_prep_pwrite(&cb, fd, buf, sizeof(buf), 0);
+	else
+		io_prep_pread(&cb, fd, buf, sizeof(buf), 0);
 	ck_assert_int_eq(io_submit(ctx, 1, cbs), 1);
 	ck_assert_int_eq(io_getevents(ctx, 1, 1, &ev, NULL), 1);
 	ck_assert_int_eq(ev.res, sizeof(buf));
 }
 
+static void read_once(io_context_t ctx, int fd)
+{
+	rw_once(ctx, fd, IO_CMD_PREAD);
+}
+
 /*
  * At the descriptor limit: libaio and the native backend need no
- * descriptor; a ring needs its own, so uring named explicitly fails with
- * -EMFILE, and auto takes native AIO instead.
+ * descriptor. A ring needs one, its own: uring named explicitly fails with
+ * -EMFILE while none is free, and with one free takes it and no more (its
+ * writes then go to io_uring). auto takes native AIO instead.
  */
 START_TEST(setup_at_descriptor_limit)
 {
@@ -93,6 +102,14 @@ START_TEST(setup_at_descriptor_limit)
 	if (!strcmp(backend, "uring") && getenv("AIO_COMPAT_BACKEND") &&
 	    !strcmp(getenv("AIO_COMPAT_BACKEND"), "uring")) {
 		ck_assert_int_eq(ret, -EMFILE);
+		close(first);
+		ck_assert_int_eq(io_setup(8, &ctx), 0);
+		ck_assert_int_eq(dup(0), -1);
+		ck_assert_int_eq(errno, EMFILE);
+		rw_once(ctx, file, IO_CMD_PWRITE);
+		read_once(ctx, file);
+		ck_assert_int_eq(io_destroy(ctx), 0);
+		ck_assert_int_eq(dup(0), first);
 	} else {
 		ck_assert_msg(ret == 0, "%s: io_setup at the descriptor limit: %d", backend, ret);
 		read_once(ctx, file);
@@ -138,6 +155,73 @@ START_TEST(auto_at_descriptor_limit)
 	else
 		unsetenv("AIO_COMPAT_BACKEND");
 	free(was);
+	close(file);
+}
+END_TEST
+
+struct submit_arg {
+	io_context_t ctx;
+	int fd;
+};
+
+static void *submit_and_exit(void *arg)
+{
+	static char buf[4096];
+	static struct iocb cb;
+	struct iocb *cbs[1] = { &cb };
+	struct submit_arg *a = arg;
+
+	io_prep_pwrite(&cb, a->fd, buf, sizeof(buf), 0);
+	ck_assert_int_eq(io_submit(a->ctx, 1, cbs), 1);
+	return NULL;
+}
+
+/*
+ * What a context holds while in use: none on native AIO and libaio; on a
+ * ring, its own and its native AIO side's eventfd. Waiters, the thread
+ * that publishes for a program reading the ring itself, and a thread that
+ * exits with I/O in flight take none.
+ */
+START_TEST(descriptors_in_use)
+{
+	int file = tmpfile_in("/var/tmp", 1 << 20, 0), before = count_fds();
+	struct submit_arg arg;
+	io_context_t ctx = NULL;
+	struct aio_ring *ring;
+	struct io_event ev;
+	pthread_t t;
+	int most;
+
+	ck_assert_int_eq(io_setup(64, &ctx), 0);
+	most = ctx_is_uring(ctx) ? 2 : 0;
+	ck_assert_int_le(count_fds() - before, most);
+	arg.ctx = ctx;
+	arg.fd = file;
+	ck_assert_int_eq(pthread_create(&t, NULL, submit_and_exit, &arg), 0);
+	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	ck_assert_int_le(count_fds() - before, most);
+	ck_assert_int_eq(io_getevents(ctx, 1, 1, &ev, NULL), 1);
+	/* The program takes events from the ring itself: the library publishes for it. */
+	ring = (struct aio_ring *)ctx;
+	ck_assert_uint_eq(ring->magic, AIO_RING_MAGIC);
+	for (int i = 0; i < 8; i++) {
+		static char buf[4096];
+		struct iocb cb, *cbs[1] = { &cb };
+		unsigned head = __atomic_load_n(&ring->head, __ATOMIC_ACQUIRE);
+
+		io_prep_pread(&cb, file, buf, sizeof(buf), 0);
+		ck_assert_int_eq(io_submit(ctx, 1, cbs), 1);
+		for (int ms = 0; __atomic_load_n(&ring->tail, __ATOMIC_ACQUIRE) == head; ms++) {
+			struct timespec tick = { 0, 1000000 };
+
+			ck_assert_msg(ms < 10000, "no event in the ring for 10 s");
+			nanosleep(&tick, NULL);
+		}
+		__atomic_store_n(&ring->head, (head + 1) % ring->nr, __ATOMIC_RELEASE);
+		ck_assert_int_le(count_fds() - before, most);
+	}
+	ck_assert_int_eq(io_destroy(ctx), 0);
+	ck_assert_int_eq(count_fds(), before);
 	close(file);
 }
 END_TEST
@@ -654,6 +738,7 @@ static Suite *setup_suite(void)
 	tcase_add_test(tc, setup_and_destroy);
 	tcase_add_test(tc, setup_at_descriptor_limit);
 	tcase_add_test(tc, auto_at_descriptor_limit);
+	tcase_add_test(tc, descriptors_in_use);
 	tcase_add_test(tc, setup_needs_null_ctx);
 	tcase_add_test(tc, setup_maxevents_zero_or_negative);
 	tcase_add_test(tc, setup_maxevents_huge);
