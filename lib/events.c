@@ -154,8 +154,7 @@ void ctx_unlock(struct aio_ctx *ctx)
 	struct resfd_signal sig[RESFD_BATCH];
 	unsigned n = ctx->nr_resfd;
 
-	if (unlikely(ctx->reapers || ctx->helper_waiting || ctx->exit_waiters) &&
-	    sleepers_due(ctx))
+	if (unlikely(ctx->reapers || ctx->helper_waiting || ctx->exit_waiters) && sleepers_due(ctx))
 		sleepers_wake(ctx);
 	if (unlikely(ctx->helper_needs))
 		helper_check(ctx);

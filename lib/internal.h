@@ -282,7 +282,7 @@ struct aio_ctx {
 	void *priv;	    /* the backend's own state */
 	uint8_t *fd_judged; /* uring: what native AIO took on each fd (judge.c) */
 	unsigned nr_fd_judged;
-	time_t fd_judged_at; /* the second the table was last emptied */
+	time_t fd_judged_at;  /* the second the table was last emptied */
 	pthread_mutex_t lock; /* everything below, and the engine */
 	unsigned reapers;     /* threads waiting in io_getevents, io_queue_wait */
 	/* Threads at their exit, waiting for their requests (uring.c). */
