@@ -537,6 +537,8 @@ static int aio_open(struct uring *u, unsigned nr)
 		return errno == ENOSYS || errno == EPERM ? 0 : -errno;
 	}
 	ring_mapped();
+	valgrind_defined((void *)u->aio, sizeof(struct aio_ring) + ((struct aio_ring *)u->aio)->nr *
+								       sizeof(struct io_event));
 	u->aio_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	ret = u->aio_fd < 0 ? -errno : aio_poll_arm(u);
 	if (ret)
