@@ -249,9 +249,8 @@ static int destroy(io_context_t handle)
 		ctx_put(ctx);
 		return ret;
 	}
+	/* Reapers asleep in it are woken to find it dead (ctx_unlock). */
 	ctx->dead = true;
-	if (ctx->reapers)
-		sleepers_wake(ctx);
 	ctx_unlock(ctx);
 	helper_stop(ctx);
 
