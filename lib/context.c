@@ -269,9 +269,15 @@ static int destroy(io_context_t handle)
 			if (failed)
 				break;
 		}
-		/* Not as a reaper: those are woken to find the context dead. */
-		if (ctx->live)
+		/*
+		 * Not as a reaper, which is woken to find the context dead;
+		 * woken for events another thread published (sleepers_due).
+		 */
+		if (ctx->live) {
+			ctx->destroy_waiting = true;
 			wait_for_events(ctx, NULL, NULL, false);
+			ctx->destroy_waiting = false;
+		}
 	}
 	ctx_unlock(ctx);
 	registry_remove(ctx);

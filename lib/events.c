@@ -131,12 +131,15 @@ static bool helper_has_work(const struct aio_ctx *ctx)
 /*
  * Whether a sleeper has cause to look again: reapers, for events left in
  * the ring (the engine will not tell them, its completions having been
- * taken) or a context now dead; the helper, for work gone or its stop;
- * threads at their exit, for what was published since they looked.
+ * taken) or a context now dead; io_destroy, for events left in the ring;
+ * the helper, for work gone or its stop; threads at their exit, for what
+ * was published since they looked.
  */
 static bool sleepers_due(const struct aio_ctx *ctx)
 {
 	if (ctx->reapers && (ctx->dead || ring_used(ctx)))
+		return true;
+	if (ctx->destroy_waiting && ring_used(ctx))
 		return true;
 	if (ctx->helper_waiting && (ctx->helper_stop || !helper_has_work(ctx)))
 		return true;
@@ -154,7 +157,9 @@ void ctx_unlock(struct aio_ctx *ctx)
 	struct resfd_signal sig[RESFD_BATCH];
 	unsigned n = ctx->nr_resfd;
 
-	if (unlikely(ctx->reapers || ctx->helper_waiting || ctx->exit_waiters) && sleepers_due(ctx))
+	if (unlikely(ctx->reapers || ctx->destroy_waiting || ctx->helper_waiting ||
+		     ctx->exit_waiters) &&
+	    sleepers_due(ctx))
 		sleepers_wake(ctx);
 	if (unlikely(ctx->helper_needs))
 		helper_check(ctx);

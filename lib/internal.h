@@ -285,6 +285,7 @@ struct aio_ctx {
 	time_t fd_judged_at;  /* the second the table was last emptied */
 	pthread_mutex_t lock; /* everything below, and the engine */
 	unsigned reapers;     /* threads waiting in io_getevents, io_queue_wait */
+	bool destroy_waiting; /* io_destroy, for what is in flight */
 	/* Threads at their exit, waiting for their requests (uring.c). */
 	struct exit_waiter *exit_waiters;
 	bool dead;
