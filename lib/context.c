@@ -130,6 +130,8 @@ static int ctx_create(unsigned nr, const struct engine *engine, int flags, struc
 		if (!ret)
 			ret = ring_alloc(ctx);
 	}
+	/* The kernel's ring, and a single issuer's, fill as its thread calls in. */
+	ctx->taken = ctx_native(ctx) || ctx->single_issuer;
 	if (!ret)
 		ret = reqs_alloc(ctx);
 	if (!ret)

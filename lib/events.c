@@ -122,10 +122,15 @@ void sleepers_wake(struct aio_ctx *ctx)
 	ctx->engine->wake(ctx);
 }
 
-/* The helper's (below): requests it publishes for. */
+/*
+ * The helper's (below): requests it publishes for. Before the first take,
+ * polls alone are not: one may wait for days.
+ */
 static bool helper_has_work(const struct aio_ctx *ctx)
 {
-	return ctx->direct_reader ? ctx->live != 0 : ctx->helper_needs != 0;
+	if (ctx->helper_needs || (ctx->live && ctx->direct_reader))
+		return true;
+	return !ctx->taken && ctx->live > ctx->polls;
 }
 
 /*
@@ -161,7 +166,7 @@ void ctx_unlock(struct aio_ctx *ctx)
 		     ctx->exit_waiters) &&
 	    sleepers_due(ctx))
 		sleepers_wake(ctx);
-	if (unlikely(ctx->helper_needs))
+	if (unlikely(ctx->helper_needs || ctx->direct_reader || !ctx->taken))
 		helper_check(ctx);
 	if (likely(!n)) {
 		pthread_mutex_unlock(&ctx->lock);
@@ -186,7 +191,6 @@ static void notice_direct_reader(struct aio_ctx *ctx)
 	if (likely(head == ctx->lib_head || ctx->direct_reader) || ctx->single_issuer)
 		return;
 	ctx->direct_reader = true;
-	helper_need(ctx);
 }
 
 unsigned publish(struct aio_ctx *ctx)
@@ -194,10 +198,6 @@ unsigned publish(struct aio_ctx *ctx)
 	struct completion done[PUBLISH_BATCH];
 	unsigned total = 0;
 
-	/* Only this thread, holding the lock, writes it: no atomic add needed. */
-	atomic_store_explicit(&ctx->publishes,
-			      atomic_load_explicit(&ctx->publishes, memory_order_relaxed) + 1,
-			      memory_order_relaxed);
 	notice_direct_reader(ctx);
 	/* The kernel is writing what a sleeper takes: its own reap follows. */
 	if (unlikely(ctx->engine_waiting))
@@ -229,6 +229,9 @@ unsigned publish(struct aio_ctx *ctx)
 long take_events(struct aio_ctx *ctx, struct io_event *out, long nr)
 {
 	unsigned head = ring_head(ctx), avail = ring_used(ctx), first;
+
+	/* The program calls in for its events: the helper need not publish them. */
+	ctx->taken = true;
 
 	if ((unsigned long)nr < avail)
 		avail = (unsigned)nr;
@@ -471,6 +474,18 @@ static void *helper_main(void *arg)
 static void helper_start(struct aio_ctx *ctx)
 {
 	ctx->helper_running = !thread_start_detached(helper_main, ctx);
+}
+
+/*
+ * Before a request it must serve is accepted: its thread runs, or the
+ * request is refused (-EAGAIN). Lingering, it cannot end before the
+ * next unlock wakes it (helper_check): its linger needs the lock.
+ */
+int helper_ensure(struct aio_ctx *ctx)
+{
+	if (!ctx->helper_running)
+		helper_start(ctx);
+	return ctx->helper_running ? 0 : -EAGAIN;
 }
 
 /* Starts the helper, or wakes it from its linger. */

@@ -147,6 +147,7 @@ struct req {
 	bool owns_fd;		 /* kiocb.aio_fildes is the library's own duplicate */
 	bool tracked;		 /* a poll, an eventfd or an ordered write: counted */
 	bool cancelled;		 /* polls: io_cancel or io_destroy asked its removal */
+	bool quiet;		 /* uring: sent to native AIO with no eventfd */
 };
 
 static inline int req_fd(const struct req *req)
@@ -312,8 +313,13 @@ struct aio_ctx {
 	unsigned retired;
 	pid_t pid; /* for kcmp: a context is its process's alone */
 
-	/* The publisher thread that serves programs waiting on eventfds. */
-	unsigned helper_needs; /* live RESFD requests, and a direct reader */
+	/*
+	 * The thread that publishes as completions come, for programs that
+	 * wait on eventfds or read the ring themselves, and for every program
+	 * until it first takes events through the library.
+	 */
+	unsigned helper_needs; /* live RESFD requests */
+	bool taken;	       /* the program called in for events: no first take to wait for */
 	bool helper_running;   /* until its last hold of the lock */
 	bool helper_awake;     /* has work: not lingering */
 	bool helper_waiting;   /* asleep for completions */
@@ -324,10 +330,6 @@ struct aio_ctx {
 	 * it reads the ring itself, and the helper publishes eagerly. */
 	unsigned lib_head;
 	bool direct_reader;
-
-	/* publish() calls, which tell the ticker that a thread is at work. */
-	_Atomic unsigned publishes;
-	unsigned ticker_seen;
 
 	/* The honest-fsync rule. */
 	bool fsync_order;
@@ -359,9 +361,6 @@ unsigned fork_generation(void);
 /* context.c */
 int backend_probe_uring(void);
 
-/* publisher.c: publishing for programs that read the ring themselves. */
-int publisher_prepare(void);
-
 /* events.c: the publisher and the waiting. */
 void ring_post(struct aio_ctx *ctx, struct req *req, long res, long res2);
 unsigned publish(struct aio_ctx *ctx);
@@ -374,6 +373,7 @@ void ctx_unlock(struct aio_ctx *ctx);
 void sleepers_wake(struct aio_ctx *ctx);
 void reapers_recheck(struct aio_ctx *ctx);
 void helper_need(struct aio_ctx *ctx);
+int helper_ensure(struct aio_ctx *ctx);
 void helper_check(struct aio_ctx *ctx);
 void helper_done(struct aio_ctx *ctx);
 void helper_stop(struct aio_ctx *ctx);
@@ -396,6 +396,7 @@ int kernel_refusal(const struct iocb *io, int ours);
 unsigned rw_flags_unknown(unsigned flags, int fd);
 int fd_judge(struct aio_ctx *ctx, const struct iocb *io);
 void fd_event(struct aio_ctx *ctx, int fd, long res);
+void fd_forget(struct aio_ctx *ctx, int fd);
 void fd_judgements_age(struct aio_ctx *ctx);
 
 /* Kinds of request, by what native AIO checks of their file. */

@@ -267,6 +267,13 @@ void fd_judgements_age(struct aio_ctx *ctx)
  */
 void fd_event(struct aio_ctx *ctx, int fd, long res)
 {
-	if ((res == -EBADF || res == -EISDIR || res == -EINVAL) && (unsigned)fd < ctx->nr_fd_judged)
+	if (res == -EBADF || res == -EISDIR || res == -EINVAL)
+		fd_forget(ctx, fd);
+}
+
+/* The fd's next request goes to the judge again. */
+void fd_forget(struct aio_ctx *ctx, int fd)
+{
+	if ((unsigned)fd < ctx->nr_fd_judged)
 		ctx->fd_judged[fd] = 0;
 }

@@ -10,8 +10,8 @@
  * back. When the oldest epochs drain, their syncs are issued, in order.
  * IOSQE_IO_DRAIN would order the same, at the price of stalling the whole
  * ring; this holds back only the sync. Whoever publishes the writes'
- * completions issues it: a reaper, the helper of an eventfd waiter, or the
- * ticker (publisher.c) when nobody calls in.
+ * completions issues it: a reaper, or the helper thread when nobody
+ * calls in.
  */
 #include <errno.h>
 #include <fcntl.h>

@@ -19,8 +19,8 @@
 #define KTIME_SEC_MAX (INT64_MAX / NSEC_PER_SEC)
 
 /*
- * How long an idle thread of the library (the ticker, a context's helper,
- * the POSIX face's completion thread) waits for new work before it ends:
+ * How long an idle thread of the library (a context's helper, the POSIX
+ * face's completion thread) waits for new work before it ends:
  * long enough that a program's next burst usually finds it, short enough
  * that none outlives the program's own threads for long.
  */

@@ -213,13 +213,15 @@ static int check_iocb(struct aio_ctx *ctx, struct submit_state *st, const struct
 
 /*
  * What keeping the promises for an iocb will take once the kernel has it:
- * the rule's count of a write. Made before, or the iocb is refused
+ * the rule's count of a write, and the helper thread that signals an
+ * eventfd with nobody calling in. Made before, or the iocb is refused
  * (-EAGAIN, as the kernel refuses a request it has no memory for): after,
- * nothing may fail. (An eventfd's helper that cannot start leaves its
- * signal to the ticker, which publisher_prepare saw to.)
+ * nothing may fail.
  */
 static int prepare(struct aio_ctx *ctx, const struct iocb *io)
 {
+	if ((io->u.c.flags & IOCB_FLAG_RESFD) && helper_ensure(ctx))
+		return -EAGAIN;
 	if (ctx->fsync_order && opcode_is_write(io->aio_lio_opcode))
 		return order_prepare_write(ctx, io->aio_fildes);
 	return 0;
@@ -380,8 +382,13 @@ static long submit(struct aio_ctx *ctx, long nr, struct iocb **ios)
 		ctx_unlock(ctx);
 		return -EINVAL;
 	}
-	/* The ticker publishes for programs that do not call in (publisher.c). */
-	if (!ctx->single_issuer && publisher_prepare()) {
+	/*
+	 * Until the program first calls in for events, the helper publishes
+	 * them as they complete: it may read the ring itself, as it may on
+	 * the kernel's, and never call in. Its thread must be there before
+	 * the kernel has requests: nothing may fail after.
+	 */
+	if (unlikely(!ctx->taken) && helper_ensure(ctx)) {
 		ctx_unlock(ctx);
 		return -EAGAIN;
 	}
@@ -408,7 +415,7 @@ static long submit(struct aio_ctx *ctx, long nr, struct iocb **ios)
 	 * programs take it in io_getevents.
 	 */
 	if (ctx->engine->ready(ctx)) {
-		if (ctx->direct_reader || ctx->helper_needs)
+		if (ctx->direct_reader || ctx->helper_needs || !ctx->taken)
 			publish(ctx);
 		if (unlikely(ctx->reapers))
 			sleepers_wake(ctx);

@@ -49,11 +49,14 @@
  * descriptor limit, everything stays on io_uring.
  */
 struct uring {
-	struct io_uring ring; /* first: ctx->priv is also the io_uring */
-	unsigned long aio;    /* native AIO context; 0: all goes to io_uring */
-	int aio_fd;	      /* the eventfd its completions signal */
-	bool poll_oneshot;    /* no multishot poll (before 5.13) */
-	bool wake_posted;     /* a RING_WAKE not yet reaped */
+	struct io_uring ring;	/* first: ctx->priv is also the io_uring */
+	unsigned long aio;	/* native AIO context; 0: all goes to io_uring */
+	int aio_fd;		/* the eventfd its completions signal */
+	bool poll_oneshot;	/* no multishot poll (before 5.13) */
+	bool wake_posted;	/* a RING_WAKE not yet reaped */
+	unsigned quiet;		/* quiet requests not yet reaped (auto) */
+	struct io_event *stash; /* native events quiet_settle took (auto) */
+	unsigned stash_nr;
 };
 
 /* The user_data of the poll on aio_fd, and of a wake-up; no request is at 1 or 2. */
@@ -522,6 +525,8 @@ static void aio_close(struct uring *u)
 	}
 	if (u->aio_fd >= 0)
 		close(u->aio_fd);
+	free(u->stash);
+	u->stash = NULL;
 	u->aio = 0;
 	u->aio_fd = -1;
 }
@@ -570,6 +575,14 @@ static int uring_setup(struct aio_ctx *ctx, unsigned nr)
 	 */
 	if ((ret == -EMFILE || ret == -ENFILE) && ctx->engine == &uring_engine)
 		ret = 0;
+	/* Room for every native event, should quiet_settle have to take them. */
+	if (!ret && u->aio) {
+		u->stash = malloc(ctx->max_outstanding * sizeof(*u->stash));
+		if (!u->stash) {
+			aio_close(u);
+			ret = -ENOMEM;
+		}
+	}
 	if (ret) {
 		ring_unmapping();
 		io_uring_queue_exit(&u->ring);
@@ -694,15 +707,54 @@ static int ring_submit(struct aio_ctx *ctx, struct req **reqs, int n)
 /*
  * Native AIO reads and writes a file in memory inside io_submit: its
  * event is in the ring before io_submit returns, and needs no eventfd to
- * wake anyone (the core wakes those asleep, submit.c). A file judged to
- * be in memory may since have been closed and its number reused (judge.c
- * forgets within a second): a request sent quiet that runs on after
- * io_submit is published by the ticker (publisher.c), which a single
- * issuer's context, asleep in the ring, does not have.
+ * wake anyone (the core wakes those asleep, submit.c). A single issuer's
+ * context, asleep in the ring, always asks for it.
  */
 static bool goes_quiet(struct aio_ctx *ctx, const struct req *req)
 {
 	return !ctx->single_issuer && fd_known(ctx, req_fd(req), FD_IN_MEMORY);
+}
+
+static struct aio_ring *aio_ring_of(const struct uring *u)
+{
+	return (struct aio_ring *)u->aio;
+}
+
+/* Quiet requests whose events wait in the stash or the native ring. */
+static unsigned quiet_done(const struct uring *u)
+{
+	const struct aio_ring *r = aio_ring_of(u);
+	unsigned done = 0, tail = __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
+
+	for (unsigned i = 0; i < u->stash_nr; i++)
+		done += ((struct req *)(uintptr_t)u->stash[i].data)->quiet;
+	for (unsigned i = r->head; i != tail; i = (i + 1) % r->nr)
+		done += ((struct req *)(uintptr_t)r->io_events[i].data)->quiet;
+	return done;
+}
+
+/*
+ * Nothing tells of a quiet request's end, so it must be done when
+ * io_submit returns. One that is not ran on a file judged to be in memory
+ * whose number now names another (judge.c forgets within a second): it is
+ * waited for here, as native AIO waits for a buffered read, its events
+ * kept for the next reap, and its file judged again at its next request.
+ */
+static void quiet_settle(struct aio_ctx *ctx, struct uring *u, struct req **reqs, int n)
+{
+	if (likely(quiet_done(u) == u->quiet))
+		return;
+	for (int i = 0; i < n; i++)
+		if (reqs[i]->quiet)
+			fd_forget(ctx, req_fd(reqs[i]));
+	while (quiet_done(u) < u->quiet) {
+		long got = kernel_syscall(__NR_io_getevents, (long)u->aio, 1,
+					  ctx->max_outstanding - u->stash_nr,
+					  (long)(u->stash + u->stash_nr), 0, 0);
+
+		if (got > 0)
+			u->stash_nr += (unsigned)got;
+	}
 }
 
 /*
@@ -713,7 +765,7 @@ static bool goes_quiet(struct aio_ctx *ctx, const struct req *req)
 static int aio_submit(struct aio_ctx *ctx, struct uring *u, struct req **reqs, int n)
 {
 	struct iocb iocbs[AIO_BATCH], *ios[AIO_BATCH];
-	int done = 0;
+	int done = 0, err = 0;
 
 	while (done < n) {
 		int batch = n - done < AIO_BATCH ? n - done : AIO_BATCH;
@@ -725,7 +777,8 @@ static int aio_submit(struct aio_ctx *ctx, struct uring *u, struct req **reqs, i
 			iocbs[i] = req->kiocb;
 			iocbs[i].data = req;
 			ios[i] = &iocbs[i];
-			if (goes_quiet(ctx, req)) {
+			req->quiet = goes_quiet(ctx, req);
+			if (req->quiet) {
 				iocbs[i].u.c.flags &= ~IOCB_FLAG_RESFD;
 				continue;
 			}
@@ -733,13 +786,19 @@ static int aio_submit(struct aio_ctx *ctx, struct uring *u, struct req **reqs, i
 			iocbs[i].u.c.resfd = (unsigned)u->aio_fd;
 		}
 		ret = kernel_syscall(__NR_io_submit, (long)u->aio, batch, (long)ios, 0, 0, 0);
-		if (ret < 0)
-			return done ? done : -errno;
+		if (ret < 0) {
+			err = -errno;
+			break;
+		}
+		for (int i = 0; i < ret; i++)
+			u->quiet += reqs[done + i]->quiet;
 		done += (int)ret;
 		if (ret < batch)
 			break;
 	}
-	return done;
+	if (u->quiet)
+		quiet_settle(ctx, u, reqs, done);
+	return done ? done : err;
 }
 
 /*
@@ -817,16 +876,36 @@ static long rw_result(const struct req *req, int res)
 	return native == -EOPNOTSUPP || native == -EPERM ? native : res;
 }
 
-static struct aio_ring *aio_ring_of(const struct uring *u)
-{
-	return (struct aio_ring *)u->aio;
-}
-
 static bool aio_ready(const struct uring *u)
 {
 	const struct aio_ring *r = aio_ring_of(u);
 
-	return u->aio && r->head != __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
+	return u->aio && (u->stash_nr || r->head != __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE));
+}
+
+static void aio_event(struct aio_ctx *ctx, struct uring *u, const struct io_event *ev,
+		      struct completion *out)
+{
+	out->req = (struct req *)(uintptr_t)ev->data;
+	out->res = (long)ev->res;
+	out->res2 = (long)ev->res2;
+	u->quiet -= out->req->quiet;
+	if (unlikely(out->res < 0))
+		fd_event(ctx, req_fd(out->req), (int)ev->res);
+	else
+		valgrind_read_done(out->req, out->res);
+}
+
+/* The stash's events, oldest first. */
+static int stash_reap(struct aio_ctx *ctx, struct uring *u, struct completion *out, int max)
+{
+	int n = u->stash_nr < (unsigned)max ? (int)u->stash_nr : max;
+
+	for (int i = 0; i < n; i++)
+		aio_event(ctx, u, &u->stash[i], &out[i]);
+	u->stash_nr -= (unsigned)n;
+	memmove(u->stash, u->stash + n, u->stash_nr * sizeof(*u->stash));
+	return n;
 }
 
 /* The native context's events, from its ring, as fio's userspace_reap reads it. */
@@ -834,18 +913,10 @@ static int aio_reap(struct aio_ctx *ctx, struct uring *u, struct completion *out
 {
 	struct aio_ring *r = aio_ring_of(u);
 	unsigned head = r->head, tail = __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
-	int n = 0;
+	int n = unlikely(u->stash_nr) ? stash_reap(ctx, u, out, max) : 0;
 
 	while (head != tail && n < max) {
-		const struct io_event *ev = &r->io_events[head];
-
-		out[n].req = (struct req *)(uintptr_t)ev->data;
-		out[n].res = (long)ev->res;
-		out[n].res2 = (long)ev->res2;
-		if (unlikely(out[n].res < 0))
-			fd_event(ctx, req_fd(out[n].req), (int)ev->res);
-		else
-			valgrind_read_done(out[n].req, out[n].res);
+		aio_event(ctx, u, &r->io_events[head], &out[n]);
 		head = (head + 1) % r->nr;
 		n++;
 	}
