@@ -62,6 +62,12 @@ struct uring {
 /* The user_data of the poll on aio_fd, and of a wake-up; no request is at 1 or 2. */
 #define AIO_POLL 1ull
 #define RING_WAKE 2ull
+
+static struct aio_ring *aio_ring_of(const struct uring *u)
+{
+	return (struct aio_ring *)u->aio;
+}
+
 #define AIO_BATCH 64
 
 /*
@@ -542,8 +548,8 @@ static int aio_open(struct uring *u, unsigned nr)
 		return errno == ENOSYS || errno == EPERM ? 0 : -errno;
 	}
 	ring_mapped();
-	valgrind_defined((void *)u->aio, sizeof(struct aio_ring) + ((struct aio_ring *)u->aio)->nr *
-								       sizeof(struct io_event));
+	valgrind_defined((void *)u->aio,
+			 sizeof(struct aio_ring) + aio_ring_of(u)->nr * sizeof(struct io_event));
 	u->aio_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	ret = u->aio_fd < 0 ? -errno : aio_poll_arm(u);
 	if (ret)
@@ -713,11 +719,6 @@ static int ring_submit(struct aio_ctx *ctx, struct req **reqs, int n)
 static bool goes_quiet(struct aio_ctx *ctx, const struct req *req)
 {
 	return !ctx->single_issuer && fd_known(ctx, req_fd(req), FD_IN_MEMORY);
-}
-
-static struct aio_ring *aio_ring_of(const struct uring *u)
-{
-	return (struct aio_ring *)u->aio;
 }
 
 /* Quiet requests whose events wait in the stash or the native ring. */
