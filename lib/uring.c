@@ -54,8 +54,8 @@ struct uring {
 	int aio_fd;		/* the eventfd its completions signal */
 	bool poll_oneshot;	/* no multishot poll (before 5.13) */
 	bool wake_posted;	/* a RING_WAKE not yet reaped */
-	unsigned quiet;		/* quiet requests not yet reaped (auto) */
-	struct io_event *stash; /* native events quiet_settle took (auto) */
+	unsigned quiet;		/* quiet requests not yet reaped */
+	struct io_event *stash; /* native events quiet_settle took */
 	unsigned stash_nr;
 };
 
