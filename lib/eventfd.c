@@ -7,8 +7,9 @@
  *
  * - while requests that name it are in flight, the number is trusted to
  *   mean the same eventfd, and submission costs no system call;
- * - once none are, it is trusted again only after kcmp(2) says the number
- *   still names the duplicate's file; else a new duplicate is made.
+ * - once none are, it is trusted again only after the kernel says the
+ *   number still names the duplicate's file (fd_same); else a new
+ *   duplicate is made.
  *
  * The duplicates, and a held sync's own (submit.c), are taken high among
  * the numbers (fd_hold), away from those the program uses.
@@ -100,9 +101,27 @@ int fd_hold(int fd)
 	return errno == EBADF ? -EBADF : -EAGAIN;
 }
 
-/* Whether two numbers name the same open file. */
+#ifndef F_DUPFD_QUERY
+#define F_DUPFD_QUERY 1027 /* F_LINUX_SPECIFIC_BASE + 3, Linux 6.10 */
+#endif
+
+static _Atomic bool no_dupfd_query;
+
+/*
+ * Whether two numbers name the same open file. F_DUPFD_QUERY asks only
+ * that, where kcmp(2) looks the process up and checks ptrace access: a
+ * program that submits one request at a time pays this at every
+ * io_submit. Before Linux 6.10 it is refused (-EINVAL), and kcmp answers.
+ */
 bool fd_same(const struct aio_ctx *ctx, int a, int b)
 {
+	if (!atomic_load_explicit(&no_dupfd_query, memory_order_relaxed)) {
+		int same = fcntl(a, F_DUPFD_QUERY, b);
+
+		if (same >= 0 || errno != EINVAL)
+			return same == 1;
+		atomic_store_explicit(&no_dupfd_query, true, memory_order_relaxed);
+	}
 	return syscall(SYS_kcmp, ctx->pid, ctx->pid, KCMP_FILE, a, b) == 0;
 }
 
