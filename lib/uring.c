@@ -711,14 +711,15 @@ static int ring_submit(struct aio_ctx *ctx, struct req **reqs, int n)
 }
 
 /*
- * Native AIO reads and writes a file in memory inside io_submit: its
- * event is in the ring before io_submit returns, and needs no eventfd to
+ * Native AIO reads and writes a file in memory inside io_submit (a sync
+ * goes to its workqueue): the event is in the ring before io_submit returns, and needs no eventfd to
  * wake anyone (the core wakes those asleep, submit.c). A single issuer's
  * context, asleep in the ring, always asks for it.
  */
 static bool goes_quiet(struct aio_ctx *ctx, const struct req *req)
 {
-	return !ctx->single_issuer && fd_known(ctx, req_fd(req), FD_IN_MEMORY);
+	return !ctx->single_issuer && !opcode_is_sync(req_opcode(req)) &&
+	       fd_known(ctx, req_fd(req), FD_IN_MEMORY);
 }
 
 /* Quiet requests whose events wait in the stash or the native ring. */
@@ -803,8 +804,10 @@ static int aio_submit(struct aio_ctx *ctx, struct uring *u, struct req **reqs, i
 }
 
 /*
- * Writes, and on an auto context the reads of files in memory, go to the
- * native context. A read's route was judged with its fd (judge.c).
+ * Writes go to the native context; on an auto context so do syncs, which
+ * native AIO's workqueue finishes sooner than io_uring's io-wq, and the
+ * reads of files in memory. A read's route was judged with its fd
+ * (judge.c).
  */
 static bool goes_native(struct aio_ctx *ctx, const struct uring *u, const struct req *req)
 {
@@ -814,7 +817,11 @@ static bool goes_native(struct aio_ctx *ctx, const struct uring *u, const struct
 		return false;
 	if (opcode_is_write(op))
 		return true;
-	return ctx->engine == &auto_engine && (op == IO_CMD_PREAD || op == IO_CMD_PREADV) &&
+	if (ctx->engine != &auto_engine)
+		return false;
+	if (opcode_is_sync(op))
+		return true;
+	return (op == IO_CMD_PREAD || op == IO_CMD_PREADV) &&
 	       fd_known(ctx, req_fd(req), FD_IN_MEMORY);
 }
 
