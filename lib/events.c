@@ -81,7 +81,7 @@ static __always_inline void post_event(struct aio_ctx *ctx, struct req *req, lon
 		helper_done(ctx);
 	}
 	if (opcode_is_write(req_opcode(req)))
-		order_write_done(ctx, req);
+		issue_released(ctx, order_write_done(ctx, req));
 	else if (req_opcode(req) == IO_CMD_POLL)
 		ctx->polls--;
 	req_free(ctx, req);

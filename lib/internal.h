@@ -389,6 +389,7 @@ int copy_to_prog(void *dst, const void *src, size_t len);
 
 /* submit.c */
 void issue_now(struct aio_ctx *ctx, struct req *req);
+void issue_released(struct aio_ctx *ctx, struct req *syncs);
 int check_sync(const struct iocb *io);
 
 /* judge.c: on io_uring, what native AIO would refuse at submission. */
@@ -469,7 +470,7 @@ void order_submitted(struct aio_ctx *ctx, struct req *req);
 bool order_should_hold(struct aio_ctx *ctx, struct req *req);
 bool order_busy(struct aio_ctx *ctx, int fd);
 int order_hold(struct aio_ctx *ctx, struct req *req);
-void order_write_done(struct aio_ctx *ctx, struct req *req);
+struct req *order_write_done(struct aio_ctx *ctx, struct req *req);
 void order_free(struct aio_ctx *ctx);
 
 /* queue.c */

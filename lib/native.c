@@ -186,7 +186,7 @@ static void scan(struct aio_ctx *ctx, unsigned tail)
 		struct req *req = table_take(nat, ctx->ring->io_events[cur].obj);
 
 		if (req) {
-			order_write_done(ctx, req);
+			issue_released(ctx, order_write_done(ctx, req));
 			req_free(ctx, req);
 		}
 	}

@@ -9,9 +9,11 @@
  * opens the next, which later writes join: so those writes never hold it
  * back. When the oldest epochs drain, their syncs are issued, in order.
  * IOSQE_IO_DRAIN would order the same, at the price of stalling the whole
- * ring; this holds back only the sync. Whoever publishes the writes'
- * completions issues it: a reaper, or the helper thread when nobody
- * calls in.
+ * ring; this holds back only the sync. This file owns the epochs and the
+ * held syncs, and calls nothing outside itself but the allocator (and
+ * fcntl, to check an fd): order_write_done() hands back the syncs a
+ * finished write releases, and its caller, whoever saw the write's
+ * completion, issues them.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -144,29 +146,30 @@ int order_hold(struct aio_ctx *ctx, struct req *req)
 	return 0;
 }
 
-static void release_epoch(struct aio_ctx *ctx, struct fd_epoch *e)
+/*
+ * The syncs this write's completion releases, chained through req->next:
+ * oldest epoch first, within an epoch in the order they were held. NULL
+ * when it releases none.
+ */
+struct req *order_write_done(struct aio_ctx *ctx, struct req *req)
 {
-	struct req *req = e->syncs, *next;
-
-	e->syncs = NULL;
-	for (; req; req = next) {
-		next = req->next;
-		issue_now(ctx, req);
-	}
-}
-
-void order_write_done(struct aio_ctx *ctx, struct req *req)
-{
+	struct req *released = NULL, **tail = &released;
 	struct fd_order *fo;
 
 	if (req->epoch == UINT32_MAX)
-		return;
+		return NULL;
 	fo = fd_order(ctx, req_fd(req));
 	epoch(fo, req->epoch)->writes--;
 	while (fo->first != fo->last && !epoch(fo, fo->first)->writes) {
-		release_epoch(ctx, epoch(fo, fo->first));
+		struct fd_epoch *e = epoch(fo, fo->first);
+
+		*tail = e->syncs;
+		while (*tail)
+			tail = &(*tail)->next;
+		e->syncs = NULL;
 		fo->first++;
 	}
+	return released;
 }
 
 void order_free(struct aio_ctx *ctx)

@@ -460,6 +460,17 @@ void issue_now(struct aio_ctx *ctx, struct req *req)
 		ring_post(ctx, req, took < 0 ? took : -EAGAIN, 0);
 }
 
+/* Issues, in order, the syncs order_write_done() released. */
+void issue_released(struct aio_ctx *ctx, struct req *syncs)
+{
+	struct req *next;
+
+	for (; syncs; syncs = next) {
+		next = syncs->next;
+		issue_now(ctx, syncs);
+	}
+}
+
 /*
  * The kernel's io_cancel takes the first request on the context's list of
  * cancellable ones whose iocb is this one, and takes it off the list: the
