@@ -80,17 +80,7 @@ static int reqs_alloc(struct aio_ctx *ctx)
 
 static void ctx_free(struct aio_ctx *ctx)
 {
-	if (ctx_native(ctx)) {
-		if (ctx->ring)
-			native_destroy(ctx);
-		if (ctx->priv)
-			native_free(ctx);
-	} else {
-		if (ctx->priv)
-			ctx->engine->teardown(ctx);
-		if (ctx->ring)
-			munmap(ctx->ring, ctx->ring_bytes);
-	}
+	ctx->calls->release(ctx);
 	order_free(ctx);
 	eventfd_release_all(ctx);
 	pthread_cond_destroy(&ctx->helper_cond);
@@ -108,6 +98,28 @@ static bool single_issuer_wanted(int flags)
 	return flags & AIO_COMPAT_SINGLE_ISSUER || (env && !strcmp(env, "1"));
 }
 
+static int ring_setup(struct aio_ctx *ctx, unsigned nr, int flags)
+{
+	int ret;
+
+	/* The engine's setup clears it where the kernel lacks it. */
+	ctx->single_issuer = single_issuer_wanted(flags);
+	ret = ctx->engine->setup(ctx, nr);
+	if (!ret)
+		ret = ring_alloc(ctx);
+	/* A single issuer's ring fills as its thread calls in. */
+	ctx->taken = ctx->single_issuer;
+	return ret;
+}
+
+static void ring_release(struct aio_ctx *ctx)
+{
+	if (ctx->priv)
+		ctx->engine->teardown(ctx);
+	if (ctx->ring)
+		munmap(ctx->ring, ctx->ring_bytes);
+}
+
 static int ctx_create(unsigned nr, const struct engine *engine, int flags, struct aio_ctx **out)
 {
 	struct aio_ctx *ctx = calloc(1, sizeof(*ctx));
@@ -115,23 +127,14 @@ static int ctx_create(unsigned nr, const struct engine *engine, int flags, struc
 
 	if (!ctx)
 		return -ENOMEM;
+	ctx->calls = engine->calls;
 	ctx->engine = engine;
 	ctx->fsync_order = true;
 	pthread_mutex_init(&ctx->lock, NULL);
 	pthread_cond_init(&ctx->helper_cond, NULL);
-	/* io_uring's alone; its setup clears it where the kernel lacks it. */
-	ctx->single_issuer = engine != &native_engine && single_issuer_wanted(flags);
 	ctx->issuer = pthread_self();
 	ctx->pid = getpid();
-	if (ctx_native(ctx)) {
-		ret = native_setup(ctx, nr);
-	} else {
-		ret = engine->setup(ctx, nr);
-		if (!ret)
-			ret = ring_alloc(ctx);
-	}
-	/* The kernel's ring, and a single issuer's, fill as its thread calls in. */
-	ctx->taken = ctx_native(ctx) || ctx->single_issuer;
+	ret = ctx->calls->setup(ctx, nr, flags);
 	if (!ret)
 		ret = reqs_alloc(ctx);
 	if (!ret)
@@ -210,45 +213,21 @@ static bool cancel_polls(struct aio_ctx *ctx)
 	return failed;
 }
 
-/* Dead at once for every other call; the kernel's io_destroy waits. */
-static int native_destroy_ctx(struct aio_ctx *ctx)
-{
-	pthread_mutex_lock(&ctx->lock);
-	if (ctx->dead) {
-		pthread_mutex_unlock(&ctx->lock);
-		ctx_put(ctx);
-		return -EINVAL;
-	}
-	ctx->dead = true;
-	pthread_mutex_unlock(&ctx->lock);
-	registry_retire(ctx);
-	native_destroy(ctx);
-	registry_remove(ctx);
-	ctx_free(ctx);
-	return 0;
-}
-
 /*
  * Like the kernel: the handle dies at once for everyone else, threads
  * waiting in io_getevents are woken, and the call returns once every
  * request in flight has finished (held syncs are issued and waited for).
  */
-static int destroy(io_context_t handle)
+static int ring_destroy(struct aio_ctx *ctx)
 {
-	struct aio_ctx *ctx = ctx_get(handle);
 	bool failed;
 
-	if (!ctx)
-		return -EINVAL;
-	if (ctx_native(ctx))
-		return native_destroy_ctx(ctx);
 	pthread_mutex_lock(&ctx->lock);
 	/* A single issuer's thread asleep in it could not be woken. */
 	if (ctx->dead || (ctx_foreign(ctx) && (ctx->live || ctx->reapers))) {
 		int ret = ctx->dead ? -EINVAL : -EEXIST;
 
 		ctx_unlock(ctx);
-		ctx_put(ctx);
 		return ret;
 	}
 	/* Reapers asleep in it are woken to find it dead (ctx_unlock). */
@@ -282,6 +261,21 @@ static int destroy(io_context_t handle)
 		}
 	}
 	ctx_unlock(ctx);
+	return 0;
+}
+
+static int destroy(io_context_t handle)
+{
+	struct aio_ctx *ctx = ctx_get(handle);
+	int ret;
+
+	if (!ctx)
+		return -EINVAL;
+	ret = ctx->calls->destroy(ctx);
+	if (ret) {
+		ctx_put(ctx);
+		return ret;
+	}
 	registry_remove(ctx);
 	ctx_free(ctx);
 	return 0;
@@ -296,6 +290,17 @@ AIO_EXPORT int io_destroy(io_context_t handle)
 	cancel_restore(state);
 	return ret;
 }
+
+const struct ctx_calls ring_calls = {
+	.setup = ring_setup,
+	.release = ring_release,
+	.destroy = ring_destroy,
+	.submit = ring_submit,
+	.getevents = ring_getevents,
+	.take = ring_take,
+	.queue_wait = ring_queue_wait,
+	.cancel = ring_cancel,
+};
 
 AIO_EXPORT int aio_compat_backend(io_context_t handle)
 {

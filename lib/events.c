@@ -1,12 +1,14 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The publisher and the waiting.
+ * The library's ring (ring_calls), and the waiting for it.
  *
  * A completion becomes visible in exactly one place: the ring the program's
  * io_context_t points at, in the kernel's struct aio_ring format. publish()
- * moves finished requests from the engine (the io_uring CQ, or the private
- * kernel AIO ring) into it, applies the fsync rule, and only then signals
- * the iocbs' eventfds. io_getevents takes events from that ring.
+ * moves finished requests from the engine (the io_uring CQ, and on auto
+ * the native AIO ring beside it) into it, applies the fsync rule, and only
+ * then signals the iocbs' eventfds. io_getevents takes events from that
+ * ring. publish() runs in the calling threads, and in the helper thread
+ * (below) for programs that do not call in.
  *
  * Threads that must wait sleep in the engine (io_uring_enter, or ppoll on
  * the ring's fd); a thread that leaves events in the ring while others
@@ -15,8 +17,8 @@
  * none of this: its ring and its waits are the kernel's (native.c).
  *
  * A wake-up is a completion of the engine's own (engine->wake), which
- * makes the ring's fd ready for every sleeper, and which any publisher
- * may take before a sleeper looks: ppoll then sleeps on. So what a
+ * makes the ring's fd ready for every sleeper, and which any thread that
+ * publishes may take before a sleeper looks: ppoll then sleeps on. So what a
  * sleeper must be woken for is looked at again at every unlock, until it
  * has looked (sleepers_due). No descriptor is needed beyond the engine's.
  */
@@ -359,10 +361,8 @@ static long getevents(struct aio_ctx *ctx, long min_nr, long nr, struct io_event
 	return got ? got : err;
 }
 
-static __attribute__((noinline)) long mediated_getevents(struct aio_ctx *ctx, long min_nr, long nr,
-							 struct io_event *events,
-							 const struct timespec *timeout,
-							 const sigset_t *sigmask)
+long ring_getevents(struct aio_ctx *ctx, long min_nr, long nr, struct io_event *events,
+		    const struct timespec *timeout, const sigset_t *sigmask)
 {
 	struct timespec deadline;
 	bool limited = timeout && deadline_from(&deadline, timeout);
@@ -387,13 +387,8 @@ int aio_getevents(io_context_t handle, long min_nr, long nr, struct io_event *ev
 	ctx = ctx_get(handle);
 	if (unlikely(!ctx))
 		return -EINVAL;
-	if (unlikely(min_nr < 0 || min_nr > nr)) {
-		ret = -EINVAL;
-	} else if (ctx_native(ctx)) {
-		ret = native_getevents(ctx, min_nr, nr, events, timeout, sigmask);
-	} else {
-		ret = mediated_getevents(ctx, min_nr, nr, events, timeout, sigmask);
-	}
+	if (likely(min_nr >= 0 && min_nr <= nr))
+		ret = ctx->calls->getevents(ctx, min_nr, nr, events, timeout, sigmask);
 	ctx_put(ctx);
 	return (int)ret;
 }

@@ -180,9 +180,35 @@ struct completion {
 struct aio_ctx;
 struct exit_waiter;
 
-/* What a backend does; ae_epoll.c-sized, one file each. */
+/*
+ * What a context does at each call, after its entry point has checked the
+ * arguments and pinned it. A native context's handle is the kernel's own
+ * context, and its calls the kernel's with the fsync rule added
+ * (native.c); the others keep the library's ring, fed by an engine
+ * (ring_calls: context.c, submit.c, events.c, queue.c).
+ */
+struct ctx_calls {
+	int (*setup)(struct aio_ctx *ctx, unsigned nr, int flags);
+	/* Frees what setup made, of a context set up or half set up. */
+	void (*release)(struct aio_ctx *ctx);
+	/* io_destroy: dead at once for every other call; 0 once all finished. */
+	int (*destroy)(struct aio_ctx *ctx);
+	long (*submit)(struct aio_ctx *ctx, long nr, struct iocb **ios);
+	long (*getevents)(struct aio_ctx *ctx, long min_nr, long nr, struct io_event *events,
+			  const struct timespec *timeout, const sigset_t *sigmask);
+	/* Takes up to nr events without waiting (io_queue_run). */
+	long (*take)(struct aio_ctx *ctx, struct io_event *ev, long nr);
+	int (*queue_wait)(struct aio_ctx *ctx, const struct timespec *deadline);
+	int (*cancel)(struct aio_ctx *ctx, struct iocb *iocb);
+};
+
+extern const struct ctx_calls native_calls;
+extern const struct ctx_calls ring_calls;
+
+/* What feeds the library's ring; ae_epoll.c-sized, one file each. */
 struct engine {
 	int kind; /* AIO_COMPAT_URING or AIO_COMPAT_NATIVE */
+	const struct ctx_calls *calls;
 	/* Sets up the kernel side for nr events; fills ctx->ring_nr. */
 	int (*setup)(struct aio_ctx *ctx, unsigned nr);
 	void (*teardown)(struct aio_ctx *ctx);
@@ -206,26 +232,10 @@ struct engine {
 	void (*wake)(struct aio_ctx *ctx);
 };
 
+/* A native context has none: the kernel's context is the whole backend. */
 extern const struct engine native_engine;
 extern const struct engine uring_engine;
 extern const struct engine auto_engine;
-
-/*
- * native.c: a native context's handle is the kernel's own, and its calls
- * are the kernel's, with the fsync rule added; it has none of the ring,
- * publishing and waiting below, which serve io_uring.
- */
-static inline bool ctx_native(const struct aio_ctx *ctx);
-int native_setup(struct aio_ctx *ctx, unsigned nr);
-void native_destroy(struct aio_ctx *ctx);
-void native_free(struct aio_ctx *ctx);
-long native_submit(struct aio_ctx *ctx, long nr, struct iocb **ios);
-void native_issue(struct aio_ctx *ctx, struct req *req);
-long native_getevents(struct aio_ctx *ctx, long min_nr, long nr, struct io_event *events,
-		      const struct timespec *timeout, const sigset_t *sigmask);
-long native_take(struct aio_ctx *ctx, struct io_event *ev, long nr);
-int native_queue_wait(struct aio_ctx *ctx, const struct timespec *deadline);
-int native_cancel(struct aio_ctx *ctx, struct iocb *iocb);
 
 /*
  * The kernel's syscall, past the library's own syscall(2) (syscall.c),
@@ -279,6 +289,7 @@ struct aio_ctx {
 	uint32_t poll_seq;	  /* the next poll's */
 	struct req *reqs;
 	struct req *free_reqs;
+	const struct ctx_calls *calls;
 	const struct engine *engine;
 	void *priv;	    /* the backend's own state */
 	uint8_t *fd_judged; /* uring: what native AIO took on each fd (judge.c) */
@@ -338,11 +349,6 @@ struct aio_ctx {
 	unsigned nr_fds;
 };
 
-static inline bool ctx_native(const struct aio_ctx *ctx)
-{
-	return ctx->engine == &native_engine;
-}
-
 /* A single-issuer ring answers only the thread that made it. */
 static inline bool ctx_foreign(const struct aio_ctx *ctx)
 {
@@ -361,7 +367,9 @@ unsigned fork_generation(void);
 /* context.c */
 int backend_probe_uring(void);
 
-/* events.c: the publisher and the waiting. */
+/* events.c: the library's ring, and the waiting for it. */
+long ring_getevents(struct aio_ctx *ctx, long min_nr, long nr, struct io_event *events,
+		    const struct timespec *timeout, const sigset_t *sigmask);
 void ring_post(struct aio_ctx *ctx, struct req *req, long res, long res2);
 unsigned publish(struct aio_ctx *ctx);
 void resfd_flush(struct aio_ctx *ctx);
@@ -388,7 +396,8 @@ int copy_from_prog(void *dst, const void *src, size_t len);
 int copy_to_prog(void *dst, const void *src, size_t len);
 
 /* submit.c */
-void issue_now(struct aio_ctx *ctx, struct req *req);
+long ring_submit(struct aio_ctx *ctx, long nr, struct iocb **ios);
+int ring_cancel(struct aio_ctx *ctx, struct iocb *iocb);
 void issue_released(struct aio_ctx *ctx, struct req *syncs);
 int check_sync(const struct iocb *io);
 
@@ -475,6 +484,8 @@ void order_free(struct aio_ctx *ctx);
 
 /* queue.c */
 int queue_run(io_context_t handle);
+long ring_take(struct aio_ctx *ctx, struct io_event *ev, long nr);
+int ring_queue_wait(struct aio_ctx *ctx, const struct timespec *deadline);
 
 /* compat.c: the entry points the LIBAIO_0.1 symbols alias. */
 int aio_getevents(io_context_t handle, long min_nr, long nr, struct io_event *events,

@@ -171,6 +171,7 @@ static struct req *table_take(struct native *nat, const struct iocb *obj)
 	return NULL;
 }
 
+static void native_issue(struct aio_ctx *ctx, struct req *req);
 static void issue_pending(struct aio_ctx *ctx);
 
 /* Every event the kernel posted since the last scan; see the top. */
@@ -186,7 +187,12 @@ static void scan(struct aio_ctx *ctx, unsigned tail)
 		struct req *req = table_take(nat, ctx->ring->io_events[cur].obj);
 
 		if (req) {
-			issue_released(ctx, order_write_done(ctx, req));
+			struct req *sync = order_write_done(ctx, req), *next;
+
+			for (; sync; sync = next) {
+				next = sync->next;
+				native_issue(ctx, sync);
+			}
 			req_free(ctx, req);
 		}
 	}
@@ -242,7 +248,7 @@ static bool issue(struct aio_ctx *ctx, struct req *req)
  * shortage (-EAGAIN, a full ring) refuses it now, and it is tried again
  * at each scan, once events have been reaped.
  */
-void native_issue(struct aio_ctx *ctx, struct req *req)
+static void native_issue(struct aio_ctx *ctx, struct req *req)
 {
 	struct req **tail = &native(ctx)->pending;
 
@@ -484,7 +490,7 @@ static bool ordered(struct iocb *const *ios, long nr)
 	return false;
 }
 
-long native_submit(struct aio_ctx *ctx, long nr, struct iocb **ios)
+static long native_submit(struct aio_ctx *ctx, long nr, struct iocb **ios)
 {
 	long ret;
 
@@ -564,8 +570,8 @@ static int enter(struct aio_ctx *ctx, struct io_event *ev, long nr, long *got, b
  * While a sync is held, each wait comes back at the first event, so that
  * the sync is issued as soon as its writes are done.
  */
-long native_getevents(struct aio_ctx *ctx, long min_nr, long nr, struct io_event *events,
-		      const struct timespec *timeout, const sigset_t *sigmask)
+static long native_getevents(struct aio_ctx *ctx, long min_nr, long nr, struct io_event *events,
+			     const struct timespec *timeout, const sigset_t *sigmask)
 {
 	struct native *nat = native(ctx);
 	/* Set wherever limited is: zeroed for gcc, which cannot tell. */
@@ -608,7 +614,7 @@ long native_getevents(struct aio_ctx *ctx, long min_nr, long nr, struct io_event
 }
 
 /* io_queue_run's batches: no wait. */
-long native_take(struct aio_ctx *ctx, struct io_event *ev, long nr)
+static long native_take(struct aio_ctx *ctx, struct io_event *ev, long nr)
 {
 	static const struct timespec now;
 	long got = 0;
@@ -646,7 +652,7 @@ static void stash_put(struct native *nat, const struct io_event *ev, long n)
  * gives is kept for the next io_getevents or io_queue_run. Every event is
  * taken once, so the stash never holds more than the ring.
  */
-int native_queue_wait(struct aio_ctx *ctx, const struct timespec *deadline)
+static int native_queue_wait(struct aio_ctx *ctx, const struct timespec *deadline)
 {
 	struct native *nat = native(ctx);
 	struct io_event ev[FLUSH_MAX];
@@ -678,7 +684,7 @@ int native_queue_wait(struct aio_ctx *ctx, const struct timespec *deadline)
 }
 
 /* The kernel no longer writes result (the event goes to the ring): not passed on. */
-int native_cancel(struct aio_ctx *ctx, struct iocb *iocb)
+static int native_cancel(struct aio_ctx *ctx, struct iocb *iocb)
 {
 	struct io_event unused;
 	long ret;
@@ -696,7 +702,7 @@ int native_cancel(struct aio_ctx *ctx, struct iocb *iocb)
  * done, and the kernel then waits for everything in flight. The events
  * die with the context, so taking them here robs nobody.
  */
-void native_destroy(struct aio_ctx *ctx)
+static void native_close(struct aio_ctx *ctx)
 {
 	struct native *nat = native(ctx);
 	struct io_event ev[64];
@@ -717,12 +723,15 @@ void native_destroy(struct aio_ctx *ctx)
 	ctx->ring = NULL;
 }
 
-int native_setup(struct aio_ctx *ctx, unsigned nr)
+static void native_release(struct aio_ctx *ctx);
+
+static int native_setup(struct aio_ctx *ctx, unsigned nr, int flags)
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	struct native *nat = calloc(1, sizeof(*nat));
 	unsigned buckets = 64;
 
+	(void)flags; /* all io_uring's */
 	if (!nat)
 		return -ENOMEM;
 	if (kernel_syscall(__NR_io_setup, nr, (long)&nat->id, 0, 0, 0, 0) < 0) {
@@ -747,17 +756,20 @@ int native_setup(struct aio_ctx *ctx, unsigned nr)
 	nat->table = calloc(buckets, sizeof(*nat->table));
 	nat->stash = calloc(ctx->ring_nr, sizeof(*nat->stash));
 	if (!nat->table || !nat->stash) {
-		native_destroy(ctx);
-		native_free(ctx);
+		native_release(ctx);
 		return -ENOMEM;
 	}
 	return 0;
 }
 
-void native_free(struct aio_ctx *ctx)
+static void native_release(struct aio_ctx *ctx)
 {
 	struct native *nat = native(ctx);
 
+	if (!nat)
+		return;
+	if (ctx->ring)
+		native_close(ctx);
 	pthread_cond_destroy(&nat->watch_cond);
 	free(nat->table);
 	free(nat->stash);
@@ -765,6 +777,33 @@ void native_free(struct aio_ctx *ctx)
 	ctx->priv = NULL;
 }
 
+/* The handle dies at once; the kernel's io_destroy then waits. */
+static int native_destroy(struct aio_ctx *ctx)
+{
+	pthread_mutex_lock(&ctx->lock);
+	if (ctx->dead) {
+		pthread_mutex_unlock(&ctx->lock);
+		return -EINVAL;
+	}
+	ctx->dead = true;
+	pthread_mutex_unlock(&ctx->lock);
+	registry_retire(ctx);
+	native_close(ctx);
+	return 0;
+}
+
+const struct ctx_calls native_calls = {
+	.setup = native_setup,
+	.release = native_release,
+	.destroy = native_destroy,
+	.submit = native_submit,
+	.getevents = native_getevents,
+	.take = native_take,
+	.queue_wait = native_queue_wait,
+	.cancel = native_cancel,
+};
+
 const struct engine native_engine = {
 	.kind = AIO_COMPAT_NATIVE,
+	.calls = &native_calls,
 };

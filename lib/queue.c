@@ -33,20 +33,21 @@ static long take_batch(io_context_t handle, struct io_event *ev)
 
 	if (!ctx)
 		return -EINVAL;
-	if (ctx_foreign(ctx)) {
-		ctx_put(ctx);
+	n = ctx->calls->take(ctx, ev, RUN_BATCH);
+	ctx_put(ctx);
+	return n;
+}
+
+long ring_take(struct aio_ctx *ctx, struct io_event *ev, long nr)
+{
+	long n;
+
+	if (ctx_foreign(ctx))
 		return -EEXIST;
-	}
-	if (ctx_native(ctx)) {
-		n = native_take(ctx, ev, RUN_BATCH);
-		ctx_put(ctx);
-		return n;
-	}
 	pthread_mutex_lock(&ctx->lock);
 	publish(ctx);
-	n = take_events(ctx, ev, RUN_BATCH);
+	n = take_events(ctx, ev, nr);
 	ctx_unlock(ctx);
-	ctx_put(ctx);
 	return n;
 }
 
@@ -90,7 +91,7 @@ AIO_EXPORT int aio_compat_queue_run(io_context_t ctx)
  * reaping it. Returns 0 at once when nothing is in flight: libaio's never
  * waited, and loops written for it must not hang.
  */
-static int queue_wait(struct aio_ctx *ctx, const struct timespec *deadline)
+int ring_queue_wait(struct aio_ctx *ctx, const struct timespec *deadline)
 {
 	int ret = 0;
 
@@ -131,10 +132,7 @@ AIO_EXPORT int io_queue_wait(io_context_t handle, struct timespec *timeout)
 	if (!ctx)
 		return -EINVAL;
 	limited = timeout && deadline_from(&deadline, timeout);
-	if (ctx_native(ctx))
-		ret = native_queue_wait(ctx, limited ? &deadline : NULL);
-	else
-		ret = queue_wait(ctx, limited ? &deadline : NULL);
+	ret = ctx->calls->queue_wait(ctx, limited ? &deadline : NULL);
 	ctx_put(ctx);
 	return ret;
 }

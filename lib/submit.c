@@ -363,7 +363,7 @@ static bool queue_one(struct aio_ctx *ctx, struct submit_state *st, struct iocb 
 	return st->nr_batch < SUBMIT_BATCH || flush(ctx, st);
 }
 
-static long submit(struct aio_ctx *ctx, long nr, struct iocb **ios)
+long ring_submit(struct aio_ctx *ctx, long nr, struct iocb **ios)
 {
 	struct submit_state st;
 
@@ -434,26 +434,17 @@ AIO_EXPORT int io_submit(io_context_t handle, long nr, struct iocb *ios[])
 	ctx = ctx_get(handle);
 	if (unlikely(!ctx))
 		return -EINVAL;
-	if (!nr)
-		ret = 0;
-	else if (ctx_native(ctx))
-		ret = native_submit(ctx, nr, ios);
-	else
-		ret = submit(ctx, nr, ios);
+	ret = nr ? ctx->calls->submit(ctx, nr, ios) : 0;
 	ctx_put(ctx);
 	return (int)ret;
 }
 
 /* Issues a sync the rule held; a refusal becomes its event. */
-void issue_now(struct aio_ctx *ctx, struct req *req)
+static void issue_now(struct aio_ctx *ctx, struct req *req)
 {
 	struct req *one[1] = { req };
 	int took;
 
-	if (ctx_native(ctx)) {
-		native_issue(ctx, req);
-		return;
-	}
 	req->held = false;
 	took = ctx->engine->submit(ctx, one, 1);
 	if (took != 1)
@@ -498,32 +489,13 @@ static struct req *first_live_poll(struct aio_ctx *ctx, const struct iocb *iocb)
  * meanwhile (native AIO refuses it) is off the kernel's list: the next is
  * the kernel's choice.
  */
-AIO_EXPORT int io_cancel(io_context_t handle, struct iocb *iocb, struct io_event *result)
+int ring_cancel(struct aio_ctx *ctx, struct iocb *iocb)
 {
-	struct aio_ctx *ctx;
 	struct req *req;
 	int ret = -EINVAL;
 
-	unsigned key;
-
-	(void)result; /* the kernel no longer writes it: the event goes to the ring */
-
-	if (bad_user_ptr(iocb, sizeof(*iocb)) || copy_from_prog(&key, &iocb->key, sizeof(key)))
-		return -EFAULT;
-	if (key)
-		return -EINVAL;
-	ctx = ctx_get(handle);
-	if (!ctx)
-		return -EINVAL;
-	if (ctx_native(ctx)) {
-		ret = native_cancel(ctx, iocb);
-		ctx_put(ctx);
-		return ret;
-	}
-	if (ctx_foreign(ctx)) {
-		ctx_put(ctx);
+	if (ctx_foreign(ctx))
 		return -EEXIST;
-	}
 	pthread_mutex_lock(&ctx->lock);
 	publish(ctx);
 	/* A removal the kernel refused leaves the poll to io_destroy. */
@@ -532,6 +504,25 @@ AIO_EXPORT int io_cancel(io_context_t handle, struct iocb *iocb, struct io_event
 		req->cancelled = ret == -EINPROGRESS || ret == -EINVAL;
 	}
 	ctx_unlock(ctx);
+	return ret;
+}
+
+/* The kernel no longer writes result: the event goes to the ring. */
+AIO_EXPORT int io_cancel(io_context_t handle, struct iocb *iocb, struct io_event *result)
+{
+	struct aio_ctx *ctx;
+	unsigned key;
+	int ret;
+
+	(void)result;
+	if (bad_user_ptr(iocb, sizeof(*iocb)) || copy_from_prog(&key, &iocb->key, sizeof(key)))
+		return -EFAULT;
+	if (key)
+		return -EINVAL;
+	ctx = ctx_get(handle);
+	if (!ctx)
+		return -EINVAL;
+	ret = ctx->calls->cancel(ctx, iocb);
 	ctx_put(ctx);
 	return ret;
 }

@@ -127,6 +127,12 @@ struct exit_find {
 	struct aio_ctx *ctx; /* pinned */
 };
 
+/* A context of this file's: not native AIO's own. */
+static bool is_ring(const struct aio_ctx *ctx)
+{
+	return ctx->engine == &uring_engine || ctx->engine == &auto_engine;
+}
+
 /*
  * Under the registry's lock, which is only to find: the first ring that
  * may still run requests of f->s, pinned. One whose lock is taken may;
@@ -138,7 +144,7 @@ static void exit_find_visit(struct aio_ctx *ctx, void *arg)
 	struct exit_find *f = arg;
 	bool maybe;
 
-	if (f->ctx || ctx_native(ctx) || ctx_foreign(ctx))
+	if (f->ctx || !is_ring(ctx) || ctx_foreign(ctx))
 		return;
 	maybe = pthread_mutex_trylock(&ctx->lock) != 0;
 	if (!maybe) {
@@ -688,7 +694,7 @@ static void sqes_withdraw(struct io_uring *ring, unsigned start)
  * with a reap. What the kernel does not take is withdrawn: it must not go
  * out later for requests refused.
  */
-static int ring_submit(struct aio_ctx *ctx, struct req **reqs, int n)
+static int sq_submit(struct aio_ctx *ctx, struct req **reqs, int n)
 {
 	struct io_uring *ring = ctx->priv;
 	unsigned start = ring->sq.sqe_tail, taken;
@@ -846,7 +852,7 @@ static int uring_submit(struct aio_ctx *ctx, struct req **reqs, int n)
 		while (done + run < n && goes_native(ctx, u, reqs[done + run]) == native)
 			run++;
 		ret = native ? aio_submit(ctx, u, reqs + done, run)
-			     : ring_submit(ctx, reqs + done, run);
+			     : sq_submit(ctx, reqs + done, run);
 		if (ret < 0)
 			return done ? done : ret;
 		done += ret;
@@ -1088,6 +1094,7 @@ static int uring_cancel_once(struct aio_ctx *ctx, struct req *req)
 
 const struct engine uring_engine = {
 	.kind = AIO_COMPAT_URING,
+	.calls = &ring_calls,
 	.setup = uring_setup,
 	.teardown = uring_teardown,
 	.submit = uring_submit,
@@ -1103,6 +1110,7 @@ const struct engine uring_engine = {
 /* The same ring, whose reads of files in memory go to native AIO too. */
 const struct engine auto_engine = {
 	.kind = AIO_COMPAT_AUTO,
+	.calls = &ring_calls,
 	.setup = uring_setup,
 	.teardown = uring_teardown,
 	.submit = uring_submit,

@@ -6,8 +6,8 @@
  *
  * - perf: a counter on the raw_syscalls:sys_enter tracepoint, opened with
  *   inherit, so the threads the child starts (glibc's AIO threads, the
- *   library's helper and publisher threads) count too. Enabled and
- *   disabled around the measured region. Near full speed, so calls that a
+ *   library's helper threads) count too. Enabled and disabled around the
+ *   measured region. Near full speed, so calls that a
  *   thread makes on a timer are counted at their real rate.
  * - ptrace: this process stops the child at every system call entry of
  *   every thread (PTRACE_O_TRACECLONE) and counts those between two marker
