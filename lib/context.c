@@ -337,7 +337,8 @@ AIO_EXPORT int aio_compat_set_fsync_order(io_context_t handle, int on)
 	pthread_mutex_lock(&ctx->lock);
 	was = ctx->fsync_order;
 	ctx->fsync_order = on != 0;
-	ctx_unlock(ctx);
+	/* Nothing posted, nothing to signal or wake: a plain unlock. */
+	pthread_mutex_unlock(&ctx->lock);
 	ctx_put(ctx);
 	return was;
 }
@@ -351,7 +352,7 @@ AIO_EXPORT long aio_compat_held_syncs(io_context_t handle)
 		return -EINVAL;
 	pthread_mutex_lock(&ctx->lock);
 	n = ctx->held_syncs;
-	ctx_unlock(ctx);
+	pthread_mutex_unlock(&ctx->lock);
 	ctx_put(ctx);
 	return n;
 }
