@@ -209,8 +209,8 @@ extern const struct ctx_calls ring_calls;
 struct engine {
 	int kind; /* AIO_COMPAT_URING or AIO_COMPAT_NATIVE */
 	const struct ctx_calls *calls;
-	/* Sets up the kernel side for nr events; fills ctx->ring_nr. */
-	int (*setup)(struct aio_ctx *ctx, unsigned nr);
+	/* Sets up the kernel side for ctx->max_outstanding requests. */
+	int (*setup)(struct aio_ctx *ctx);
 	void (*teardown)(struct aio_ctx *ctx);
 	/* Hands reqs to the kernel: how many it took, or -errno for none. */
 	int (*submit)(struct aio_ctx *ctx, struct req **reqs, int n);

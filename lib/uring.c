@@ -5,7 +5,6 @@
  * library's own (wake-ups, poll removals) and are skipped.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <liburing.h>
 #include <poll.h>
@@ -15,7 +14,6 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
-#include <sys/sysinfo.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -337,76 +335,6 @@ int backend_probe_uring(void)
 	return ret;
 }
 
-/* The start of a /proc or /sys file; read(2), as stdio would allocate. */
-static bool read_text(const char *path, char *buf, size_t size)
-{
-	int state = cancel_disable();
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	ssize_t n = fd < 0 ? -1 : read(fd, buf, size - 1);
-
-	if (fd >= 0)
-		close(fd);
-	cancel_restore(state);
-	if (n <= 0)
-		return false;
-	buf[n] = 0;
-	return true;
-}
-
-static unsigned possible_cpus(void)
-{
-	char text[64], *end;
-	unsigned long lo, hi;
-
-	if (!read_text("/sys/devices/system/cpu/possible", text, sizeof(text)))
-		return (unsigned)get_nprocs_conf();
-	lo = strtoul(text, &end, 10);
-	if (*end != '-')
-		return (unsigned)lo + 1;
-	hi = strtoul(end + 1, NULL, 10);
-	return (unsigned)hi + 1;
-}
-
-static unsigned long aio_max_nr(void)
-{
-	char text[32], *end;
-	unsigned long max;
-
-	if (!read_text("/proc/sys/fs/aio-max-nr", text, sizeof(text)))
-		return 65536;
-	max = strtoul(text, &end, 10);
-	return end == text ? 65536 : max;
-}
-
-/*
- * io_setup's answers and sizes as the kernel's ioctx_alloc() gives them
- * for nr events, in its unsigned arithmetic: the ring fills whole pages,
- * and a lone submitter runs out of per-CPU request batches a few slots
- * before the ring is full. (The system-wide count against aio-max-nr is
- * the kernel's own and is not kept here.)
- */
-static int kernel_limits(struct aio_ctx *ctx, unsigned nr)
-{
-	unsigned cpus = possible_cpus(), events = nr, batch;
-	size_t page = (size_t)sysconf(_SC_PAGESIZE), bytes;
-
-	if (events < cpus * 4)
-		events = cpus * 4;
-	events *= 2;
-	if (events > 0x10000000u / sizeof(struct io_event))
-		return -EINVAL;
-	if (!events || nr > aio_max_nr())
-		return -EAGAIN;
-	bytes = sizeof(struct aio_ring) + (size_t)events * sizeof(struct io_event);
-	bytes = (bytes + page - 1) / page * page;
-	ctx->ring_nr = (unsigned)((bytes - sizeof(struct aio_ring)) / sizeof(struct io_event));
-	batch = (ctx->ring_nr - 1) / (cpus * 4);
-	if (!batch)
-		batch = 1;
-	ctx->max_outstanding = (ctx->ring_nr - 1) / batch * batch;
-	return 0;
-}
-
 static unsigned pow2_at_least(unsigned n)
 {
 	unsigned p = 1;
@@ -563,14 +491,11 @@ static int aio_open(struct uring *u, unsigned nr)
 	return ret;
 }
 
-static int uring_setup(struct aio_ctx *ctx, unsigned nr)
+static int uring_setup(struct aio_ctx *ctx)
 {
 	struct uring *u;
 	int ret;
 
-	ret = kernel_limits(ctx, nr);
-	if (ret)
-		return ret;
 	u = calloc(1, sizeof(*u));
 	if (!u)
 		return -ENOMEM;
