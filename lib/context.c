@@ -172,13 +172,12 @@ static bool single_issuer_wanted(int flags)
 
 static int ring_setup(struct aio_ctx *ctx, unsigned nr, int flags)
 {
-	int ret;
+	bool single_issuer = single_issuer_wanted(flags);
+	int ret = kernel_limits(ctx, nr);
 
-	/* The engine's setup clears it where the kernel lacks it. */
-	ctx->single_issuer = single_issuer_wanted(flags);
-	ret = kernel_limits(ctx, nr);
 	if (!ret)
-		ret = ctx->engine->setup(ctx);
+		ret = ctx->engine->setup(ctx, &single_issuer);
+	ctx->single_issuer = !ret && single_issuer;
 	if (!ret)
 		ret = ring_alloc(ctx);
 	/* A single issuer's ring fills as its thread calls in. */

@@ -256,7 +256,7 @@ long take_events(struct aio_ctx *ctx, struct io_event *out, long nr)
  */
 void reapers_recheck(struct aio_ctx *ctx)
 {
-	if (ctx->waits_in_engine && !ctx->engine_waiting)
+	if (ctx->single_issuer && !ctx->engine_waiting)
 		sleepers_wake(ctx);
 }
 
@@ -295,7 +295,7 @@ int wait_for_events(struct aio_ctx *ctx, const struct timespec *deadline, const 
 		timeout = &left;
 	}
 	/* Nothing in flight: only io_destroy, from another thread, can wake it. */
-	in_engine = reaper && ctx->waits_in_engine && !ctx->engine_waiting && ctx->live;
+	in_engine = reaper && ctx->single_issuer && !ctx->engine_waiting && ctx->live;
 	if (in_engine)
 		ctx->engine_waiting = true;
 	ctx_unlock(ctx);

@@ -209,8 +209,10 @@ extern const struct ctx_calls ring_calls;
 struct engine {
 	int kind; /* AIO_COMPAT_URING or AIO_COMPAT_NATIVE */
 	const struct ctx_calls *calls;
-	/* Sets up the kernel side for ctx->max_outstanding requests. */
-	int (*setup)(struct aio_ctx *ctx);
+	/* Sets up the kernel side for ctx->max_outstanding requests, for a
+	 * single issuer where *single_issuer asks it and the kernel can:
+	 * *single_issuer says which. */
+	int (*setup)(struct aio_ctx *ctx, bool *single_issuer);
 	void (*teardown)(struct aio_ctx *ctx);
 	/* Hands reqs to the kernel: how many it took, or -errno for none. */
 	int (*submit)(struct aio_ctx *ctx, struct req **reqs, int n);
@@ -224,8 +226,8 @@ struct engine {
 	int (*wait_fd)(struct aio_ctx *ctx);
 	/* Cancels a request in flight: -EINPROGRESS, or the kernel's error. */
 	int (*cancel)(struct aio_ctx *ctx, struct req *req);
-	/* Sleeps in the kernel for a completion, one thread at a time (see
-	 * waits_in_engine); 0, or -EINTR for a signal. */
+	/* Sleeps in the kernel for a completion, one thread at a time, on a
+	 * single issuer's ring; 0, or -EINTR for a signal. */
 	int (*wait)(struct aio_ctx *ctx, const struct timespec *timeout, const sigset_t *sigmask);
 	/* Makes wait_fd ready, for a completion of its own that reap takes
 	 * and reports to no one; a no-op while one is not yet taken. */
@@ -304,13 +306,13 @@ struct aio_ctx {
 	unsigned fork_gen;
 	unsigned slot; /* in the registry */
 
-	/* Only this thread may call in (AIO_COMPAT_SINGLE_ISSUER). */
+	/*
+	 * Only this thread may call in (AIO_COMPAT_SINGLE_ISSUER). Its
+	 * reapers sleep in engine->wait, not on wait_fd, which not every
+	 * completion wakes; one at a time, and none reaps meanwhile.
+	 */
 	bool single_issuer;
 	pthread_t issuer;
-
-	/* Reapers sleep in engine->wait, not on wait_fd, which not every
-	 * completion wakes; one at a time, and none reaps meanwhile. */
-	bool waits_in_engine;
 	bool engine_waiting;
 
 	/* Eventfds of events just posted, signalled once the lock is out. */

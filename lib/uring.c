@@ -386,7 +386,7 @@ static unsigned newest_flag(unsigned flags)
  * until a reap, and the reap needs the lock the submitter holds. Only
  * contexts of more than CQ_ENTRIES_MAX / 2 requests could fill it.
  */
-static int ring_init(struct aio_ctx *ctx, struct io_uring *ring)
+static int ring_init(struct aio_ctx *ctx, struct io_uring *ring, bool *single_issuer)
 {
 	unsigned outstanding = ctx->max_outstanding;
 	unsigned cqes = outstanding < CQ_ENTRIES_MAX / 2 ? 2 * outstanding + 1 : CQ_ENTRIES_MAX;
@@ -396,7 +396,7 @@ static int ring_init(struct aio_ctx *ctx, struct io_uring *ring)
 	unsigned kernel = emulated_kernel();
 	int ret;
 
-	if (ctx->single_issuer)
+	if (*single_issuer)
 		flags |= SINGLE_ISSUER;
 	for (;;) {
 		struct io_uring_params p = { .flags = flags, .cq_entries = cq };
@@ -406,8 +406,7 @@ static int ring_init(struct aio_ctx *ctx, struct io_uring *ring)
 			break;
 		flags &= ~newest_flag(flags);
 	}
-	ctx->single_issuer = !ret && flags & SINGLE_ISSUER;
-	ctx->waits_in_engine = ctx->single_issuer;
+	*single_issuer = !ret && flags & SINGLE_ISSUER;
 	return ret;
 }
 
@@ -491,7 +490,7 @@ static int aio_open(struct uring *u, unsigned nr)
 	return ret;
 }
 
-static int uring_setup(struct aio_ctx *ctx)
+static int uring_setup(struct aio_ctx *ctx, bool *single_issuer)
 {
 	struct uring *u;
 	int ret;
@@ -499,7 +498,7 @@ static int uring_setup(struct aio_ctx *ctx)
 	u = calloc(1, sizeof(*u));
 	if (!u)
 		return -ENOMEM;
-	ret = ring_init(ctx, &u->ring);
+	ret = ring_init(ctx, &u->ring, single_issuer);
 	if (ret) {
 		free(u);
 		return ret;
