@@ -204,6 +204,9 @@ unsigned publish(struct aio_ctx *ctx)
 	/* The kernel is writing what a sleeper takes: its own reap follows. */
 	if (unlikely(ctx->engine_waiting))
 		return 0;
+	/* A single issuer's completions: once nothing else is there to take. */
+	if (ctx->single_issuer && !ring_used(ctx) && !ctx->engine->ready(ctx))
+		ctx->engine->run_deferred(ctx);
 	for (;;) {
 		unsigned room = ctx->ring_nr - 1 - ring_used(ctx);
 		int n =
@@ -211,8 +214,11 @@ unsigned publish(struct aio_ctx *ctx)
 
 		if (n <= 0)
 			break;
-		for (int i = 0; i < n; i++)
+		for (int i = 0; i < n; i++) {
+			if (unlikely(done[i].res < 0))
+				fd_event(ctx, req_fd(done[i].req), done[i].res);
 			post_event(ctx, done[i].req, done[i].res, done[i].res2);
+		}
 		publish_tail(ctx);
 		total += n;
 		if (n < PUBLISH_BATCH)

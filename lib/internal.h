@@ -138,7 +138,7 @@ struct req {
 	struct iocb *obj;	 /* the caller's iocb, reported in the event */
 	struct req *next;	 /* free list, or the syncs closing an epoch */
 	struct req *hnext;	 /* native: the writes in flight, by iocb */
-	struct submitter *owner; /* uring: the thread whose io-wq runs it */
+	struct submitter *owner; /* the thread whose exit waits for it (exit.c) */
 	int resfd;		 /* the library's hold of the caller's eventfd, or -1 */
 	int efd_slot;		 /* and its slot in ctx->efds */
 	uint32_t epoch;		 /* writes: the epoch of their fd they joined */
@@ -147,6 +147,7 @@ struct req {
 	bool owns_fd;		 /* kiocb.aio_fildes is the library's own duplicate */
 	bool tracked;		 /* a poll, an eventfd or an ordered write: counted */
 	bool cancelled;		 /* polls: io_cancel or io_destroy asked its removal */
+	bool in_memory;		 /* its file was judged to be in memory (judge.c) */
 	bool quiet;		 /* uring: sent to native AIO with no eventfd */
 };
 
@@ -205,10 +206,17 @@ struct ctx_calls {
 extern const struct ctx_calls native_calls;
 extern const struct ctx_calls ring_calls;
 
-/* What feeds the library's ring; ae_epoll.c-sized, one file each. */
+/*
+ * What feeds the library's ring; ae_epoll.c-sized, one file each. An
+ * engine keeps its state in ctx->priv and reads the requests it is
+ * handed; it writes no field of the context and calls nothing of the
+ * core: what it has to say, it returns.
+ */
 struct engine {
 	int kind; /* AIO_COMPAT_URING or AIO_COMPAT_NATIVE */
 	const struct ctx_calls *calls;
+	/* Its I/O dies with the thread that submitted it (exit.c). */
+	bool thread_bound;
 	/* Sets up the kernel side for ctx->max_outstanding requests, for a
 	 * single issuer where *single_issuer asks it and the kernel can:
 	 * *single_issuer says which. */
@@ -220,6 +228,9 @@ struct engine {
 	int (*reap)(struct aio_ctx *ctx, struct completion *out, int max);
 	/* Whether reap would find anything. */
 	bool (*ready)(struct aio_ctx *ctx);
+	/* Has the kernel post the completions a single issuer's ring keeps
+	 * for its thread until it asks. */
+	void (*run_deferred)(struct aio_ctx *ctx);
 	/* Before the last look: whatever completes after it makes wait_fd ready. */
 	void (*arm)(struct aio_ctx *ctx);
 	/* Polls readable when completions may be waiting. */
@@ -246,10 +257,11 @@ extern const struct engine auto_engine;
 long kernel_syscall(long nr, long a, long b, long c, long d, long e, long f);
 
 /*
- * uring.c: the threads waiting at their exit for their requests. Each
+ * exit.c: the threads waiting at their exit for their requests. Each
  * publish that posted events makes them due to look again, until each
  * has looked.
  */
+int submitter_claim(struct req **reqs, int n);
 void exit_waiters_note(struct aio_ctx *ctx);
 bool exit_waiters_due(const struct aio_ctx *ctx);
 
@@ -300,7 +312,7 @@ struct aio_ctx {
 	pthread_mutex_t lock; /* everything below, and the engine */
 	unsigned reapers;     /* threads waiting in io_getevents, io_queue_wait */
 	bool destroy_waiting; /* io_destroy, for what is in flight */
-	/* Threads at their exit, waiting for their requests (uring.c). */
+	/* Threads at their exit, waiting for their requests (exit.c). */
 	struct exit_waiter *exit_waiters;
 	bool dead;
 	unsigned fork_gen;

@@ -248,6 +248,14 @@ static void accepted(struct aio_ctx *ctx, struct req *req)
 		order_submitted(ctx, req);
 }
 
+/* On an engine whose I/O dies with its thread, that thread's exit waits for it. */
+static int engine_submit(struct aio_ctx *ctx, struct req **reqs, int n)
+{
+	if (ctx->engine->thread_bound && unlikely(submitter_claim(reqs, n)))
+		return -EAGAIN;
+	return ctx->engine->submit(ctx, reqs, n);
+}
+
 /* Hands the batch to the engine; false once the kernel refused some. */
 static bool flush(struct aio_ctx *ctx, struct submit_state *st)
 {
@@ -256,7 +264,7 @@ static bool flush(struct aio_ctx *ctx, struct submit_state *st)
 	if (!n)
 		return true;
 	st->nr_batch = 0;
-	took = ctx->engine->submit(ctx, st->batch, n);
+	took = engine_submit(ctx, st->batch, n);
 	if (took < 0) {
 		st->err = took;
 		took = 0;
@@ -352,6 +360,7 @@ static bool queue_one(struct aio_ctx *ctx, struct submit_state *st, struct iocb 
 	req->kiocb = copy;
 	req->obj = obj;
 	req->owner = NULL;
+	req->in_memory = fd_known(ctx, io->aio_fildes, FD_IN_MEMORY);
 	req->epoch = UINT32_MAX;
 	req->efd_slot = st->efd;
 	req->resfd = st->efd >= 0 ? eventfd_of(ctx, st->efd) : -1;
@@ -446,7 +455,7 @@ static void issue_now(struct aio_ctx *ctx, struct req *req)
 	int took;
 
 	req->held = false;
-	took = ctx->engine->submit(ctx, one, 1);
+	took = engine_submit(ctx, one, 1);
 	if (took != 1)
 		ring_post(ctx, req, took < 0 ? took : -EAGAIN, 0);
 }

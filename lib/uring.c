@@ -69,173 +69,6 @@ static struct aio_ring *aio_ring_of(const struct uring *u)
 #define AIO_BATCH 64
 
 /*
- * io_uring runs blocking work on the submitting thread's io-wq, and cancels
- * what is still queued there when that thread exits: native AIO ties I/O
- * to the process instead. So a thread that exits with I/O in flight waits,
- * in its thread-specific-data destructor, until that I/O has completed.
- * Each request names its submitter, and only the exit looks: nothing is
- * counted per request. Polls name none: they survive their thread, and
- * may never fire.
- */
-struct submitter {
-	bool known; /* its destructor is set */
-};
-
-static pthread_key_t submitter_key;
-static pthread_once_t submitter_once = PTHREAD_ONCE_INIT;
-/* Initial-exec: a load from %fs, not a call per submission; one byte of
- * the static TLS that glibc keeps for libraries loaded later. */
-static __thread struct submitter self __attribute__((tls_model("initial-exec")));
-
-static bool runs_requests_of(const struct aio_ctx *ctx, const struct submitter *s)
-{
-	for (unsigned i = 0; i < ctx->max_outstanding; i++)
-		if (ctx->reqs[i].obj && ctx->reqs[i].owner == s)
-			return true;
-	return false;
-}
-
-/* A thread at its exit, among its ring's exit_waiters while it waits there. */
-struct exit_waiter {
-	const struct submitter *s;
-	bool due; /* events were published since it looked */
-	struct exit_waiter *next;
-};
-
-/*
- * Whoever publishes may have taken the completions the ring's fd told a
- * waiter of: the waiter must look again.
- */
-void exit_waiters_note(struct aio_ctx *ctx)
-{
-	for (struct exit_waiter *w = ctx->exit_waiters; w; w = w->next)
-		w->due = w->s != &self;
-}
-
-bool exit_waiters_due(const struct aio_ctx *ctx)
-{
-	for (const struct exit_waiter *w = ctx->exit_waiters; w; w = w->next)
-		if (w->due)
-			return true;
-	return false;
-}
-
-struct exit_find {
-	const struct submitter *s;
-	struct aio_ctx *ctx; /* pinned */
-};
-
-/* A context of this file's: not native AIO's own. */
-static bool is_ring(const struct aio_ctx *ctx)
-{
-	return ctx->engine == &uring_engine || ctx->engine == &auto_engine;
-}
-
-/*
- * Under the registry's lock, which is only to find: the first ring that
- * may still run requests of f->s, pinned. One whose lock is taken may;
- * it is looked at once pinned. A ring io_destroy retired cannot be
- * pinned, and needs no looking at: it waited for all its I/O first.
- */
-static void exit_find_visit(struct aio_ctx *ctx, void *arg)
-{
-	struct exit_find *f = arg;
-	bool maybe;
-
-	if (f->ctx || !is_ring(ctx) || ctx_foreign(ctx))
-		return;
-	maybe = pthread_mutex_trylock(&ctx->lock) != 0;
-	if (!maybe) {
-		maybe = runs_requests_of(ctx, f->s);
-		pthread_mutex_unlock(&ctx->lock);
-	}
-	if (maybe)
-		f->ctx = ctx_get((io_context_t)ctx->ring);
-}
-
-/*
- * Until the ring's fd polls readable: a completion, or a wake-up once
- * another thread published. Called and returns with the lock held.
- */
-static void exit_sleep(struct aio_ctx *ctx)
-{
-	struct pollfd pfd = { .fd = ((struct io_uring *)ctx->priv)->ring_fd, .events = POLLIN };
-
-	ctx_unlock(ctx);
-	ppoll(&pfd, 1, NULL, NULL);
-	pthread_mutex_lock(&ctx->lock);
-}
-
-/*
- * Sleeps in the kernel until no request of w->s runs on ctx. A single
- * issuer's ring has no other reaper: it waits there as any of its waits.
- */
-static void exit_wait(struct aio_ctx *ctx, struct exit_waiter *w)
-{
-	struct exit_waiter **p;
-
-	pthread_mutex_lock(&ctx->lock);
-	w->next = ctx->exit_waiters;
-	ctx->exit_waiters = w;
-	for (;;) {
-		/* A single issuer's completions wait for its thread: this one. */
-		if (ctx->single_issuer)
-			io_uring_get_events(ctx->priv);
-		publish(ctx);
-		w->due = false;
-		if (!runs_requests_of(ctx, w->s))
-			break;
-		if (ctx->single_issuer)
-			wait_for_events(ctx, NULL, NULL, true);
-		else
-			exit_sleep(ctx);
-	}
-	for (p = &ctx->exit_waiters; *p != w; p = &(*p)->next)
-		;
-	*p = w->next;
-	ctx_unlock(ctx);
-}
-
-/*
- * Ring by ring, without the registry's lock while it waits: this thread
- * creates no request any more, so a ring it has waited on stays done.
- */
-static void submitter_exit(void *arg)
-{
-	struct exit_waiter w = { .s = arg };
-	struct exit_find f = { .s = arg };
-	int state = cancel_disable();
-
-	for (;;) {
-		f.ctx = NULL;
-		registry_each(exit_find_visit, &f);
-		if (!f.ctx)
-			break;
-		exit_wait(f.ctx, &w);
-		ctx_put(f.ctx);
-	}
-	cancel_restore(state);
-}
-
-static int submitter_key_err;
-
-static void submitter_key_create(void)
-{
-	submitter_key_err = pthread_key_create(&submitter_key, submitter_exit);
-}
-
-static struct submitter *submitter_self(void)
-{
-	struct submitter *s = &self;
-
-	if (likely(s->known))
-		return s;
-	pthread_once(&submitter_once, submitter_key_create);
-	s->known = !submitter_key_err && !pthread_setspecific(submitter_key, s);
-	return s;
-}
-
-/*
  * AIO_COMPAT_URING_EMULATE=MAJOR.MINOR, read at each io_setup, makes the
  * library meet io_uring as that kernel would: the setup flags it lacks are
  * refused with -EINVAL, and before 5.6 (or with "none") io_uring lacks
@@ -648,8 +481,7 @@ static int sq_submit(struct aio_ctx *ctx, struct req **reqs, int n)
  */
 static bool goes_quiet(struct aio_ctx *ctx, const struct req *req)
 {
-	return !ctx->single_issuer && !opcode_is_sync(req_opcode(req)) &&
-	       fd_known(ctx, req_fd(req), FD_IN_MEMORY);
+	return !ctx->single_issuer && !opcode_is_sync(req_opcode(req)) && req->in_memory;
 }
 
 /* Quiet requests whose events wait in the stash or the native ring. */
@@ -668,17 +500,14 @@ static unsigned quiet_done(const struct uring *u)
 /*
  * Nothing tells of a quiet request's end, so it must be done when
  * io_submit returns. One that is not ran on a file judged to be in memory
- * whose number now names another (judge.c forgets within a second): it is
- * waited for here, as native AIO waits for a buffered read, its events
- * kept for the next reap, and its file judged again at its next request.
+ * whose number now names another, until the judge forgets within a second
+ * (judge.c): it is waited for here, as native AIO waits for a buffered
+ * read, its events kept for the next reap.
  */
-static void quiet_settle(struct aio_ctx *ctx, struct uring *u, struct req **reqs, int n)
+static void quiet_settle(struct aio_ctx *ctx, struct uring *u)
 {
 	if (likely(quiet_done(u) == u->quiet))
 		return;
-	for (int i = 0; i < n; i++)
-		if (reqs[i]->quiet)
-			fd_forget(ctx, req_fd(reqs[i]));
 	while (quiet_done(u) < u->quiet) {
 		long got = kernel_syscall(__NR_io_getevents, (long)u->aio, 1,
 					  ctx->max_outstanding - u->stash_nr,
@@ -729,7 +558,7 @@ static int aio_submit(struct aio_ctx *ctx, struct uring *u, struct req **reqs, i
 			break;
 	}
 	if (u->quiet)
-		quiet_settle(ctx, u, reqs, done);
+		quiet_settle(ctx, u);
 	return done ? done : err;
 }
 
@@ -751,24 +580,17 @@ static bool goes_native(struct aio_ctx *ctx, const struct uring *u, const struct
 		return false;
 	if (opcode_is_sync(op))
 		return true;
-	return (op == IO_CMD_PREAD || op == IO_CMD_PREADV) &&
-	       fd_known(ctx, req_fd(req), FD_IN_MEMORY);
+	return (op == IO_CMD_PREAD || op == IO_CMD_PREADV) && req->in_memory;
 }
 
 /* Run by run: those that go native to their context, the rest to the ring. */
 static int uring_submit(struct aio_ctx *ctx, struct req **reqs, int n)
 {
 	struct uring *u = ctx->priv;
-	struct submitter *owner = submitter_self();
 	int done = 0;
 
-	/* Its exit could not wait for the I/O: no key, or no memory to set it. */
-	if (unlikely(!owner->known))
-		return -EAGAIN;
-	for (int i = 0; i < n; i++) {
-		reqs[i]->owner = req_opcode(reqs[i]) == IO_CMD_POLL ? NULL : owner;
+	for (int i = 0; i < n; i++)
 		reqs[i]->cancelled = false;
-	}
 	while (done < n) {
 		bool native = goes_native(ctx, u, reqs[done]);
 		int run = 1, ret;
@@ -821,40 +643,36 @@ static bool aio_ready(const struct uring *u)
 	return u->aio && (u->stash_nr || r->head != __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE));
 }
 
-static void aio_event(struct aio_ctx *ctx, struct uring *u, const struct io_event *ev,
-		      struct completion *out)
+static void aio_event(struct uring *u, const struct io_event *ev, struct completion *out)
 {
 	out->req = (struct req *)(uintptr_t)ev->data;
 	out->res = (long)ev->res;
 	out->res2 = (long)ev->res2;
 	u->quiet -= out->req->quiet;
-	if (unlikely(out->res < 0))
-		fd_event(ctx, req_fd(out->req), (int)ev->res);
-	else
-		valgrind_read_done(out->req, out->res);
+	valgrind_read_done(out->req, out->res);
 }
 
 /* The stash's events, oldest first. */
-static int stash_reap(struct aio_ctx *ctx, struct uring *u, struct completion *out, int max)
+static int stash_reap(struct uring *u, struct completion *out, int max)
 {
 	int n = u->stash_nr < (unsigned)max ? (int)u->stash_nr : max;
 
 	for (int i = 0; i < n; i++)
-		aio_event(ctx, u, &u->stash[i], &out[i]);
+		aio_event(u, &u->stash[i], &out[i]);
 	u->stash_nr -= (unsigned)n;
 	memmove(u->stash, u->stash + n, u->stash_nr * sizeof(*u->stash));
 	return n;
 }
 
 /* The native context's events, from its ring, as fio's userspace_reap reads it. */
-static int aio_reap(struct aio_ctx *ctx, struct uring *u, struct completion *out, int max)
+static int aio_reap(struct uring *u, struct completion *out, int max)
 {
 	struct aio_ring *r = aio_ring_of(u);
 	unsigned head = r->head, tail = __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
-	int n = unlikely(u->stash_nr) ? stash_reap(ctx, u, out, max) : 0;
+	int n = unlikely(u->stash_nr) ? stash_reap(u, out, max) : 0;
 
 	while (head != tail && n < max) {
-		aio_event(ctx, u, &r->io_events[head], &out[n]);
+		aio_event(u, &r->io_events[head], &out[n]);
 		head = (head + 1) % r->nr;
 		n++;
 	}
@@ -891,9 +709,7 @@ static int uring_reap(struct aio_ctx *ctx, struct completion *out, int max)
 	unsigned head, seen = 0;
 	int n = 0;
 
-	/* A single issuer's completions: once nothing else is there to take. */
-	if (!io_uring_cq_ready(ring) &&
-	    (io_uring_cq_has_overflow(ring) || (ctx->single_issuer && !ring_used(ctx))))
+	if (!io_uring_cq_ready(ring) && io_uring_cq_has_overflow(ring))
 		io_uring_get_events(ring);
 	io_uring_for_each_cqe (ring, head, cqe) {
 		struct req *req = io_uring_cqe_get_data(cqe);
@@ -915,8 +731,6 @@ static int uring_reap(struct aio_ctx *ctx, struct completion *out, int max)
 		seen++;
 		if (!req)
 			continue;
-		if (unlikely(cqe->res < 0))
-			fd_event(ctx, req_fd(req), cqe->res);
 		out[n].req = req;
 		out[n].res2 = 0;
 		if (req_opcode(req) == IO_CMD_POLL)
@@ -928,7 +742,7 @@ static int uring_reap(struct aio_ctx *ctx, struct completion *out, int max)
 	}
 	io_uring_cq_advance(ring, seen);
 	if (u->aio && n < max)
-		n += aio_reap(ctx, u, out + n, max - n);
+		n += aio_reap(u, out + n, max - n);
 	return n;
 }
 
@@ -937,6 +751,11 @@ static bool uring_ready(struct aio_ctx *ctx)
 	struct uring *u = ctx->priv;
 
 	return io_uring_cq_ready(&u->ring) || io_uring_cq_has_overflow(&u->ring) || aio_ready(u);
+}
+
+static void uring_run_deferred(struct aio_ctx *ctx)
+{
+	io_uring_get_events(ctx->priv);
 }
 
 static void uring_arm(struct aio_ctx *ctx)
@@ -1019,11 +838,13 @@ static int uring_cancel_once(struct aio_ctx *ctx, struct req *req)
 const struct engine uring_engine = {
 	.kind = AIO_COMPAT_URING,
 	.calls = &ring_calls,
+	.thread_bound = true,
 	.setup = uring_setup,
 	.teardown = uring_teardown,
 	.submit = uring_submit,
 	.reap = uring_reap,
 	.ready = uring_ready,
+	.run_deferred = uring_run_deferred,
 	.arm = uring_arm,
 	.wait_fd = uring_wait_fd,
 	.cancel = uring_cancel_once,
@@ -1035,11 +856,13 @@ const struct engine uring_engine = {
 const struct engine auto_engine = {
 	.kind = AIO_COMPAT_AUTO,
 	.calls = &ring_calls,
+	.thread_bound = true,
 	.setup = uring_setup,
 	.teardown = uring_teardown,
 	.submit = uring_submit,
 	.reap = uring_reap,
 	.ready = uring_ready,
+	.run_deferred = uring_run_deferred,
 	.arm = uring_arm,
 	.wait_fd = uring_wait_fd,
 	.cancel = uring_cancel_once,
