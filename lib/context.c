@@ -155,10 +155,10 @@ static void ctx_free(struct aio_ctx *ctx)
 	ctx->calls->release(ctx);
 	order_free(ctx);
 	eventfd_release_all(ctx);
-	pthread_cond_destroy(&ctx->helper_cond);
+	pthread_cond_destroy(&ctx->helper.cond);
 	pthread_mutex_destroy(&ctx->lock);
 	free(ctx->reqs);
-	free(ctx->fd_judged);
+	free(ctx->judged.kind);
 	free(ctx);
 }
 
@@ -181,7 +181,7 @@ static int ring_setup(struct aio_ctx *ctx, unsigned nr, int flags)
 	if (!ret)
 		ret = ring_alloc(ctx);
 	/* A single issuer's ring fills as its thread calls in. */
-	ctx->taken = ctx->single_issuer;
+	ctx->reader.taken = ctx->single_issuer;
 	return ret;
 }
 
@@ -202,11 +202,11 @@ static int ctx_create(unsigned nr, const struct engine *engine, int flags, struc
 		return -ENOMEM;
 	ctx->calls = engine->calls;
 	ctx->engine = engine;
-	ctx->fsync_order = true;
+	ctx->order.on = true;
 	pthread_mutex_init(&ctx->lock, NULL);
-	pthread_cond_init(&ctx->helper_cond, NULL);
+	pthread_cond_init(&ctx->helper.cond, NULL);
 	ctx->issuer = pthread_self();
-	ctx->pid = getpid();
+	ctx->efd.pid = getpid();
 	ret = ctx->calls->setup(ctx, nr, flags);
 	if (!ret)
 		ret = reqs_alloc(ctx);
@@ -261,7 +261,7 @@ AIO_EXPORT int aio_compat_setup(int maxevents, io_context_t *ctxp, int backend)
 /* Events of a context being destroyed go nowhere, as with the kernel. */
 static void discard_events(struct aio_ctx *ctx)
 {
-	ctx->lib_head = ctx->tail;
+	ctx->reader.lib_head = ctx->tail;
 	ctx->ring->head = ctx->tail;
 }
 
@@ -408,8 +408,8 @@ AIO_EXPORT int aio_compat_set_fsync_order(io_context_t handle, int on)
 	if (!ctx)
 		return -EINVAL;
 	pthread_mutex_lock(&ctx->lock);
-	was = ctx->fsync_order;
-	ctx->fsync_order = on != 0;
+	was = ctx->order.on;
+	ctx->order.on = on != 0;
 	/* Nothing posted, nothing to signal or wake: a plain unlock. */
 	pthread_mutex_unlock(&ctx->lock);
 	ctx_put(ctx);
@@ -424,7 +424,7 @@ AIO_EXPORT long aio_compat_held_syncs(io_context_t handle)
 	if (!ctx)
 		return -EINVAL;
 	pthread_mutex_lock(&ctx->lock);
-	n = ctx->held_syncs;
+	n = ctx->order.held;
 	pthread_mutex_unlock(&ctx->lock);
 	ctx_put(ctx);
 	return n;

@@ -16,7 +16,7 @@
  *
  * A signal is written after the context's lock is released (ctx_unlock),
  * so a duplicate no longer wanted is closed only under the lock, when no
- * thread is between its unlock and its writes (ctx->signalling is 0).
+ * thread is between its unlock and its writes (ctx->efd.signalling is 0).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -122,23 +122,23 @@ bool fd_same(const struct aio_ctx *ctx, int a, int b)
 			return same == 1;
 		atomic_store_explicit(&no_dupfd_query, true, memory_order_relaxed);
 	}
-	return syscall(SYS_kcmp, ctx->pid, ctx->pid, KCMP_FILE, a, b) == 0;
+	return syscall(SYS_kcmp, ctx->efd.pid, ctx->efd.pid, KCMP_FILE, a, b) == 0;
 }
 
 /* Duplicates nobody signals any more: closed once no signal is under way. */
 static void close_retired(struct aio_ctx *ctx)
 {
-	if (atomic_load_explicit(&ctx->signalling, memory_order_acquire))
+	if (atomic_load_explicit(&ctx->efd.signalling, memory_order_acquire))
 		return;
-	for (unsigned i = 0; i < ctx->nr_efds; i++) {
-		struct eventfd_hold *e = &ctx->efds[i];
+	for (unsigned i = 0; i < ctx->efd.nr_holds; i++) {
+		struct eventfd_hold *e = &ctx->efd.holds[i];
 
 		if (e->prog < 0 && e->fd >= 0) {
 			close_nocancel(e->fd);
 			e->fd = -1;
 		}
 	}
-	ctx->retired = 0;
+	ctx->efd.retired = 0;
 }
 
 static int hold_new(struct aio_ctx *ctx, int prog)
@@ -148,15 +148,15 @@ static int hold_new(struct aio_ctx *ctx, int prog)
 
 	if (ret)
 		return ret;
-	for (unsigned i = 0; i < ctx->nr_efds && !e; i++)
-		if (ctx->efds[i].fd < 0)
-			e = &ctx->efds[i];
+	for (unsigned i = 0; i < ctx->efd.nr_holds && !e; i++)
+		if (ctx->efd.holds[i].fd < 0)
+			e = &ctx->efd.holds[i];
 	if (!e) {
-		e = realloc(ctx->efds, (ctx->nr_efds + 1) * sizeof(*e));
+		e = realloc(ctx->efd.holds, (ctx->efd.nr_holds + 1) * sizeof(*e));
 		if (!e)
 			return -EAGAIN;
-		ctx->efds = e;
-		e += ctx->nr_efds++;
+		ctx->efd.holds = e;
+		e += ctx->efd.nr_holds++;
 	}
 	fd = fd_hold(prog);
 	if (fd < 0) {
@@ -165,16 +165,16 @@ static int hold_new(struct aio_ctx *ctx, int prog)
 		return fd;
 	}
 	*e = (struct eventfd_hold){ .prog = prog, .fd = fd, .users = 1 };
-	return (int)(e - ctx->efds);
+	return (int)(e - ctx->efd.holds);
 }
 
 /* The slot of the eventfd the program names, held once more, or -errno. */
 int eventfd_get(struct aio_ctx *ctx, int prog)
 {
-	if (unlikely(ctx->retired))
+	if (unlikely(ctx->efd.retired))
 		close_retired(ctx);
-	for (unsigned i = 0; i < ctx->nr_efds; i++) {
-		struct eventfd_hold *e = &ctx->efds[i];
+	for (unsigned i = 0; i < ctx->efd.nr_holds; i++) {
+		struct eventfd_hold *e = &ctx->efd.holds[i];
 
 		if (e->prog != prog)
 			continue;
@@ -183,7 +183,7 @@ int eventfd_get(struct aio_ctx *ctx, int prog)
 			return (int)i;
 		}
 		e->prog = -1;
-		ctx->retired++;
+		ctx->efd.retired++;
 		break;
 	}
 	return hold_new(ctx, prog);
@@ -191,21 +191,21 @@ int eventfd_get(struct aio_ctx *ctx, int prog)
 
 void eventfd_put(struct aio_ctx *ctx, int slot)
 {
-	ctx->efds[slot].users--;
+	ctx->efd.holds[slot].users--;
 }
 
 int eventfd_of(const struct aio_ctx *ctx, int slot)
 {
-	return ctx->efds[slot].fd;
+	return ctx->efd.holds[slot].fd;
 }
 
 /* At teardown: no request is left to signal one. */
 void eventfd_release_all(struct aio_ctx *ctx)
 {
-	for (unsigned i = 0; i < ctx->nr_efds; i++)
-		if (ctx->efds[i].fd >= 0)
-			close_nocancel(ctx->efds[i].fd);
-	free(ctx->efds);
-	ctx->efds = NULL;
-	ctx->nr_efds = 0;
+	for (unsigned i = 0; i < ctx->efd.nr_holds; i++)
+		if (ctx->efd.holds[i].fd >= 0)
+			close_nocancel(ctx->efd.holds[i].fd);
+	free(ctx->efd.holds);
+	ctx->efd.holds = NULL;
+	ctx->efd.nr_holds = 0;
 }

@@ -51,16 +51,16 @@ unsigned ring_used(const struct aio_ctx *ctx)
 /* Its eventfd is signalled once the lock is released (ctx_unlock). */
 static void resfd_note(struct aio_ctx *ctx, int fd)
 {
-	for (unsigned i = 0; i < ctx->nr_resfd; i++) {
-		if (ctx->resfd[i].fd == fd) {
-			ctx->resfd[i].count++;
+	for (unsigned i = 0; i < ctx->efd.nr_pending; i++) {
+		if (ctx->efd.pending[i].fd == fd) {
+			ctx->efd.pending[i].count++;
 			return;
 		}
 	}
-	if (ctx->nr_resfd == RESFD_BATCH)
+	if (ctx->efd.nr_pending == RESFD_BATCH)
 		resfd_flush(ctx);
-	ctx->resfd[ctx->nr_resfd].fd = fd;
-	ctx->resfd[ctx->nr_resfd++].count = 1;
+	ctx->efd.pending[ctx->efd.nr_pending].fd = fd;
+	ctx->efd.pending[ctx->efd.nr_pending++].count = 1;
 }
 
 /* The event goes in at the tail; the tail is published by the caller. */
@@ -114,8 +114,8 @@ static void eventfds_signal(const struct resfd_signal *sig, unsigned n)
 /* Signals the eventfds of events already in the ring, one write per fd. */
 void resfd_flush(struct aio_ctx *ctx)
 {
-	eventfds_signal(ctx->resfd, ctx->nr_resfd);
-	ctx->nr_resfd = 0;
+	eventfds_signal(ctx->efd.pending, ctx->efd.nr_pending);
+	ctx->efd.nr_pending = 0;
 }
 
 /* Under the lock: every thread asleep on the engine's wait_fd looks again. */
@@ -130,9 +130,9 @@ void sleepers_wake(struct aio_ctx *ctx)
  */
 static bool helper_has_work(const struct aio_ctx *ctx)
 {
-	if (ctx->helper_needs || (ctx->live && ctx->direct_reader))
+	if (ctx->helper.needs || (ctx->live && ctx->reader.direct))
 		return true;
-	return !ctx->taken && ctx->live > ctx->polls;
+	return !ctx->reader.taken && ctx->live > ctx->polls;
 }
 
 /*
@@ -148,7 +148,7 @@ static bool sleepers_due(const struct aio_ctx *ctx)
 		return true;
 	if (ctx->destroy_waiting && ring_used(ctx))
 		return true;
-	if (ctx->helper_waiting && (ctx->helper_stop || !helper_has_work(ctx)))
+	if (ctx->helper.waiting && (ctx->helper.stop || !helper_has_work(ctx)))
 		return true;
 	return ctx->exit_waiters && exit_waiters_due(ctx);
 }
@@ -162,25 +162,25 @@ static bool sleepers_due(const struct aio_ctx *ctx)
 void ctx_unlock(struct aio_ctx *ctx)
 {
 	struct resfd_signal sig[RESFD_BATCH];
-	unsigned n = ctx->nr_resfd;
+	unsigned n = ctx->efd.nr_pending;
 
-	if (unlikely(ctx->reapers || ctx->destroy_waiting || ctx->helper_waiting ||
+	if (unlikely(ctx->reapers || ctx->destroy_waiting || ctx->helper.waiting ||
 		     ctx->exit_waiters) &&
 	    sleepers_due(ctx))
 		sleepers_wake(ctx);
-	if (unlikely(ctx->helper_needs || ctx->direct_reader || !ctx->taken))
+	if (unlikely(ctx->helper.needs || ctx->reader.direct || !ctx->reader.taken))
 		helper_check(ctx);
 	if (likely(!n)) {
 		pthread_mutex_unlock(&ctx->lock);
 		return;
 	}
-	memcpy(sig, ctx->resfd, n * sizeof(*sig));
-	ctx->nr_resfd = 0;
-	atomic_fetch_add_explicit(&ctx->signalling, 1, memory_order_relaxed);
+	memcpy(sig, ctx->efd.pending, n * sizeof(*sig));
+	ctx->efd.nr_pending = 0;
+	atomic_fetch_add_explicit(&ctx->efd.signalling, 1, memory_order_relaxed);
 	pthread_mutex_unlock(&ctx->lock);
 	eventfds_signal(sig, n);
 	/* Pairs with close_retired(): these fds may be closed after this. */
-	atomic_fetch_sub_explicit(&ctx->signalling, 1, memory_order_release);
+	atomic_fetch_sub_explicit(&ctx->efd.signalling, 1, memory_order_release);
 }
 
 /* The program moved head itself: from now on, publish as things complete. */
@@ -190,9 +190,9 @@ static void notice_direct_reader(struct aio_ctx *ctx)
 	    atomic_load_explicit((_Atomic unsigned *)&ctx->ring->head, memory_order_relaxed);
 
 	/* A single issuer's completions wait for its thread: no helper can. */
-	if (likely(head == ctx->lib_head || ctx->direct_reader) || ctx->single_issuer)
+	if (likely(head == ctx->reader.lib_head || ctx->reader.direct) || ctx->single_issuer)
 		return;
-	ctx->direct_reader = true;
+	ctx->reader.direct = true;
 }
 
 unsigned publish(struct aio_ctx *ctx)
@@ -239,7 +239,7 @@ long take_events(struct aio_ctx *ctx, struct io_event *out, long nr)
 	unsigned head = ring_head(ctx), avail = ring_used(ctx), first;
 
 	/* The program calls in for its events: the helper need not publish them. */
-	ctx->taken = true;
+	ctx->reader.taken = true;
 
 	if ((unsigned long)nr < avail)
 		avail = (unsigned)nr;
@@ -249,8 +249,8 @@ long take_events(struct aio_ctx *ctx, struct io_event *out, long nr)
 	if (copy_to_prog(out, &ctx->ring->io_events[head], first * sizeof(*out)) ||
 	    copy_to_prog(out + first, ctx->ring->io_events, (avail - first) * sizeof(*out)))
 		return -EFAULT;
-	ctx->lib_head = head + avail < ctx->ring_nr ? head + avail : head + avail - ctx->ring_nr;
-	atomic_store_explicit((_Atomic unsigned *)&ctx->ring->head, ctx->lib_head,
+	ctx->reader.lib_head = head + avail < ctx->ring_nr ? head + avail : head + avail - ctx->ring_nr;
+	atomic_store_explicit((_Atomic unsigned *)&ctx->ring->head, ctx->reader.lib_head,
 			      memory_order_release);
 	return avail;
 }
@@ -427,19 +427,19 @@ static bool helper_linger(struct aio_ctx *ctx)
 	struct timespec deadline;
 
 	deadline_from(&deadline, &linger);
-	while (!ctx->helper_awake && !ctx->helper_stop &&
-	       pthread_cond_clockwait(&ctx->helper_cond, &ctx->lock, CLOCK_MONOTONIC, &deadline) !=
+	while (!ctx->helper.awake && !ctx->helper.stop &&
+	       pthread_cond_clockwait(&ctx->helper.cond, &ctx->lock, CLOCK_MONOTONIC, &deadline) !=
 		   ETIMEDOUT)
 		;
-	return ctx->helper_awake;
+	return ctx->helper.awake;
 }
 
 /* Sleeps until a completion, or until another thread took the last of its work. */
 static void helper_wait(struct aio_ctx *ctx)
 {
-	ctx->helper_waiting = true;
+	ctx->helper.waiting = true;
 	wait_for_events(ctx, NULL, NULL, false);
-	ctx->helper_waiting = false;
+	ctx->helper.waiting = false;
 }
 
 static void *helper_main(void *arg)
@@ -447,9 +447,9 @@ static void *helper_main(void *arg)
 	struct aio_ctx *ctx = arg;
 
 	pthread_mutex_lock(&ctx->lock);
-	while (!ctx->helper_stop) {
+	while (!ctx->helper.stop) {
 		if (!helper_has_work(ctx)) {
-			ctx->helper_awake = false;
+			ctx->helper.awake = false;
 			resfd_flush(ctx);
 			if (!helper_linger(ctx))
 				break;
@@ -459,10 +459,10 @@ static void *helper_main(void *arg)
 		if (helper_has_work(ctx))
 			helper_wait(ctx);
 	}
-	ctx->helper_awake = false;
-	ctx->helper_running = false;
+	ctx->helper.awake = false;
+	ctx->helper.running = false;
 	/* For helper_stop: this hold of the lock is its last. */
-	pthread_cond_broadcast(&ctx->helper_cond);
+	pthread_cond_broadcast(&ctx->helper.cond);
 	ctx_unlock(ctx);
 	return NULL;
 }
@@ -474,7 +474,7 @@ static void *helper_main(void *arg)
  */
 static void helper_start(struct aio_ctx *ctx)
 {
-	ctx->helper_running = !thread_start_detached(helper_main, ctx);
+	ctx->helper.running = !thread_start_detached(helper_main, ctx);
 }
 
 /*
@@ -484,37 +484,37 @@ static void helper_start(struct aio_ctx *ctx)
  */
 int helper_ensure(struct aio_ctx *ctx)
 {
-	if (!ctx->helper_running)
+	if (!ctx->helper.running)
 		helper_start(ctx);
-	return ctx->helper_running ? 0 : -EAGAIN;
+	return ctx->helper.running ? 0 : -EAGAIN;
 }
 
 /* Starts the helper, or wakes it from its linger. */
 static void helper_kick(struct aio_ctx *ctx)
 {
-	ctx->helper_awake = true;
-	if (ctx->helper_running)
-		pthread_cond_signal(&ctx->helper_cond);
+	ctx->helper.awake = true;
+	if (ctx->helper.running)
+		pthread_cond_signal(&ctx->helper.cond);
 	else
 		helper_start(ctx);
-	ctx->helper_awake = ctx->helper_running;
+	ctx->helper.awake = ctx->helper.running;
 }
 
 /* At each unlock while the helper has or had work: start it, or wake it from its linger. */
 void helper_check(struct aio_ctx *ctx)
 {
-	if (!ctx->helper_stop && !ctx->helper_awake && helper_has_work(ctx))
+	if (!ctx->helper.stop && !ctx->helper.awake && helper_has_work(ctx))
 		helper_kick(ctx);
 }
 
 void helper_need(struct aio_ctx *ctx)
 {
-	ctx->helper_needs++;
+	ctx->helper.needs++;
 }
 
 void helper_done(struct aio_ctx *ctx)
 {
-	ctx->helper_needs--;
+	ctx->helper.needs--;
 }
 
 /*
@@ -525,13 +525,13 @@ void helper_done(struct aio_ctx *ctx)
 void helper_stop(struct aio_ctx *ctx)
 {
 	pthread_mutex_lock(&ctx->lock);
-	ctx->helper_stop = true;
-	if (ctx->helper_running) {
-		pthread_cond_broadcast(&ctx->helper_cond);
-		if (ctx->helper_waiting)
+	ctx->helper.stop = true;
+	if (ctx->helper.running) {
+		pthread_cond_broadcast(&ctx->helper.cond);
+		if (ctx->helper.waiting)
 			sleepers_wake(ctx);
 	}
-	while (ctx->helper_running)
-		pthread_cond_wait(&ctx->helper_cond, &ctx->lock);
+	while (ctx->helper.running)
+		pthread_cond_wait(&ctx->helper.cond, &ctx->lock);
 	pthread_mutex_unlock(&ctx->lock);
 }

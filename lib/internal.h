@@ -140,7 +140,7 @@ struct req {
 	struct req *hnext;	 /* native: the writes in flight, by iocb */
 	struct submitter *owner; /* the thread whose exit waits for it (exit.c) */
 	int resfd;		 /* the library's hold of the caller's eventfd, or -1 */
-	int efd_slot;		 /* and its slot in ctx->efds */
+	int efd_slot;		 /* and its slot in ctx->efd.holds */
 	uint32_t epoch;		 /* writes: the epoch of their fd they joined */
 	uint32_t poll_seq;	 /* polls: the order they were submitted in */
 	bool held;		 /* a sync waiting for earlier writes */
@@ -305,10 +305,7 @@ struct aio_ctx {
 	struct req *free_reqs;
 	const struct ctx_calls *calls;
 	const struct engine *engine;
-	void *priv;	    /* the backend's own state */
-	uint8_t *fd_judged; /* uring: what native AIO took on each fd (judge.c) */
-	unsigned nr_fd_judged;
-	time_t fd_judged_at;  /* the second the table was last emptied */
+	void *priv;	      /* the engine's own state */
 	pthread_mutex_t lock; /* everything below, and the engine */
 	unsigned reapers;     /* threads waiting in io_getevents, io_queue_wait */
 	bool destroy_waiting; /* io_destroy, for what is in flight */
@@ -327,40 +324,56 @@ struct aio_ctx {
 	pthread_t issuer;
 	bool engine_waiting;
 
-	/* Eventfds of events just posted, signalled once the lock is out. */
-	struct resfd_signal resfd[RESFD_BATCH];
-	unsigned nr_resfd;
-	_Atomic unsigned signalling; /* threads between unlock and those writes */
+	/* What native AIO took on each fd (judge.c): FD_* bits by fd. */
+	struct {
+		uint8_t *kind;
+		unsigned nr;
+		time_t at; /* the second the table was last emptied */
+	} judged;
 
-	/* The eventfds requests name, held by reference. */
-	struct eventfd_hold *efds;
-	unsigned nr_efds;
-	unsigned retired;
-	pid_t pid; /* for kcmp: a context is its process's alone */
+	/* The eventfds requests name (eventfd.c), and their signals (events.c). */
+	struct {
+		/* Of events just posted, signalled once the lock is out. */
+		struct resfd_signal pending[RESFD_BATCH];
+		unsigned nr_pending;
+		_Atomic unsigned signalling; /* threads between unlock and those writes */
+		struct eventfd_hold *holds;  /* held by reference */
+		unsigned nr_holds;
+		unsigned retired;
+		pid_t pid; /* for kcmp: a context is its process's alone */
+	} efd;
+
+	/* How the program takes its events (events.c). */
+	struct {
+		bool taken; /* it called in for events: no first take to wait for */
+		/* The head as the library last left it; if the program moved
+		 * it, it reads the ring itself, and the helper publishes
+		 * eagerly. */
+		unsigned lib_head;
+		bool direct;
+	} reader;
 
 	/*
 	 * The thread that publishes as completions come, for programs that
 	 * wait on eventfds or read the ring themselves, and for every program
-	 * until it first takes events through the library.
+	 * until it first takes events through the library (events.c).
 	 */
-	unsigned helper_needs; /* live RESFD requests */
-	bool taken;	       /* the program called in for events: no first take to wait for */
-	bool helper_running;   /* until its last hold of the lock */
-	bool helper_awake;     /* has work: not lingering */
-	bool helper_waiting;   /* asleep for completions */
-	bool helper_stop;
-	pthread_cond_t helper_cond;
+	struct {
+		unsigned needs; /* live RESFD requests */
+		bool running;	/* until its last hold of the lock */
+		bool awake;	/* has work: not lingering */
+		bool waiting;	/* asleep for completions */
+		bool stop;
+		pthread_cond_t cond;
+	} helper;
 
-	/* The head as the library last left it; if the program moved it,
-	 * it reads the ring itself, and the helper publishes eagerly. */
-	unsigned lib_head;
-	bool direct_reader;
-
-	/* The honest-fsync rule. */
-	bool fsync_order;
-	long held_syncs;
-	struct fd_order *fds;
-	unsigned nr_fds;
+	/* The honest-fsync rule (order.c). */
+	struct {
+		bool on;
+		long held; /* syncs held */
+		struct fd_order *fds;
+		unsigned nr_fds;
+	} order;
 };
 
 /* A single-issuer ring answers only the thread that made it. */
@@ -446,13 +459,13 @@ static inline uint8_t fd_request_kind(int opcode)
 /* Whether fd was judged to be what (FD_IN_MEMORY, FD_SYNCABLE). */
 static inline bool fd_known(const struct aio_ctx *ctx, int fd, uint8_t what)
 {
-	return (unsigned)fd < ctx->nr_fd_judged && ctx->fd_judged[fd] & what;
+	return (unsigned)fd < ctx->judged.nr && ctx->judged.kind[fd] & what;
 }
 
 /* Whether fd was seen to take this kind of request on the context. */
 static inline bool fd_judged(const struct aio_ctx *ctx, int fd, int opcode)
 {
-	return (unsigned)fd < ctx->nr_fd_judged && ctx->fd_judged[fd] & fd_request_kind(opcode);
+	return (unsigned)fd < ctx->judged.nr && ctx->judged.kind[fd] & fd_request_kind(opcode);
 }
 
 /* A request slot; the submission checked there is one (max_outstanding). */

@@ -191,20 +191,20 @@ static bool file_in_memory(int fd)
 /* Unremembered if there is no memory for it: the judge is asked again. */
 static void fd_remember(struct aio_ctx *ctx, int fd, uint8_t kind)
 {
-	unsigned n = ctx->nr_fd_judged ? ctx->nr_fd_judged : 64;
+	unsigned n = ctx->judged.nr ? ctx->judged.nr : 64;
 	uint8_t *table;
 
-	if ((unsigned)fd >= ctx->nr_fd_judged) {
+	if ((unsigned)fd >= ctx->judged.nr) {
 		while (n <= (unsigned)fd)
 			n *= 2;
-		table = realloc(ctx->fd_judged, n);
+		table = realloc(ctx->judged.kind, n);
 		if (!table)
 			return;
-		memset(table + ctx->nr_fd_judged, 0, n - ctx->nr_fd_judged);
-		ctx->fd_judged = table;
-		ctx->nr_fd_judged = n;
+		memset(table + ctx->judged.nr, 0, n - ctx->judged.nr);
+		ctx->judged.kind = table;
+		ctx->judged.nr = n;
 	}
-	ctx->fd_judged[fd] |= kind;
+	ctx->judged.kind[fd] |= kind;
 }
 
 /*
@@ -253,11 +253,11 @@ void fd_judgements_age(struct aio_ctx *ctx)
 	struct timespec now;
 
 	clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
-	if (likely(now.tv_sec == ctx->fd_judged_at))
+	if (likely(now.tv_sec == ctx->judged.at))
 		return;
-	ctx->fd_judged_at = now.tv_sec;
-	if (ctx->fd_judged)
-		memset(ctx->fd_judged, 0, ctx->nr_fd_judged);
+	ctx->judged.at = now.tv_sec;
+	if (ctx->judged.kind)
+		memset(ctx->judged.kind, 0, ctx->judged.nr);
 }
 
 /*
@@ -274,6 +274,6 @@ void fd_event(struct aio_ctx *ctx, int fd, long res)
 /* The fd's next request goes to the judge again. */
 void fd_forget(struct aio_ctx *ctx, int fd)
 {
-	if ((unsigned)fd < ctx->nr_fd_judged)
-		ctx->fd_judged[fd] = 0;
+	if ((unsigned)fd < ctx->judged.nr)
+		ctx->judged.kind[fd] = 0;
 }

@@ -504,7 +504,7 @@ static long native_submit(struct aio_ctx *ctx, long nr, struct iocb **ios)
 		return -EINVAL;
 	}
 	catch_up(ctx);
-	if (ctx->fsync_order && ordered(ios, nr)) {
+	if (ctx->order.on && ordered(ios, nr)) {
 		ret = submit_ordered(ctx, nr, ios);
 	} else {
 		ret = sys_submit(native(ctx), nr, ios);

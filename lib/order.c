@@ -26,8 +26,8 @@
 
 static struct fd_order *fd_order(struct aio_ctx *ctx, int fd)
 {
-	if ((unsigned)fd < ctx->nr_fds && ctx->fds[fd].epochs)
-		return &ctx->fds[fd];
+	if ((unsigned)fd < ctx->order.nr_fds && ctx->order.fds[fd].epochs)
+		return &ctx->order.fds[fd];
 	return NULL;
 }
 
@@ -38,17 +38,17 @@ static struct fd_epoch *epoch(struct fd_order *fo, uint32_t id)
 
 static int fd_table_grow(struct aio_ctx *ctx, int fd)
 {
-	unsigned n = ctx->nr_fds ? ctx->nr_fds : 64;
+	unsigned n = ctx->order.nr_fds ? ctx->order.nr_fds : 64;
 	struct fd_order *fds;
 
 	while (n <= (unsigned)fd)
 		n *= 2;
-	fds = realloc(ctx->fds, n * sizeof(*fds));
+	fds = realloc(ctx->order.fds, n * sizeof(*fds));
 	if (!fds)
 		return -ENOMEM;
-	memset(fds + ctx->nr_fds, 0, (n - ctx->nr_fds) * sizeof(*fds));
-	ctx->fds = fds;
-	ctx->nr_fds = n;
+	memset(fds + ctx->order.nr_fds, 0, (n - ctx->order.nr_fds) * sizeof(*fds));
+	ctx->order.fds = fds;
+	ctx->order.nr_fds = n;
 	return 0;
 }
 
@@ -64,13 +64,13 @@ int order_prepare_write(struct aio_ctx *ctx, int fd)
 {
 	struct fd_order *fo;
 
-	if ((unsigned)fd >= ctx->nr_fds) {
+	if ((unsigned)fd >= ctx->order.nr_fds) {
 		if (fcntl(fd, F_GETFD) < 0)
 			return 0;
 		if (fd_table_grow(ctx, fd))
 			return -EAGAIN;
 	}
-	fo = &ctx->fds[fd];
+	fo = &ctx->order.fds[fd];
 	if (likely(fo->epochs))
 		return 0;
 	fo->epochs = calloc(EPOCHS_MIN, sizeof(*fo->epochs));
@@ -142,7 +142,7 @@ int order_hold(struct aio_ctx *ctx, struct req *req)
 	*tail = req;
 	fo->last++;
 	*epoch(fo, fo->last) = (struct fd_epoch){ 0 };
-	ctx->held_syncs++;
+	ctx->order.held++;
 	return 0;
 }
 
@@ -174,9 +174,9 @@ struct req *order_write_done(struct aio_ctx *ctx, struct req *req)
 
 void order_free(struct aio_ctx *ctx)
 {
-	for (unsigned i = 0; i < ctx->nr_fds; i++)
-		free(ctx->fds[i].epochs);
-	free(ctx->fds);
-	ctx->fds = NULL;
-	ctx->nr_fds = 0;
+	for (unsigned i = 0; i < ctx->order.nr_fds; i++)
+		free(ctx->order.fds[i].epochs);
+	free(ctx->order.fds);
+	ctx->order.fds = NULL;
+	ctx->order.nr_fds = 0;
 }

@@ -222,7 +222,7 @@ static int prepare(struct aio_ctx *ctx, const struct iocb *io)
 {
 	if ((io->u.c.flags & IOCB_FLAG_RESFD) && helper_ensure(ctx))
 		return -EAGAIN;
-	if (ctx->fsync_order && opcode_is_write(io->aio_lio_opcode))
+	if (ctx->order.on && opcode_is_write(io->aio_lio_opcode))
 		return order_prepare_write(ctx, io->aio_fildes);
 	return 0;
 }
@@ -244,7 +244,7 @@ static void accepted(struct aio_ctx *ctx, struct req *req)
 	}
 	if (req->resfd >= 0)
 		helper_need(ctx);
-	if (ctx->fsync_order && opcode_is_write(req_opcode(req)))
+	if (ctx->order.on && opcode_is_write(req_opcode(req)))
 		order_submitted(ctx, req);
 }
 
@@ -365,8 +365,8 @@ static bool queue_one(struct aio_ctx *ctx, struct submit_state *st, struct iocb 
 	req->efd_slot = st->efd;
 	req->resfd = st->efd >= 0 ? eventfd_of(ctx, st->efd) : -1;
 	req->tracked = req->resfd >= 0 || io->aio_lio_opcode == IO_CMD_POLL ||
-		       (ctx->fsync_order && opcode_is_write(io->aio_lio_opcode));
-	if (ctx->fsync_order && opcode_is_sync(io->aio_lio_opcode))
+		       (ctx->order.on && opcode_is_write(io->aio_lio_opcode));
+	if (ctx->order.on && opcode_is_sync(io->aio_lio_opcode))
 		return queue_sync(ctx, st, req);
 	st->batch[st->nr_batch++] = req;
 	return st->nr_batch < SUBMIT_BATCH || flush(ctx, st);
@@ -397,7 +397,7 @@ long ring_submit(struct aio_ctx *ctx, long nr, struct iocb **ios)
 	 * the kernel's, and never call in. Its thread must be there before
 	 * the kernel has requests: nothing may fail after.
 	 */
-	if (unlikely(!ctx->taken) && helper_ensure(ctx)) {
+	if (unlikely(!ctx->reader.taken) && helper_ensure(ctx)) {
 		ctx_unlock(ctx);
 		return -EAGAIN;
 	}
@@ -424,7 +424,7 @@ long ring_submit(struct aio_ctx *ctx, long nr, struct iocb **ios)
 	 * programs take it in io_getevents.
 	 */
 	if (ctx->engine->ready(ctx)) {
-		if (ctx->direct_reader || ctx->helper_needs || !ctx->taken)
+		if (ctx->reader.direct || ctx->helper.needs || !ctx->reader.taken)
 			publish(ctx);
 		if (unlikely(ctx->reapers))
 			sleepers_wake(ctx);
