@@ -249,7 +249,8 @@ long take_events(struct aio_ctx *ctx, struct io_event *out, long nr)
 	if (copy_to_prog(out, &ctx->ring->io_events[head], first * sizeof(*out)) ||
 	    copy_to_prog(out + first, ctx->ring->io_events, (avail - first) * sizeof(*out)))
 		return -EFAULT;
-	ctx->reader.lib_head = head + avail < ctx->ring_nr ? head + avail : head + avail - ctx->ring_nr;
+	ctx->reader.lib_head =
+	    head + avail < ctx->ring_nr ? head + avail : head + avail - ctx->ring_nr;
 	atomic_store_explicit((_Atomic unsigned *)&ctx->ring->head, ctx->reader.lib_head,
 			      memory_order_release);
 	return avail;

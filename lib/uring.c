@@ -835,37 +835,16 @@ static int uring_cancel_once(struct aio_ctx *ctx, struct req *req)
 	return ret;
 }
 
-const struct engine uring_engine = {
-	.kind = AIO_COMPAT_URING,
-	.calls = &ring_calls,
-	.thread_bound = true,
-	.setup = uring_setup,
-	.teardown = uring_teardown,
-	.submit = uring_submit,
-	.reap = uring_reap,
-	.ready = uring_ready,
-	.run_deferred = uring_run_deferred,
-	.arm = uring_arm,
-	.wait_fd = uring_wait_fd,
-	.cancel = uring_cancel_once,
-	.wait = uring_wait,
-	.wake = uring_wake,
-};
+#define URING_ENGINE(which)                                                                        \
+	{                                                                                          \
+		.kind = (which), .calls = &ring_calls, .thread_bound = true, .setup = uring_setup, \
+		.teardown = uring_teardown, .submit = uring_submit, .reap = uring_reap,            \
+		.ready = uring_ready, .run_deferred = uring_run_deferred, .arm = uring_arm,        \
+		.wait_fd = uring_wait_fd, .cancel = uring_cancel_once, .wait = uring_wait,         \
+		.wake = uring_wake,                                                                \
+	}
 
-/* The same ring, whose reads of files in memory go to native AIO too. */
-const struct engine auto_engine = {
-	.kind = AIO_COMPAT_AUTO,
-	.calls = &ring_calls,
-	.thread_bound = true,
-	.setup = uring_setup,
-	.teardown = uring_teardown,
-	.submit = uring_submit,
-	.reap = uring_reap,
-	.ready = uring_ready,
-	.run_deferred = uring_run_deferred,
-	.arm = uring_arm,
-	.wait_fd = uring_wait_fd,
-	.cancel = uring_cancel_once,
-	.wait = uring_wait,
-	.wake = uring_wake,
-};
+const struct engine uring_engine = URING_ENGINE(AIO_COMPAT_URING);
+
+/* The same ring, whose syncs and reads of files in memory go to native AIO too. */
+const struct engine auto_engine = URING_ENGINE(AIO_COMPAT_AUTO);
