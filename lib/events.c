@@ -139,7 +139,7 @@ static bool helper_has_work(const struct aio_ctx *ctx)
  * Whether a sleeper has cause to look again: reapers, for events left in
  * the ring (the engine will not tell them, its completions having been
  * taken) or a context now dead; io_destroy, for events left in the ring;
- * the helper, for work gone or its stop; threads at their exit, for what
+ * the helper, for work gone or its stop (idle, for its stop alone); threads at their exit, for what
  * was published since they looked.
  */
 static bool sleepers_due(const struct aio_ctx *ctx)
@@ -148,7 +148,8 @@ static bool sleepers_due(const struct aio_ctx *ctx)
 		return true;
 	if (ctx->destroy_waiting && ring_used(ctx))
 		return true;
-	if (ctx->helper.waiting && (ctx->helper.stop || !helper_has_work(ctx)))
+	if (ctx->helper.waiting &&
+	    (ctx->helper.stop || (!ctx->helper.idle && !helper_has_work(ctx))))
 		return true;
 	return ctx->exit_waiters && exit_waiters_due(ctx);
 }
@@ -421,17 +422,32 @@ AIO_EXPORT int io_pgetevents(io_context_t ctx, long min_nr, long nr, struct io_e
  * alive whose main thread has called pthread_exit()).
  */
 
-/* Idle: whether work came (helper_kick) within the linger. */
+/*
+ * Idle: whether work came (helper_kick) within the linger. It sleeps in
+ * the engine, as for work, while no completion waits there: a request's
+ * completion then wakes it, and the thread that submitted the request
+ * makes no call to (pthread_cond_signal finds no one waiting). A
+ * completion that is not its to publish would keep the engine ready: it
+ * sleeps on its condition until kicked instead.
+ */
 static bool helper_linger(struct aio_ctx *ctx)
 {
 	const struct timespec linger = { 0, THREAD_LINGER_NS };
-	struct timespec deadline;
+	struct timespec deadline, left;
 
 	deadline_from(&deadline, &linger);
-	while (!ctx->helper.awake && !ctx->helper.stop &&
-	       pthread_cond_clockwait(&ctx->helper.cond, &ctx->lock, CLOCK_MONOTONIC, &deadline) !=
-		   ETIMEDOUT)
-		;
+	while (!ctx->helper.awake && !ctx->helper.stop && time_left(&deadline, &left)) {
+		if (ctx->engine->ready(ctx)) {
+			pthread_cond_clockwait(&ctx->helper.cond, &ctx->lock, CLOCK_MONOTONIC,
+					       &deadline);
+			continue;
+		}
+		ctx->helper.idle = true;
+		ctx->helper.waiting = true;
+		wait_for_events(ctx, &deadline, NULL, false);
+		ctx->helper.waiting = false;
+		ctx->helper.idle = false;
+	}
 	return ctx->helper.awake;
 }
 

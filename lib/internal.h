@@ -363,6 +363,7 @@ struct aio_ctx {
 		bool running;	/* until its last hold of the lock */
 		bool awake;	/* has work: not lingering */
 		bool waiting;	/* asleep for completions */
+		bool idle;	/* and lingering: woken for its stop alone */
 		bool stop;
 		pthread_cond_t cond;
 	} helper;
