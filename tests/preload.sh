@@ -241,7 +241,9 @@ fio_strace() {
 	case $b in
 	uring) [ "$enter" -gt 0 ] && [ "$taken" -eq 0 ] ;;
 	auto) if [ "$(stat -f -c %T "$f")" = tmpfs ]; then
-		[ "$taken" -gt 0 ] && [ "$enter" -le 1 ] # the one that arms its eventfd's poll
+		# One arms its eventfd's poll; one wakes the helper, asleep in
+		# the ring after the program's first requests, at io_destroy.
+		[ "$taken" -gt 0 ] && [ "$enter" -le 2 ]
 	else
 		[ "$enter" -gt 0 ] && [ "$taken" -eq 0 ]
 	fi ;;
