@@ -139,8 +139,8 @@ static bool helper_has_work(const struct aio_ctx *ctx)
  * Whether a sleeper has cause to look again: reapers, for events left in
  * the ring (the engine will not tell them, its completions having been
  * taken) or a context now dead; io_destroy, for events left in the ring;
- * the helper, for work gone or its stop (idle, for its stop alone); threads at their exit, for what
- * was published since they looked.
+ * the helper, for work gone or its stop (idle, for its stop alone);
+ * threads at their exit, for what was published since they looked.
  */
 static bool sleepers_due(const struct aio_ctx *ctx)
 {

@@ -475,9 +475,10 @@ static int sq_submit(struct aio_ctx *ctx, struct req **reqs, int n)
 
 /*
  * Native AIO reads and writes a file in memory inside io_submit (a sync
- * goes to its workqueue): the event is in the ring before io_submit returns, and needs no eventfd to
- * wake anyone (the core wakes those asleep, submit.c). A single issuer's
- * context, asleep in the ring, always asks for it.
+ * goes to its workqueue): the event is in the ring before io_submit
+ * returns, and needs no eventfd to wake anyone (the core wakes those
+ * asleep, submit.c). A single issuer's context, asleep in the ring, always
+ * asks for it.
  */
 static bool goes_quiet(struct aio_ctx *ctx, const struct req *req)
 {
