@@ -139,6 +139,46 @@ static int guarded_copy(void *dst, const void *src, size_t len, const void *prog
 	return 0;
 }
 
+/*
+ * io_submit's copy of an iocb: the pointer at slot, then the iocb it
+ * points at, each checked as the kernel checks it, under one guard whose
+ * range moves from the one to the other (the frame's range is read only
+ * by the handler: after a jump back, nothing local is).
+ */
+int copy_iocb_from_prog(struct iocb **obj, struct iocb *const *slot, struct iocb *copy)
+{
+	struct fault_frame f;
+
+	if (bad_user_ptr(slot, sizeof(*slot)) || valgrind_unaddressable(slot, sizeof(*slot)))
+		return -EFAULT;
+	if (!atomic_load_explicit(&installed, memory_order_relaxed)) {
+		*obj = *slot;
+		if (bad_user_ptr(*obj, sizeof(*copy)))
+			return -EFAULT;
+		return copy_from_prog(copy, *obj, sizeof(*copy));
+	}
+	f.lo = (uintptr_t)slot;
+	f.hi = f.lo + sizeof(*slot);
+	f.prev = frames;
+	if (sigsetjmp(f.env, 0))
+		return -EFAULT;
+	frames = &f;
+	atomic_signal_fence(memory_order_seq_cst);
+	memcpy(obj, slot, sizeof(*slot));
+	atomic_signal_fence(memory_order_seq_cst);
+	if (bad_user_ptr(*obj, sizeof(*copy)) || valgrind_unaddressable(*obj, sizeof(*copy))) {
+		frames = f.prev;
+		return -EFAULT;
+	}
+	f.lo = (uintptr_t)*obj;
+	f.hi = f.lo + sizeof(*copy);
+	atomic_signal_fence(memory_order_seq_cst);
+	memcpy(copy, *obj, sizeof(*copy));
+	atomic_signal_fence(memory_order_seq_cst);
+	frames = f.prev;
+	return 0;
+}
+
 int copy_from_prog(void *dst, const void *src, size_t len)
 {
 	if (!len)

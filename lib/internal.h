@@ -422,6 +422,7 @@ void helper_stop(struct aio_ctx *ctx);
 void fault_guard_install(void);
 int copy_from_prog(void *dst, const void *src, size_t len);
 int copy_to_prog(void *dst, const void *src, size_t len);
+int copy_iocb_from_prog(struct iocb **obj, struct iocb *const *slot, struct iocb *copy);
 
 /* submit.c */
 long ring_submit(struct aio_ctx *ctx, long nr, struct iocb **ios);

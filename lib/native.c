@@ -139,8 +139,7 @@ static long sys_getevents(struct native *nat, long min_nr, long nr, struct io_ev
  */
 static bool fetch(struct iocb *const *ios, long i, struct iocb **io, struct iocb *copy)
 {
-	return !copy_from_prog(io, &ios[i], sizeof(*io)) &&
-	       !copy_from_prog(copy, *io, sizeof(*copy));
+	return !copy_iocb_from_prog(io, &ios[i], copy);
 }
 
 static unsigned table_slot(const struct native *nat, const struct iocb *obj)

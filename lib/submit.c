@@ -337,15 +337,12 @@ static bool queue_sync(struct aio_ctx *ctx, struct submit_state *st, struct req 
 	return true;
 }
 
-/* The iocb is copied, as the kernel copies it, and judged from the copy. */
-static bool queue_one(struct aio_ctx *ctx, struct submit_state *st, struct iocb *obj)
+/* The iocb, copied as the kernel copies it, is judged from the copy. */
+static bool queue_one(struct aio_ctx *ctx, struct submit_state *st, struct iocb *obj,
+		      const struct iocb *io)
 {
-	struct iocb copy, *io = &copy;
 	struct req *req;
 
-	st->err = copy_from_prog(&copy, obj, sizeof(copy));
-	if (st->err)
-		return false;
 	st->efd = -1;
 	st->err = check_iocb(ctx, st, io);
 	if (st->err)
@@ -357,7 +354,7 @@ static bool queue_one(struct aio_ctx *ctx, struct submit_state *st, struct iocb 
 		return false;
 	}
 	req = req_alloc(ctx);
-	req->kiocb = copy;
+	req->kiocb = *io;
 	req->obj = obj;
 	req->owner = NULL;
 	req->in_memory = fd_known(ctx, io->aio_fildes, FD_IN_MEMORY);
@@ -405,10 +402,10 @@ long ring_submit(struct aio_ctx *ctx, long nr, struct iocb **ios)
 	/* Posting an event frees its request: live + ring_used stays put. */
 	st.ring_used = ring_used(ctx);
 	for (long i = 0; i < nr; i++) {
-		struct iocb *io;
+		struct iocb *obj, copy;
 
-		st.err = copy_from_prog(&io, &ios[i], sizeof(io));
-		if (st.err || !queue_one(ctx, &st, io))
+		st.err = copy_iocb_from_prog(&obj, &ios[i], &copy);
+		if (st.err || !queue_one(ctx, &st, obj, &copy))
 			break;
 	}
 	flush(ctx, &st);

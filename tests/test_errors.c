@@ -103,6 +103,44 @@ START_TEST(submit_bad_iocb_first)
 }
 END_TEST
 
+/*
+ * Mapped memory that ends: an iocb on an unmapped page, one running into
+ * it, the array there, and a slot of the array there after a good one.
+ * The kernel answers -EFAULT for the first bad one, or the count before it.
+ */
+START_TEST(submit_unmapped_iocbs)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	char *mem =
+	    mmap(NULL, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct iocb cb, *list[2], **edge;
+
+	if (UNDER_VALGRIND) {
+		test_skip(NULL, "submit_unmapped_iocbs: unmapped iocbs, " VALGRIND_READS_IOCBS);
+		return;
+	}
+	ck_assert_ptr_ne(mem, MAP_FAILED);
+	ck_assert_int_eq(munmap(mem + page, page), 0);
+	list[0] = (struct iocb *)(mem + page);
+	ck_assert_int_eq(io_submit(ctx, 1, list), -EFAULT);
+	list[0] = (struct iocb *)(mem + page - 16);
+	ck_assert_int_eq(io_submit(ctx, 1, list), -EFAULT);
+	ck_assert_int_eq(io_submit(ctx, 1, (struct iocb **)(mem + page)), -EFAULT);
+
+	prep_read(&cb);
+	list[0] = &cb;
+	list[1] = (struct iocb *)(mem + page);
+	ck_assert_int_eq(io_submit(ctx, 2, list), 1);
+	ck_assert_int_eq(reap_one(ctx, &cb), 512);
+
+	edge = (struct iocb **)(mem + page) - 1;
+	edge[0] = &cb;
+	ck_assert_int_eq(io_submit(ctx, 2, edge), 1);
+	ck_assert_int_eq(reap_one(ctx, &cb), 512);
+	munmap(mem, page);
+}
+END_TEST
+
 /* The iocbs before a bad one are submitted; the count says how many. */
 START_TEST(submit_partial)
 {
@@ -810,6 +848,7 @@ static Suite *errors_suite(void)
 	tcase_add_test(submit, submit_nr_zero);
 	tcase_add_test(submit, submit_bad_array);
 	tcase_add_test(submit, submit_bad_iocb_first);
+	tcase_add_test(submit, submit_unmapped_iocbs);
 	tcase_add_test(submit, submit_partial);
 	tcase_add_test(submit, submit_kernel_buffer);
 	tcase_add_test(submit, submit_kernel_iovec);
