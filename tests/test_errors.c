@@ -104,9 +104,11 @@ START_TEST(submit_bad_iocb_first)
 END_TEST
 
 /*
- * Mapped memory that ends: an iocb on an unmapped page, one running into
- * it, the array there, and a slot of the array there after a good one.
- * The kernel answers -EFAULT for the first bad one, or the count before it.
+ * Memory that ends at a page with no access: an iocb there, one running
+ * into it, the array there, and a slot of the array there after a good
+ * one. The kernel answers -EFAULT for the first bad one, or the count
+ * before it. (PROT_NONE rather than unmapped: ASan's memcpy reads the
+ * shadow of the source first, which it drops for unmapped memory.)
  */
 START_TEST(submit_unmapped_iocbs)
 {
@@ -115,12 +117,17 @@ START_TEST(submit_unmapped_iocbs)
 	    mmap(NULL, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	struct iocb cb, *list[2], **edge;
 
+	if (UNDER_TSAN) {
+		test_skip(NULL,
+			  "submit_unmapped_iocbs: the fault guard, off under ThreadSanitizer");
+		return;
+	}
 	if (UNDER_VALGRIND) {
 		test_skip(NULL, "submit_unmapped_iocbs: unmapped iocbs, " VALGRIND_READS_IOCBS);
 		return;
 	}
 	ck_assert_ptr_ne(mem, MAP_FAILED);
-	ck_assert_int_eq(munmap(mem + page, page), 0);
+	ck_assert_int_eq(mprotect(mem + page, page, PROT_NONE), 0);
 	list[0] = (struct iocb *)(mem + page);
 	ck_assert_int_eq(io_submit(ctx, 1, list), -EFAULT);
 	list[0] = (struct iocb *)(mem + page - 16);
@@ -137,7 +144,7 @@ START_TEST(submit_unmapped_iocbs)
 	edge[0] = &cb;
 	ck_assert_int_eq(io_submit(ctx, 2, edge), 1);
 	ck_assert_int_eq(reap_one(ctx, &cb), 512);
-	munmap(mem, page);
+	munmap(mem, 2 * page);
 }
 END_TEST
 
