@@ -111,72 +111,87 @@ void fault_guard_install(void)
 }
 
 /*
- * The copy runs between compiler barriers, so that none of its loads and
- * stores moves out of the frame; what it changed before a fault is not
- * relied upon (volatile for the longjmp's sake is not needed: nothing
- * local changes after sigsetjmp).
+ * A frame's copies run between compiler barriers, so that none of their
+ * loads and stores moves out of the frame or ahead of the range it
+ * guards; what they changed before a fault is not relied upon.
  */
+static inline void frame_push(struct fault_frame *f)
+{
+	f->prev = frames;
+	frames = f;
+	atomic_signal_fence(memory_order_seq_cst);
+}
+
+static inline void frame_pop(struct fault_frame *f)
+{
+	atomic_signal_fence(memory_order_seq_cst);
+	frames = f->prev;
+}
+
+/* Points the frame at the program's bytes the next copy touches. */
+static inline void frame_range(struct fault_frame *f, const void *prog, size_t len)
+{
+	atomic_signal_fence(memory_order_seq_cst);
+	f->lo = (uintptr_t)prog;
+	f->hi = f->lo + len;
+	atomic_signal_fence(memory_order_seq_cst);
+}
+
+static inline bool guarded(void)
+{
+	return atomic_load_explicit(&installed, memory_order_relaxed);
+}
+
+/* Nothing local but what is volatile is read after a jump back. */
 static int guarded_copy(void *dst, const void *src, size_t len, const void *prog)
 {
 	struct fault_frame f;
 
 	if (valgrind_unaddressable(prog, len))
 		return -EFAULT;
-	if (!atomic_load_explicit(&installed, memory_order_relaxed)) {
+	if (!guarded()) {
 		memcpy(dst, src, len);
 		return 0;
 	}
-	f.lo = (uintptr_t)prog;
-	f.hi = f.lo + len;
-	f.prev = frames;
 	if (sigsetjmp(f.env, 0))
 		return -EFAULT;
-	frames = &f;
-	atomic_signal_fence(memory_order_seq_cst);
+	frame_range(&f, prog, len);
+	frame_push(&f);
 	memcpy(dst, src, len);
-	atomic_signal_fence(memory_order_seq_cst);
-	frames = f.prev;
+	frame_pop(&f);
 	return 0;
 }
 
-/*
- * io_submit's copy of an iocb: the pointer at slot, then the iocb it
- * points at, each checked as the kernel checks it, under one guard whose
- * range moves from the one to the other (the frame's range is read only
- * by the handler: after a jump back, nothing local is).
- */
-int copy_iocb_from_prog(struct iocb **obj, struct iocb *const *slot, struct iocb *copy)
+/* Whether the kernel's copy_from_user() would take the bytes at all. */
+static inline bool prog_readable(const void *prog, size_t len)
+{
+	return !bad_user_ptr(prog, len) && !valgrind_unaddressable(prog, len);
+}
+
+long copy_iocbs_from_prog(struct iocb *const *ios, long n, struct iocb **objs, struct iocb *copies)
 {
 	struct fault_frame f;
+	volatile long i = 0;
+	bool guard = guarded();
 
-	if (bad_user_ptr(slot, sizeof(*slot)) || valgrind_unaddressable(slot, sizeof(*slot)))
-		return -EFAULT;
-	if (!atomic_load_explicit(&installed, memory_order_relaxed)) {
-		*obj = *slot;
-		if (bad_user_ptr(*obj, sizeof(*copy)))
-			return -EFAULT;
-		return copy_from_prog(copy, *obj, sizeof(*copy));
+	if (guard) {
+		if (sigsetjmp(f.env, 0))
+			return i;
+		frame_push(&f);
 	}
-	f.lo = (uintptr_t)slot;
-	f.hi = f.lo + sizeof(*slot);
-	f.prev = frames;
-	if (sigsetjmp(f.env, 0))
-		return -EFAULT;
-	frames = &f;
-	atomic_signal_fence(memory_order_seq_cst);
-	memcpy(obj, slot, sizeof(*slot));
-	atomic_signal_fence(memory_order_seq_cst);
-	if (bad_user_ptr(*obj, sizeof(*copy)) || valgrind_unaddressable(*obj, sizeof(*copy))) {
-		frames = f.prev;
-		return -EFAULT;
+	for (; i < n; i++) {
+		if (!prog_readable(&ios[i], sizeof(ios[i])))
+			break;
+		frame_range(&f, &ios[i], sizeof(ios[i]));
+		objs[i] = ios[i];
+		if (!prog_readable(objs[i], sizeof(copies[i])))
+			break;
+		frame_range(&f, objs[i], sizeof(copies[i]));
+		copies[i] = *objs[i];
 	}
-	f.lo = (uintptr_t)*obj;
-	f.hi = f.lo + sizeof(*copy);
-	atomic_signal_fence(memory_order_seq_cst);
-	memcpy(copy, *obj, sizeof(*copy));
-	atomic_signal_fence(memory_order_seq_cst);
-	frames = f.prev;
-	return 0;
+	if (guard)
+		frame_pop(&f);
+	return i;
 }
 
 int copy_from_prog(void *dst, const void *src, size_t len)

@@ -422,7 +422,12 @@ void helper_stop(struct aio_ctx *ctx);
 void fault_guard_install(void);
 int copy_from_prog(void *dst, const void *src, size_t len);
 int copy_to_prog(void *dst, const void *src, size_t len);
-int copy_iocb_from_prog(struct iocb **obj, struct iocb *const *slot, struct iocb *copy);
+/*
+ * io_submit's copy of ios[0..n) and the iocbs they point at, as the
+ * kernel copies them, under one guard: how many were copied before the
+ * first the kernel would answer -EFAULT for.
+ */
+long copy_iocbs_from_prog(struct iocb *const *ios, long n, struct iocb **objs, struct iocb *copies);
 
 /* submit.c */
 long ring_submit(struct aio_ctx *ctx, long nr, struct iocb **ios);

@@ -139,7 +139,7 @@ static long sys_getevents(struct native *nat, long min_nr, long nr, struct io_ev
  */
 static bool fetch(struct iocb *const *ios, long i, struct iocb **io, struct iocb *copy)
 {
-	return !copy_iocb_from_prog(io, &ios[i], copy);
+	return copy_iocbs_from_prog(ios + i, 1, io, copy) == 1;
 }
 
 static unsigned table_slot(const struct native *nat, const struct iocb *obj)
@@ -478,14 +478,23 @@ static long submit_ordered(struct aio_ctx *ctx, long nr, struct iocb **ios)
 	return done + ret;
 }
 
+#define SCAN_CHUNK 8
+
 /* Whether the rule has anything to do: a write or a sync before any bad pointer. */
 static bool ordered(struct iocb *const *ios, long nr)
 {
-	struct iocb *obj, io;
+	for (long i = 0; i < nr; i += SCAN_CHUNK) {
+		struct iocb *objs[SCAN_CHUNK], copies[SCAN_CHUNK];
+		long want = nr - i < SCAN_CHUNK ? nr - i : SCAN_CHUNK;
+		long got = copy_iocbs_from_prog(ios + i, want, objs, copies);
 
-	for (long i = 0; i < nr && fetch(ios, i, &obj, &io); i++)
-		if (opcode_is_write(io.aio_lio_opcode) || opcode_is_sync(io.aio_lio_opcode))
-			return true;
+		for (long k = 0; k < got; k++)
+			if (opcode_is_write(copies[k].aio_lio_opcode) ||
+			    opcode_is_sync(copies[k].aio_lio_opcode))
+				return true;
+		if (got < want)
+			return false;
+	}
 	return false;
 }
 

@@ -369,6 +369,26 @@ static bool queue_one(struct aio_ctx *ctx, struct submit_state *st, struct iocb 
 	return st->nr_batch < SUBMIT_BATCH || flush(ctx, st);
 }
 
+#define COPY_CHUNK 8
+
+/* Queues ios[0..nr) until one is refused, copying a few at a time. */
+static void queue_all(struct aio_ctx *ctx, struct submit_state *st, long nr, struct iocb **ios)
+{
+	for (long i = 0; i < nr;) {
+		struct iocb *objs[COPY_CHUNK], copies[COPY_CHUNK];
+		long want = nr - i < COPY_CHUNK ? nr - i : COPY_CHUNK;
+		long got = copy_iocbs_from_prog(ios + i, want, objs, copies);
+
+		for (long k = 0; k < got; k++, i++)
+			if (!queue_one(ctx, st, objs[k], &copies[k]))
+				return;
+		if (got < want) {
+			st->err = -EFAULT;
+			return;
+		}
+	}
+}
+
 long ring_submit(struct aio_ctx *ctx, long nr, struct iocb **ios)
 {
 	struct submit_state st;
@@ -401,13 +421,7 @@ long ring_submit(struct aio_ctx *ctx, long nr, struct iocb **ios)
 	fd_judgements_age(ctx);
 	/* Posting an event frees its request: live + ring_used stays put. */
 	st.ring_used = ring_used(ctx);
-	for (long i = 0; i < nr; i++) {
-		struct iocb *obj, copy;
-
-		st.err = copy_iocb_from_prog(&obj, &ios[i], &copy);
-		if (st.err || !queue_one(ctx, &st, obj, &copy))
-			break;
-	}
+	queue_all(ctx, &st, nr, ios);
 	flush(ctx, &st);
 	if (st.nr_unowned)
 		hold_files(ctx, &st);

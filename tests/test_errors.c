@@ -115,7 +115,8 @@ START_TEST(submit_unmapped_iocbs)
 	long page = sysconf(_SC_PAGESIZE);
 	char *mem =
 	    mmap(NULL, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	struct iocb cb, *list[2], **edge;
+	struct iocb cb, *list[2], **edge, many[11], *many_list[11];
+	struct io_event ev[10];
 
 	if (UNDER_TSAN) {
 		test_skip(NULL,
@@ -144,6 +145,20 @@ START_TEST(submit_unmapped_iocbs)
 	edge[0] = &cb;
 	ck_assert_int_eq(io_submit(ctx, 2, edge), 1);
 	ck_assert_int_eq(reap_one(ctx, &cb), 512);
+
+	/* Past the first few, which the library copies together. */
+	for (int i = 0; i < 11; i++) {
+		prep_read(&many[i]);
+		many_list[i] = &many[i];
+	}
+	many_list[9] = (struct iocb *)(mem + page);
+	ck_assert_int_eq(io_submit(ctx, 11, many_list), 9);
+	reap_n(ctx, 9, ev, 2000);
+	edge = (struct iocb **)(mem + page) - 10;
+	memcpy(edge, many_list, 9 * sizeof(*edge));
+	edge[9] = &many[10];
+	ck_assert_int_eq(io_submit(ctx, 12, edge), 10);
+	reap_n(ctx, 10, ev, 2000);
 	munmap(mem, 2 * page);
 }
 END_TEST
