@@ -44,8 +44,9 @@ static inline void valgrind_read_done(const struct req *req, long res)
 
 /*
  * memcheck reports a read of memory it knows unmapped before the fault
- * happens: such a copy is refused without touching it (fault.c). Outside
- * valgrind GET_VBITS answers 0.
+ * happens: such a copy is refused without touching it (fault.c). Not an
+ * iocb's, checked per request, which memcheck reports as valgrind's own
+ * io_submit wrapper does. Outside valgrind GET_VBITS answers 0.
  */
 static inline bool valgrind_unaddressable(const void *p, size_t len)
 {
