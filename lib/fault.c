@@ -27,6 +27,7 @@ struct fault_frame {
 	sigjmp_buf env;
 	uintptr_t lo, hi; /* the program's bytes being copied */
 	struct fault_frame *prev;
+	volatile long done; /* read after a jump back */
 };
 
 /* Read in the handler: static TLS, which needs no allocation there. */
@@ -163,33 +164,45 @@ static int guarded_copy(void *dst, const void *src, size_t len, const void *prog
 }
 
 /*
+ * The loop of copy_iocbs_from_prog(), out of line from its sigsetjmp so
+ * that its state lives in registers; f->done says how far it got.
+ */
+static __attribute__((noinline)) long iocbs_copy(struct fault_frame *f, struct iocb *const *ios,
+						 long n, struct iocb **objs, struct iocb *copies)
+{
+	long i;
+
+	for (i = 0; i < n; i++) {
+		f->done = i;
+		if (bad_user_ptr(&ios[i], sizeof(ios[i])))
+			break;
+		frame_range(f, &ios[i], sizeof(ios[i]));
+		objs[i] = ios[i];
+		if (bad_user_ptr(objs[i], sizeof(copies[i])))
+			break;
+		frame_range(f, objs[i], sizeof(copies[i]));
+		copies[i] = *objs[i];
+	}
+	return i;
+}
+
+/*
  * No question to memcheck per iocb: under valgrind a bad one is reported
  * as valgrind's own io_submit wrapper reports it, then refused.
  */
 long copy_iocbs_from_prog(struct iocb *const *ios, long n, struct iocb **objs, struct iocb *copies)
 {
 	struct fault_frame f;
-	volatile long i = 0;
-	bool guard = guarded();
+	long copied;
 
-	if (guard) {
-		if (sigsetjmp(f.env, 0))
-			return i;
-		frame_push(&f);
-	}
-	for (; i < n; i++) {
-		if (bad_user_ptr(&ios[i], sizeof(ios[i])))
-			break;
-		frame_range(&f, &ios[i], sizeof(ios[i]));
-		objs[i] = ios[i];
-		if (bad_user_ptr(objs[i], sizeof(copies[i])))
-			break;
-		frame_range(&f, objs[i], sizeof(copies[i]));
-		copies[i] = *objs[i];
-	}
-	if (guard)
-		frame_pop(&f);
-	return i;
+	if (!guarded())
+		return iocbs_copy(&f, ios, n, objs, copies);
+	if (sigsetjmp(f.env, 0))
+		return f.done;
+	frame_push(&f);
+	copied = iocbs_copy(&f, ios, n, objs, copies);
+	frame_pop(&f);
+	return copied;
 }
 
 int copy_from_prog(void *dst, const void *src, size_t len)
