@@ -257,15 +257,20 @@ fio_strace() {
 	fi
 }
 
+# installed PROG: whether PROG is there and linked to libaio.so.1 (a SKIP if not).
+installed() {
+	if ! command -v "$1" >/dev/null; then
+		skip "$1" "$1 checks: $1 is not installed (make deps installs it)"
+		return 1
+	fi
+	if ! ldd "$(command -v "$1")" | grep -q 'libaio\.so\.1'; then
+		skip "$1" "$1 checks: $(command -v "$1") is not linked to libaio.so.1"
+		return 1
+	fi
+}
+
 fio_checks() {
-	if ! command -v fio >/dev/null; then
-		skip fio "fio checks: fio is not installed (make deps installs it)"
-		return
-	fi
-	if ! ldd "$(command -v fio)" | grep -q 'libaio\.so\.1'; then
-		skip fio "fio checks: $(command -v fio) is not linked to libaio.so.1"
-		return
-	fi
+	installed fio || return
 	shm='' disk=''
 	if ! scratch shm /dev/shm || ! scratch disk /var/tmp; then
 		fail "scratch files for fio"
@@ -314,14 +319,7 @@ absolute() {
 }
 
 sysbench_checks() {
-	if ! command -v sysbench >/dev/null; then
-		skip sysbench "sysbench checks: sysbench is not installed (make deps installs it)"
-		return
-	fi
-	if ! ldd "$(command -v sysbench)" | grep -q 'libaio\.so\.1'; then
-		skip sysbench "sysbench checks: $(command -v sysbench) is not linked to libaio.so.1"
-		return
-	fi
+	installed sysbench || return
 	dir=$(mktemp -d /var/tmp/aio-compat-sysbench.XXXXXX) || {
 		fail "a scratch directory for sysbench"
 		return
