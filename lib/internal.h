@@ -428,6 +428,8 @@ int copy_to_prog(void *dst, const void *src, size_t len);
  * first the kernel would answer -EFAULT for.
  */
 long copy_iocbs_from_prog(struct iocb *const *ios, long n, struct iocb **objs, struct iocb *copies);
+/* How many io_submit copies at a time, on its stack. */
+#define IOCB_COPY_BATCH 8
 
 /* submit.c */
 long ring_submit(struct aio_ctx *ctx, long nr, struct iocb **ios);

@@ -478,14 +478,12 @@ static long submit_ordered(struct aio_ctx *ctx, long nr, struct iocb **ios)
 	return done + ret;
 }
 
-#define SCAN_CHUNK 8
-
 /* Whether the rule has anything to do: a write or a sync before any bad pointer. */
 static bool ordered(struct iocb *const *ios, long nr)
 {
-	for (long i = 0; i < nr; i += SCAN_CHUNK) {
-		struct iocb *objs[SCAN_CHUNK], copies[SCAN_CHUNK];
-		long want = nr - i < SCAN_CHUNK ? nr - i : SCAN_CHUNK;
+	for (long i = 0; i < nr; i += IOCB_COPY_BATCH) {
+		struct iocb *objs[IOCB_COPY_BATCH], copies[IOCB_COPY_BATCH];
+		long want = nr - i < IOCB_COPY_BATCH ? nr - i : IOCB_COPY_BATCH;
 		long got = copy_iocbs_from_prog(ios + i, want, objs, copies);
 
 		for (long k = 0; k < got; k++)

@@ -369,14 +369,12 @@ static bool queue_one(struct aio_ctx *ctx, struct submit_state *st, struct iocb 
 	return st->nr_batch < SUBMIT_BATCH || flush(ctx, st);
 }
 
-#define COPY_CHUNK 8
-
 /* Queues ios[0..nr) until one is refused, copying a few at a time. */
 static void queue_all(struct aio_ctx *ctx, struct submit_state *st, long nr, struct iocb **ios)
 {
 	for (long i = 0; i < nr;) {
-		struct iocb *objs[COPY_CHUNK], copies[COPY_CHUNK];
-		long want = nr - i < COPY_CHUNK ? nr - i : COPY_CHUNK;
+		struct iocb *objs[IOCB_COPY_BATCH], copies[IOCB_COPY_BATCH];
+		long want = nr - i < IOCB_COPY_BATCH ? nr - i : IOCB_COPY_BATCH;
 		long got = copy_iocbs_from_prog(ios + i, want, objs, copies);
 
 		for (long k = 0; k < got; k++, i++)
