@@ -50,6 +50,9 @@ struct native {
 	_Atomic bool kept;	/* held or stash_nr: a reaper must look first */
 	bool watching, watch_stop;
 	pthread_cond_t watch_cond;
+	/* A program's iocb is changed while the kernel reads it (issue()). */
+	_Atomic bool swapping;
+	pthread_mutex_t swap_lock;
 };
 
 static struct native *native(struct aio_ctx *ctx)
@@ -84,6 +87,20 @@ static long sys_submit(struct native *nat, long n, struct iocb **ios)
 	ret = kernel_syscall(__NR_io_submit, nat->id, n, (long)ios, 0, 0, 0);
 
 	return ret < 0 ? -errno : ret;
+}
+
+/*
+ * An event the kernel gave may be a held sync's whose iocb issue() has
+ * not yet put back as the program wrote it: the caller takes its events
+ * only once it has. The kernel posted the event after the flag was set,
+ * so a reaper that sees it clear sees the iocb put back.
+ */
+static void swap_settled(struct native *nat)
+{
+	if (likely(!atomic_load_explicit(&nat->swapping, memory_order_acquire)))
+		return;
+	pthread_mutex_lock(&nat->swap_lock);
+	pthread_mutex_unlock(&nat->swap_lock);
 }
 
 static bool has_pgetevents;
@@ -126,6 +143,8 @@ static long sys_getevents(struct native *nat, long min_nr, long nr, struct io_ev
 				     (long)timeout, 0);
 	if (ret < 0)
 		ret = -errno;
+	if (ret > 0)
+		swap_settled(nat);
 #ifdef __SANITIZE_THREAD__
 	for (long i = 0; i < ret; i++)
 		tsan_acquire(ev[i].obj);
@@ -218,26 +237,35 @@ static inline void catch_up(struct aio_ctx *ctx)
  */
 static bool issue(struct aio_ctx *ctx, struct req *req)
 {
+	struct native *nat = native(ctx);
 	struct iocb *io = req->obj;
 	uint32_t fd = io->aio_fildes, resfd = io->u.c.resfd;
 	bool swap_fd = !fd_same(ctx, (int)fd, req_fd(req));
 	bool swap_resfd = req->resfd >= 0 && !fd_same(ctx, (int)resfd, req->resfd);
 	long ret;
 
+	if (swap_fd || swap_resfd) {
+		pthread_mutex_lock(&nat->swap_lock);
+		atomic_store_explicit(&nat->swapping, true, memory_order_relaxed);
+	}
 	if (swap_fd)
 		io->aio_fildes = req->kiocb.aio_fildes;
 	if (swap_resfd)
 		io->u.c.resfd = (uint32_t)req->resfd;
-	ret = sys_submit(native(ctx), 1, &io);
+	ret = sys_submit(nat, 1, &io);
 	if (swap_fd)
 		io->aio_fildes = fd;
 	if (swap_resfd)
 		io->u.c.resfd = resfd;
+	if (swap_fd || swap_resfd) {
+		atomic_store_explicit(&nat->swapping, false, memory_order_release);
+		pthread_mutex_unlock(&nat->swap_lock);
+	}
 	if (ret != 1)
 		return false;
-	native(ctx)->inflight++;
-	native(ctx)->held--;
-	kept_update(native(ctx));
+	nat->inflight++;
+	nat->held--;
+	kept_update(nat);
 	req_free(ctx, req);
 	return true;
 }
@@ -749,6 +777,7 @@ static int native_setup(struct aio_ctx *ctx, unsigned nr, int flags)
 	ring_mapped();
 	pthread_once(&once, pgetevents_probe);
 	pthread_cond_init(&nat->watch_cond, NULL);
+	pthread_mutex_init(&nat->swap_lock, NULL);
 	ctx->priv = nat;
 	ctx->ring = (struct aio_ring *)nat->id;
 	ctx->ring_nr = ctx->ring->nr;
@@ -777,6 +806,7 @@ static void native_release(struct aio_ctx *ctx)
 	if (ctx->ring)
 		native_close(ctx);
 	pthread_cond_destroy(&nat->watch_cond);
+	pthread_mutex_destroy(&nat->swap_lock);
 	free(nat->table);
 	free(nat->stash);
 	free(nat);
