@@ -242,9 +242,10 @@ static bool issue(struct aio_ctx *ctx, struct req *req)
 	uint32_t fd = io->aio_fildes, resfd = io->u.c.resfd;
 	bool swap_fd = !fd_same(ctx, (int)fd, req_fd(req));
 	bool swap_resfd = req->resfd >= 0 && !fd_same(ctx, (int)resfd, req->resfd);
+	bool swap = swap_fd || swap_resfd;
 	long ret;
 
-	if (swap_fd || swap_resfd) {
+	if (swap) {
 		pthread_mutex_lock(&nat->swap_lock);
 		atomic_store_explicit(&nat->swapping, true, memory_order_relaxed);
 	}
@@ -257,7 +258,7 @@ static bool issue(struct aio_ctx *ctx, struct req *req)
 		io->aio_fildes = fd;
 	if (swap_resfd)
 		io->u.c.resfd = resfd;
-	if (swap_fd || swap_resfd) {
+	if (swap) {
 		atomic_store_explicit(&nat->swapping, false, memory_order_release);
 		pthread_mutex_unlock(&nat->swap_lock);
 	}
