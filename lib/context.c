@@ -29,8 +29,8 @@ static int backend_from_env(void)
 }
 
 /*
- * auto is a ring that sends reads of files in memory to native AIO when
- * this process could make a ring, else native.
+ * auto is native AIO that sends the reads of cold files to io_uring
+ * (prefetch.c), where this process could make a ring; else native.
  */
 static const struct engine *choose_engine(int backend, int *err)
 {
@@ -238,9 +238,6 @@ static int setup(int maxevents, io_context_t *ctxp, int backend)
 	engine = choose_engine(backend & ~flags, &ret);
 	if (engine)
 		ret = ctx_create(nr, engine, flags, &ctx);
-	/* A ring needs descriptors, a native context none: auto never fails for them. */
-	if ((ret == -EMFILE || ret == -ENFILE) && engine == &auto_engine)
-		ret = ctx_create(nr, &native_engine, flags, &ctx);
 	cancel_restore(state);
 	if (ret)
 		return ret;

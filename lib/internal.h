@@ -143,12 +143,14 @@ struct req {
 	int efd_slot;		 /* and its slot in ctx->efd.holds */
 	uint32_t epoch;		 /* writes: the epoch of their fd they joined */
 	uint32_t poll_seq;	 /* polls: the order they were submitted in */
+	uint32_t round;		 /* cold reads: the submission that sent them */
+	int prog_fd;		 /* cold reads: the program's number for the file */
+	int res;		 /* cold reads: io_uring's result */
+	bool fetched;		 /* a cold read (prefetch.c) */
 	bool held;		 /* a sync waiting for earlier writes */
 	bool owns_fd;		 /* kiocb.aio_fildes is the library's own duplicate */
 	bool tracked;		 /* a poll, an eventfd or an ordered write: counted */
 	bool cancelled;		 /* polls: io_cancel or io_destroy asked its removal */
-	bool in_memory;		 /* its file was judged to be in memory (judge.c) */
-	bool quiet;		 /* uring: sent to native AIO with no eventfd */
 };
 
 static inline int req_fd(const struct req *req)
@@ -449,8 +451,7 @@ void fd_judgements_age(struct aio_ctx *ctx);
 #define FD_TAKES_READS 1
 #define FD_TAKES_WRITES 2
 #define FD_TAKES_SYNCS_POLLS 4 /* the fd is found: not closed, not O_PATH */
-#define FD_IN_MEMORY 8	       /* a regular file on tmpfs or ramfs: read inline */
-#define FD_SYNCABLE 16	       /* a file check_sync took */
+#define FD_SYNCABLE 8	       /* a file check_sync took */
 
 static inline uint8_t fd_request_kind(int opcode)
 {
@@ -465,7 +466,7 @@ static inline uint8_t fd_request_kind(int opcode)
 	return FD_TAKES_SYNCS_POLLS;
 }
 
-/* Whether fd was judged to be what (FD_IN_MEMORY, FD_SYNCABLE). */
+/* Whether fd was judged to be what (FD_SYNCABLE). */
 static inline bool fd_known(const struct aio_ctx *ctx, int fd, uint8_t what)
 {
 	return (unsigned)fd < ctx->judged.nr && ctx->judged.kind[fd] & what;
@@ -503,11 +504,28 @@ static inline void req_free(struct aio_ctx *ctx, struct req *req)
 		close_nocancel(req_fd(req));
 	req->obj = NULL;
 	req->held = false;
+	req->fetched = false;
 	req->owns_fd = false;
 	req->next = ctx->free_reqs;
 	ctx->free_reqs = req;
 	ctx->live--;
 }
+
+/* prefetch.c: cold reads through io_uring, on an auto context. */
+struct prefetch;
+struct prefetch *prefetch_new(unsigned entries);
+void prefetch_free(struct prefetch *pf);
+int prefetch_null_fd(const struct prefetch *pf);
+bool prefetch_any_cold(const struct prefetch *pf);
+bool prefetch_cold(const struct prefetch *pf, int fd);
+void prefetch_judge(struct prefetch *pf, int fd);
+bool prefetch_takes(struct prefetch *pf, int fd);
+bool prefetch_read(struct prefetch *pf, struct req *req);
+int prefetch_submit(struct prefetch *pf, struct req **left, int max);
+int prefetch_reap(struct prefetch *pf, struct req **out, int max, bool just_sent);
+void prefetch_wait(struct prefetch *pf);
+void prefetch_wake(struct prefetch *pf);
+#define PREFETCH_SQ 64
 
 /* order.c: the honest-fsync rule. */
 int order_prepare_write(struct aio_ctx *ctx, int fd);

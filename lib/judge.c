@@ -16,9 +16,6 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <linux/magic.h>
-#include <sys/stat.h>
-#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -173,21 +170,6 @@ unsigned rw_flags_unknown(unsigned flags, int fd)
 	return flags & ~kernel_rw_flags(fd);
 }
 
-/*
- * A regular file whose pages live in memory (tmpfs, ramfs): native AIO
- * reads it inside io_submit at memory speed, where io_uring, which cannot
- * read it without blocking (no RWF_NOWAIT), hands each read to a worker.
- */
-static bool file_in_memory(int fd)
-{
-	struct statfs fs;
-	struct stat st;
-
-	if (fstat(fd, &st) || !S_ISREG(st.st_mode) || fstatfs(fd, &fs))
-		return false;
-	return fs.f_type == TMPFS_MAGIC || fs.f_type == RAMFS_MAGIC;
-}
-
 /* Unremembered if there is no memory for it: the judge is asked again. */
 static void fd_remember(struct aio_ctx *ctx, int fd, uint8_t kind)
 {
@@ -234,8 +216,6 @@ int fd_judge(struct aio_ctx *ctx, const struct iocb *io)
 	}
 	if (judge_asks(&probe, &refusal) && refusal && refusal != passed)
 		return kernel_refusal(io, refusal);
-	if (kind != FD_TAKES_SYNCS_POLLS && file_in_memory(io->aio_fildes))
-		kind |= FD_IN_MEMORY;
 	/* check_sync() took its file: the next syncs need not look again. */
 	if (opcode_is_sync(io->aio_lio_opcode))
 		kind |= FD_SYNCABLE;

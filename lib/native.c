@@ -36,6 +36,18 @@
 #define WATCH_MIN_NS 50000L
 #define WATCH_MAX_NS 5000000L
 
+/*
+ * On an auto context, one io_submit in SAMPLE_EVERY is timed; one that
+ * took over COLD_NS per iocb waited for a disk, and the files it read are
+ * judged (prefetch.c). A buffered read of a page in memory takes about
+ * 1 us here, of a page on disk 50 us and more.
+ */
+#define SAMPLE_EVERY 16
+#define COLD_NS 20000
+
+/* iocbs to the kernel, and events from it, at a time */
+#define FLUSH_MAX 64
+
 struct native {
 	unsigned long id;    /* the kernel's context: the handle, and its ring */
 	unsigned cursor;     /* the next ring slot to scan */
@@ -53,6 +65,13 @@ struct native {
 	/* A program's iocb is changed while the kernel reads it (issue()). */
 	_Atomic bool swapping;
 	pthread_mutex_t swap_lock;
+	/* auto: cold reads go through io_uring first (prefetch.c). */
+	bool prefetching;     /* an auto context */
+	bool prefetch_failed; /* no io_uring could be made for it */
+	struct prefetch *pf;  /* made at the first cold file */
+	unsigned calls;	      /* io_submit calls: one in SAMPLE_EVERY is timed */
+	unsigned fetches;     /* cold reads whose events are not yet posted */
+	bool fetcher, fetch_stop;
 };
 
 static struct native *native(struct aio_ctx *ctx)
@@ -191,6 +210,7 @@ static struct req *table_take(struct native *nat, const struct iocb *obj)
 
 static void native_issue(struct aio_ctx *ctx, struct req *req);
 static void issue_pending(struct aio_ctx *ctx);
+static void watch_start(struct aio_ctx *ctx);
 
 /* Every event the kernel posted since the last scan; see the top. */
 static void scan(struct aio_ctx *ctx, unsigned tail)
@@ -229,64 +249,100 @@ static inline void catch_up(struct aio_ctx *ctx)
 }
 
 /*
- * Issues a sync the rule held. The iocb goes to the kernel as the program
- * wrote it, so that the event names it; if the program has since closed
- * its fd or eventfd, or given the number to another file, the library's
- * own holds stand in for them during the call. The kernel takes its own
- * references, so the holds are dropped at once.
+ * What the kernel is shown of a request the library kept: the program's
+ * iocb, so that the event names it, with the library's holds of its file
+ * and eventfd where the program has since closed them or given the
+ * numbers to other files. A cold read io_uring finished is shown as a
+ * write of as many bytes to /dev/null, which touches no byte of the
+ * buffer: its event, eventfd and place in the ring are the read's. One
+ * io_uring failed is read again by native AIO, which gives its own answer.
  */
-static bool issue(struct aio_ctx *ctx, struct req *req)
+static void kept_iocb(struct aio_ctx *ctx, const struct req *req, struct iocb *io)
 {
-	struct native *nat = native(ctx);
-	struct iocb *io = req->obj;
-	uint32_t fd = io->aio_fildes, resfd = io->u.c.resfd;
-	bool swap_fd = !fd_same(ctx, (int)fd, req_fd(req));
-	bool swap_resfd = req->resfd >= 0 && !fd_same(ctx, (int)resfd, req->resfd);
-	bool swap = swap_fd || swap_resfd;
-	long ret;
-
-	if (swap) {
-		pthread_mutex_lock(&nat->swap_lock);
-		atomic_store_explicit(&nat->swapping, true, memory_order_relaxed);
-	}
-	if (swap_fd)
+	if (req->fetched && req->res >= 0) {
+		io->aio_lio_opcode = IO_CMD_PWRITE;
+		io->aio_fildes = (uint32_t)prefetch_null_fd(native(ctx)->pf);
+		io->u.c.nbytes = (unsigned long)req->res;
+		io->u.c.offset = 0;
+	} else if (req->owns_fd && !fd_same(ctx, (int)io->aio_fildes, req_fd(req))) {
 		io->aio_fildes = req->kiocb.aio_fildes;
-	if (swap_resfd)
-		io->u.c.resfd = (uint32_t)req->resfd;
-	ret = sys_submit(nat, 1, &io);
-	if (swap_fd)
-		io->aio_fildes = fd;
-	if (swap_resfd)
-		io->u.c.resfd = resfd;
-	if (swap) {
-		atomic_store_explicit(&nat->swapping, false, memory_order_release);
-		pthread_mutex_unlock(&nat->swap_lock);
 	}
-	if (ret != 1)
-		return false;
-	nat->inflight++;
-	nat->held--;
-	kept_update(nat);
-	req_free(ctx, req);
-	return true;
+	if (req->resfd >= 0 && !fd_same(ctx, (int)io->u.c.resfd, req->resfd))
+		io->u.c.resfd = (uint32_t)req->resfd;
 }
 
 /*
- * What would refuse the sync was refused when it was held: only a
+ * Issues kept requests: how many the kernel took, or its error for the
+ * first. The kernel copies each iocb and takes its own references, so the
+ * program's iocbs are put back and the holds dropped at once.
+ */
+static long submit_kept(struct aio_ctx *ctx, struct req **reqs, int n)
+{
+	struct native *nat = native(ctx);
+	struct iocb was[FLUSH_MAX], *ios[FLUSH_MAX];
+	bool swap = false;
+	long ret;
+
+	for (int i = 0; i < n; i++) {
+		struct iocb want;
+
+		ios[i] = reqs[i]->obj;
+		was[i] = want = *ios[i];
+		kept_iocb(ctx, reqs[i], &want);
+		if (memcmp(&want, &was[i], sizeof(want))) {
+			if (!swap) {
+				pthread_mutex_lock(&nat->swap_lock);
+				atomic_store_explicit(&nat->swapping, true, memory_order_relaxed);
+				swap = true;
+			}
+			*ios[i] = want;
+		}
+	}
+	ret = sys_submit(nat, n, ios);
+	if (swap) {
+		for (int i = 0; i < n; i++)
+			*ios[i] = was[i];
+		atomic_store_explicit(&nat->swapping, false, memory_order_release);
+		pthread_mutex_unlock(&nat->swap_lock);
+	}
+	for (long i = 0; i < ret; i++) {
+		nat->inflight++;
+		if (reqs[i]->fetched)
+			nat->fetches--;
+		else
+			nat->held--;
+		req_free(ctx, reqs[i]);
+	}
+	kept_update(nat);
+	return ret;
+}
+
+/*
+ * What would refuse the request was refused when it was kept: only a
  * shortage (-EAGAIN, a full ring) refuses it now, and it is tried again
- * at each scan, once events have been reaped.
+ * at each scan, once events have been reaped. A cold read native AIO
+ * will not read again (its file closed meanwhile) is posted as read
+ * empty: the one answer the library cannot take from the kernel.
  */
 static void native_issue(struct aio_ctx *ctx, struct req *req)
 {
 	struct req **tail = &native(ctx)->pending;
+	long ret;
 
 	req->held = false;
-	if (issue(ctx, req))
+	ret = submit_kept(ctx, &req, 1);
+	if (ret == 1)
 		return;
+	if (ret != -EAGAIN && req->fetched && req->res < 0) {
+		req->res = 0;
+		if (submit_kept(ctx, &req, 1) == 1)
+			return;
+	}
 	while (*tail)
 		tail = &(*tail)->next;
 	req->next = NULL;
 	*tail = req;
+	watch_start(ctx);
 }
 
 static void issue_pending(struct aio_ctx *ctx)
@@ -296,7 +352,7 @@ static void issue_pending(struct aio_ctx *ctx)
 	while (nat->pending) {
 		struct req *req = nat->pending, *next = req->next;
 
-		if (!issue(ctx, req))
+		if (submit_kept(ctx, &req, 1) != 1)
 			return;
 		nat->pending = next;
 	}
@@ -360,6 +416,140 @@ out:
 
 static void *watch_main(void *arg);
 
+/* Posts what io_uring finished of the cold reads (see kept_iocb()). */
+static void fetches_post(struct aio_ctx *ctx, bool just_sent)
+{
+	struct req *done[FLUSH_MAX];
+	int n;
+
+	do {
+		long took;
+
+		n = prefetch_reap(native(ctx)->pf, done, FLUSH_MAX, just_sent);
+		took = n ? submit_kept(ctx, done, n) : 0;
+		for (long i = took > 0 ? took : 0; i < n; i++)
+			native_issue(ctx, done[i]);
+	} while (n == FLUSH_MAX);
+}
+
+/* Until the context closes: posts cold reads as io_uring finishes them. */
+static void *fetch_main(void *arg)
+{
+	struct aio_ctx *ctx = arg;
+	struct native *nat = native(ctx);
+
+	pthread_mutex_lock(&ctx->lock);
+	while (!nat->fetch_stop) {
+		pthread_mutex_unlock(&ctx->lock);
+		prefetch_wait(nat->pf);
+		pthread_mutex_lock(&ctx->lock);
+		fetches_post(ctx, false);
+	}
+	nat->fetcher = false;
+	pthread_cond_broadcast(&nat->watch_cond);
+	pthread_mutex_unlock(&ctx->lock);
+	return NULL;
+}
+
+/*
+ * Sends the reads of ios[] sent so far to io_uring; those it did not take,
+ * native AIO reads (and their callers wait, as they would on libaio).
+ */
+static void fetches_send(struct aio_ctx *ctx)
+{
+	struct native *nat = native(ctx);
+	struct req *left[PREFETCH_SQ];
+	int n = prefetch_submit(nat->pf, left, PREFETCH_SQ);
+
+	for (int i = 0; i < n; i++) {
+		left[i]->res = -EAGAIN;
+		native_issue(ctx, left[i]);
+	}
+	fetches_post(ctx, true);
+	if (!nat->fetcher && !nat->fetch_stop)
+		nat->fetcher = !thread_start_detached(fetch_main, ctx);
+}
+
+/*
+ * What native AIO would refuse of a read, or do otherwise than io_uring
+ * (flags, priorities, a buffer not in user space): such a read is left
+ * to the kernel.
+ */
+static bool fetchable(const struct iocb *io)
+{
+	unsigned long end = io->u.c.nbytes + (unsigned long)io->u.c.buf;
+
+	return io->aio_lio_opcode == IO_CMD_PREAD && !io->aio_rw_flags && !io->aio_reqprio &&
+	       !(io->u.c.flags & ~IOCB_FLAG_RESFD) && !io->u.c.__pad3 && io->u.c.offset >= 0 &&
+	       io->u.c.nbytes <= 0x7ffff000 && end >= (unsigned long)io->u.c.buf &&
+	       end <= 0x7ffffffff000ul &&
+	       io->u.c.offset + (long long)io->u.c.nbytes >= io->u.c.offset;
+}
+
+/*
+ * A read of a cold file, kept from native AIO and sent to io_uring: 0, or
+ * 1 if it is left to the kernel after all.
+ */
+static int fetch_cold(struct aio_ctx *ctx, struct iocb *obj, const struct iocb *io)
+{
+	struct native *nat = native(ctx);
+	struct req *req;
+
+	if (!fetchable(io) || !ctx->free_reqs ||
+	    nat->inflight + nat->held + nat->fetches + 1 >= ctx->ring_nr ||
+	    !prefetch_takes(nat->pf, (int)io->aio_fildes))
+		return 1;
+	req = req_alloc(ctx);
+	req->kiocb = *io;
+	req->obj = obj;
+	req->prog_fd = (int)io->aio_fildes;
+	req->fetched = true;
+	req->resfd = -1;
+	req->efd_slot = -1;
+	if (io->u.c.flags & IOCB_FLAG_RESFD) {
+		int slot = eventfd_get(ctx, (int)io->u.c.resfd);
+
+		if (slot >= 0) {
+			req->efd_slot = slot;
+			req->resfd = eventfd_of(ctx, slot);
+		}
+	}
+	if ((io->u.c.flags & IOCB_FLAG_RESFD && req->resfd < 0) || !prefetch_read(nat->pf, req)) {
+		req_free(ctx, req);
+		return 1;
+	}
+	nat->fetches++;
+	return 0;
+}
+
+/*
+ * After an io_submit that took long: the files it read that can be cold
+ * are, from now on. The iocbs are read again, under the guard: if the
+ * program has changed them since, a file is judged for nothing.
+ */
+static void cold_look(struct aio_ctx *ctx, struct iocb *const *ios, long nr)
+{
+	struct native *nat = native(ctx);
+
+	if (!nat->pf && !nat->prefetch_failed) {
+		nat->pf = prefetch_new(ctx->ring_nr);
+		nat->prefetch_failed = !nat->pf;
+	}
+	if (!nat->pf)
+		return;
+	for (long i = 0; i < nr; i += IOCB_COPY_BATCH) {
+		struct iocb *objs[IOCB_COPY_BATCH], copies[IOCB_COPY_BATCH];
+		long want = nr - i < IOCB_COPY_BATCH ? nr - i : IOCB_COPY_BATCH;
+		long got = copy_iocbs_from_prog(ios + i, want, objs, copies);
+
+		for (long k = 0; k < got; k++)
+			if (fetchable(&copies[k]))
+				prefetch_judge(nat->pf, (int)copies[k].aio_fildes);
+		if (got < want)
+			return;
+	}
+}
+
 static void watch_start(struct aio_ctx *ctx)
 {
 	struct native *nat = native(ctx);
@@ -377,7 +567,7 @@ static void *watch_main(void *arg)
 	struct timespec deadline;
 
 	pthread_mutex_lock(&ctx->lock);
-	while (nat->held && !nat->watch_stop) {
+	while ((nat->held || nat->pending) && !nat->watch_stop) {
 		unsigned cursor = nat->cursor;
 
 		deadline_from(&deadline, &(struct timespec){ 0, interval });
@@ -395,8 +585,6 @@ static void *watch_main(void *arg)
 	return NULL;
 }
 
-#define FLUSH_MAX 64
-
 /* Hands ios[0..n) to the kernel, n <= FLUSH_MAX, counting the writes it took. */
 static long flush_some(struct aio_ctx *ctx, struct iocb **ios, long n)
 {
@@ -412,7 +600,8 @@ static long flush_some(struct aio_ctx *ctx, struct iocb **ios, long n)
 			ready = i + 1; /* the kernel's -EFAULT is for it */
 			break;
 		}
-		if (!opcode_is_write(io.aio_lio_opcode) || io.aio_fildes > INT32_MAX)
+		if (!ctx->order.on || !opcode_is_write(io.aio_lio_opcode) ||
+		    io.aio_fildes > INT32_MAX)
 			continue;
 		if (!ctx->free_reqs || order_prepare_write(ctx, (int)io.aio_fildes)) {
 			ready = i;
@@ -459,11 +648,41 @@ static long flush(struct aio_ctx *ctx, struct iocb **ios, long n)
 	return done;
 }
 
+/* A sync the rule may hold, or a read of a cold file: each ends a run. */
+static bool kept_kind(struct aio_ctx *ctx, const struct iocb *io, bool run_writes)
+{
+	int op = io->aio_lio_opcode;
+
+	if (io->aio_fildes > INT32_MAX)
+		return false;
+	if (opcode_is_sync(op))
+		return ctx->order.on && (run_writes || order_busy(ctx, (int)io->aio_fildes));
+	return op == IO_CMD_PREAD && prefetch_any_cold(native(ctx)->pf) &&
+	       prefetch_cold(native(ctx)->pf, (int)io->aio_fildes);
+}
+
+/* Keeps a sync the rule holds, or sends a cold read: 0, 1 if not kept, or -errno. */
+static int keep(struct aio_ctx *ctx, struct iocb *obj, const struct iocb *io)
+{
+	int ret;
+
+	if (!opcode_is_sync(io->aio_lio_opcode))
+		return fetch_cold(ctx, obj, io);
+	catch_up(ctx);
+	if (!order_busy(ctx, (int)io->aio_fildes))
+		return 1;
+	ret = hold(ctx, obj, io);
+	if (!ret)
+		watch_start(ctx);
+	return ret;
+}
+
 /*
  * Runs of iocbs go to the kernel as they are. A sync whose fd may have
  * writes in flight ends a run: the run goes first, its writes are counted
  * and what finished inside io_submit (buffered writes) is scanned, and
- * only then is the sync judged.
+ * only then is the sync judged. So does a read of a cold file, after
+ * which the run goes on without it.
  */
 static long submit_ordered(struct aio_ctx *ctx, long nr, struct iocb **ios)
 {
@@ -472,15 +691,12 @@ static long submit_ordered(struct aio_ctx *ctx, long nr, struct iocb **ios)
 
 	for (long i = 0; i < nr; i++) {
 		struct iocb *obj, copy, *io = &copy;
-		int op;
 
 		if (!fetch(ios, i, &obj, &copy))
 			break; /* the kernel's -EFAULT, after the run before it */
-		op = io->aio_lio_opcode;
-		if (opcode_is_write(op))
+		if (opcode_is_write(io->aio_lio_opcode))
 			run_writes = true;
-		if (!opcode_is_sync(op) || io->aio_fildes > INT32_MAX ||
-		    !(run_writes || order_busy(ctx, (int)io->aio_fildes)))
+		if (!kept_kind(ctx, io, run_writes))
 			continue;
 		ret = i > start ? flush(ctx, ios + start, i - start) : 0;
 		if (ret < 0)
@@ -490,13 +706,11 @@ static long submit_ordered(struct aio_ctx *ctx, long nr, struct iocb **ios)
 			return done;
 		start = i;
 		run_writes = false;
-		catch_up(ctx);
-		if (!order_busy(ctx, (int)io->aio_fildes))
-			continue;
-		ret = hold(ctx, obj, io);
-		if (ret)
+		ret = keep(ctx, obj, io);
+		if (ret < 0)
 			return done ? done : ret;
-		watch_start(ctx);
+		if (ret)
+			continue;
 		done++;
 		start = i + 1;
 	}
@@ -507,26 +721,48 @@ static long submit_ordered(struct aio_ctx *ctx, long nr, struct iocb **ios)
 	return done + ret;
 }
 
-/* Whether the rule has anything to do: a write or a sync before any bad pointer. */
-static bool ordered(struct iocb *const *ios, long nr)
+/*
+ * Whether the library has anything to do: a write or a sync for the rule,
+ * or a read of a cold file, before any bad pointer.
+ */
+static bool ordered(struct aio_ctx *ctx, struct iocb *const *ios, long nr)
 {
+	const struct prefetch *pf = native(ctx)->pf;
+	bool rule = ctx->order.on, cold = prefetch_any_cold(pf);
+
 	for (long i = 0; i < nr; i += IOCB_COPY_BATCH) {
 		struct iocb *objs[IOCB_COPY_BATCH], copies[IOCB_COPY_BATCH];
 		long want = nr - i < IOCB_COPY_BATCH ? nr - i : IOCB_COPY_BATCH;
 		long got = copy_iocbs_from_prog(ios + i, want, objs, copies);
 
-		for (long k = 0; k < got; k++)
-			if (opcode_is_write(copies[k].aio_lio_opcode) ||
-			    opcode_is_sync(copies[k].aio_lio_opcode))
+		for (long k = 0; k < got; k++) {
+			int op = copies[k].aio_lio_opcode;
+
+			if (rule && (opcode_is_write(op) || opcode_is_sync(op)))
 				return true;
+			if (cold && op == IO_CMD_PREAD &&
+			    prefetch_cold(pf, (int)copies[k].aio_fildes))
+				return true;
+		}
 		if (got < want)
 			return false;
 	}
 	return false;
 }
 
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static long native_submit(struct aio_ctx *ctx, long nr, struct iocb **ios)
 {
+	struct native *nat = native(ctx);
+	uint64_t start = 0;
+	unsigned fetches;
 	long ret;
 
 	if (nr > ctx->ring_nr)
@@ -539,13 +775,20 @@ static long native_submit(struct aio_ctx *ctx, long nr, struct iocb **ios)
 		return -EINVAL;
 	}
 	catch_up(ctx);
-	if (ctx->order.on && ordered(ios, nr)) {
+	if (nat->prefetching && !(++nat->calls % SAMPLE_EVERY))
+		start = now_ns();
+	fetches = nat->fetches;
+	if ((ctx->order.on || prefetch_any_cold(nat->pf)) && ordered(ctx, ios, nr)) {
 		ret = submit_ordered(ctx, nr, ios);
 	} else {
-		ret = sys_submit(native(ctx), nr, ios);
+		ret = sys_submit(nat, nr, ios);
 		if (ret > 0)
-			native(ctx)->inflight += ret;
+			nat->inflight += ret;
 	}
+	if (nat->fetches != fetches)
+		fetches_send(ctx);
+	if (start && ret > 0 && now_ns() - start > (uint64_t)ret * COLD_NS)
+		cold_look(ctx, ios, ret);
 	pthread_mutex_unlock(&ctx->lock);
 	return ret;
 }
@@ -702,7 +945,8 @@ static int native_queue_wait(struct aio_ctx *ctx, const struct timespec *deadlin
 		}
 		catch_up(ctx);
 		n = 0;
-		if (nat->stash_nr || !ring_empty(ctx) || (!nat->inflight && !nat->held))
+		if (nat->stash_nr || !ring_empty(ctx) ||
+		    (!nat->inflight && !nat->held && !nat->fetches))
 			break;
 		if (deadline && !time_left(deadline, &left))
 			break;
@@ -747,11 +991,16 @@ static void native_close(struct aio_ctx *ctx)
 	pthread_cond_broadcast(&nat->watch_cond);
 	while (nat->watching)
 		pthread_cond_wait(&nat->watch_cond, &ctx->lock);
-	for (catch_up(ctx); nat->held; catch_up(ctx)) {
+	for (catch_up(ctx); nat->held || nat->fetches; catch_up(ctx)) {
 		pthread_mutex_unlock(&ctx->lock);
 		sys_getevents(nat, 1, 64, ev, NULL, NULL);
 		pthread_mutex_lock(&ctx->lock);
 	}
+	nat->fetch_stop = true;
+	if (nat->fetcher)
+		prefetch_wake(nat->pf);
+	while (nat->fetcher)
+		pthread_cond_wait(&nat->watch_cond, &ctx->lock);
 	pthread_mutex_unlock(&ctx->lock);
 	ring_unmapping();
 	kernel_syscall(__NR_io_destroy, nat->id, 0, 0, 0, 0, 0);
@@ -780,6 +1029,7 @@ static int native_setup(struct aio_ctx *ctx, unsigned nr, int flags)
 	pthread_cond_init(&nat->watch_cond, NULL);
 	pthread_mutex_init(&nat->swap_lock, NULL);
 	ctx->priv = nat;
+	nat->prefetching = ctx->engine == &auto_engine;
 	ctx->ring = (struct aio_ring *)nat->id;
 	ctx->ring_nr = ctx->ring->nr;
 	ctx->max_outstanding = ctx->ring_nr;
@@ -806,6 +1056,8 @@ static void native_release(struct aio_ctx *ctx)
 		return;
 	if (ctx->ring)
 		native_close(ctx);
+	if (nat->pf)
+		prefetch_free(nat->pf);
 	pthread_cond_destroy(&nat->watch_cond);
 	pthread_mutex_destroy(&nat->swap_lock);
 	free(nat->table);
@@ -842,5 +1094,11 @@ const struct ctx_calls native_calls = {
 
 const struct engine native_engine = {
 	.kind = AIO_COMPAT_NATIVE,
+	.calls = &native_calls,
+};
+
+/* Native, with cold reads through io_uring first. */
+const struct engine auto_engine = {
+	.kind = AIO_COMPAT_AUTO,
 	.calls = &native_calls,
 };

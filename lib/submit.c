@@ -357,7 +357,6 @@ static bool queue_one(struct aio_ctx *ctx, struct submit_state *st, struct iocb 
 	req->kiocb = *io;
 	req->obj = obj;
 	req->owner = NULL;
-	req->in_memory = fd_known(ctx, io->aio_fildes, FD_IN_MEMORY);
 	req->epoch = UINT32_MAX;
 	req->efd_slot = st->efd;
 	req->resfd = st->efd >= 0 ? eventfd_of(ctx, st->efd) : -1;

@@ -37,10 +37,6 @@
  * write inside io_submit and an O_DIRECT one as block I/O the kernel
  * completes even if the process dies, as libaio does.
  *
- * On an auto context, reads of files in memory (tmpfs) go there too:
- * io_uring cannot read them without blocking and hands each to a worker
- * thread, where native AIO reads them inside io_submit.
- *
  * The native context's completions are read from its ring; its eventfd,
  * polled in the io_uring ring, wakes whoever sleeps there. Where the
  * kernel lacks native AIO, or a uring context was set up at the
@@ -52,9 +48,6 @@ struct uring {
 	int aio_fd;		/* the eventfd its completions signal */
 	bool poll_oneshot;	/* no multishot poll (before 5.13) */
 	bool wake_posted;	/* a RING_WAKE not yet reaped */
-	unsigned quiet;		/* quiet requests not yet reaped */
-	struct io_event *stash; /* native events quiet_settle took */
-	unsigned stash_nr;
 };
 
 /* The user_data of the poll on aio_fd, and of a wake-up; no request is at 1 or 2. */
@@ -297,8 +290,6 @@ static void aio_close(struct uring *u)
 	}
 	if (u->aio_fd >= 0)
 		close(u->aio_fd);
-	free(u->stash);
-	u->stash = NULL;
 	u->aio = 0;
 	u->aio_fd = -1;
 }
@@ -338,20 +329,11 @@ static int uring_setup(struct aio_ctx *ctx, bool *single_issuer)
 	}
 	ret = aio_open(u, ctx->max_outstanding);
 	/*
-	 * Its eventfd is the ring's second descriptor: at the limit a ring
-	 * asked for by name goes without, and its writes go to io_uring.
-	 * auto, refused, is native AIO, which needs none.
+	 * Its eventfd is the ring's second descriptor: at the limit the ring
+	 * goes without, and its writes go to io_uring.
 	 */
-	if ((ret == -EMFILE || ret == -ENFILE) && ctx->engine == &uring_engine)
+	if (ret == -EMFILE || ret == -ENFILE)
 		ret = 0;
-	/* Room for every native event, should quiet_settle have to take them. */
-	if (!ret && u->aio) {
-		u->stash = malloc(ctx->max_outstanding * sizeof(*u->stash));
-		if (!u->stash) {
-			aio_close(u);
-			ret = -ENOMEM;
-		}
-	}
 	if (ret) {
 		ring_unmapping();
 		io_uring_queue_exit(&u->ring);
@@ -474,57 +456,11 @@ static int sq_submit(struct aio_ctx *ctx, struct req **reqs, int n)
 }
 
 /*
- * Native AIO reads and writes a file in memory inside io_submit (a sync
- * goes to its workqueue): the event is in the ring before io_submit
- * returns, and needs no eventfd to wake anyone (the core wakes those
- * asleep, submit.c). A single issuer's context, asleep in the ring, always
- * asks for it.
- */
-static bool goes_quiet(struct aio_ctx *ctx, const struct req *req)
-{
-	return !ctx->single_issuer && !opcode_is_sync(req_opcode(req)) && req->in_memory;
-}
-
-/* Quiet requests whose events wait in the stash or the native ring. */
-static unsigned quiet_done(const struct uring *u)
-{
-	const struct aio_ring *r = aio_ring_of(u);
-	unsigned done = 0, tail = __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
-
-	for (unsigned i = 0; i < u->stash_nr; i++)
-		done += ((struct req *)(uintptr_t)u->stash[i].data)->quiet;
-	for (unsigned i = r->head; i != tail; i = (i + 1) % r->nr)
-		done += ((struct req *)(uintptr_t)r->io_events[i].data)->quiet;
-	return done;
-}
-
-/*
- * Nothing tells of a quiet request's end, so it must be done when
- * io_submit returns. One that is not ran on a file judged to be in memory
- * whose number now names another, until the judge forgets within a second
- * (judge.c): it is waited for here, as native AIO waits for a buffered
- * read, its events kept for the next reap.
- */
-static void quiet_settle(struct aio_ctx *ctx, struct uring *u)
-{
-	if (likely(quiet_done(u) == u->quiet))
-		return;
-	while (quiet_done(u) < u->quiet) {
-		long got = kernel_syscall(__NR_io_getevents, (long)u->aio, 1,
-					  ctx->max_outstanding - u->stash_nr,
-					  (long)(u->stash + u->stash_nr), 0, 0);
-
-		if (got > 0)
-			u->stash_nr += (unsigned)got;
-	}
-}
-
-/*
  * To the native context, as the program's iocbs but for the request as
  * data and the library's eventfd; the program's eventfd is signalled when
  * the event is published, as for the ring's.
  */
-static int aio_submit(struct aio_ctx *ctx, struct uring *u, struct req **reqs, int n)
+static int aio_submit(struct uring *u, struct req **reqs, int n)
 {
 	struct iocb iocbs[AIO_BATCH], *ios[AIO_BATCH];
 	int done = 0, err = 0;
@@ -539,11 +475,6 @@ static int aio_submit(struct aio_ctx *ctx, struct uring *u, struct req **reqs, i
 			iocbs[i] = req->kiocb;
 			iocbs[i].data = req;
 			ios[i] = &iocbs[i];
-			req->quiet = goes_quiet(ctx, req);
-			if (req->quiet) {
-				iocbs[i].u.c.flags &= ~IOCB_FLAG_RESFD;
-				continue;
-			}
 			iocbs[i].u.c.flags |= IOCB_FLAG_RESFD;
 			iocbs[i].u.c.resfd = (unsigned)u->aio_fd;
 		}
@@ -552,36 +483,17 @@ static int aio_submit(struct aio_ctx *ctx, struct uring *u, struct req **reqs, i
 			err = -errno;
 			break;
 		}
-		for (int i = 0; i < ret; i++)
-			u->quiet += reqs[done + i]->quiet;
 		done += (int)ret;
 		if (ret < batch)
 			break;
 	}
-	if (u->quiet)
-		quiet_settle(ctx, u);
 	return done ? done : err;
 }
 
-/*
- * Writes go to the native context; on an auto context so do syncs, which
- * native AIO's workqueue finishes sooner than io_uring's io-wq, and the
- * reads of files in memory. A read's route was judged with its fd
- * (judge.c).
- */
-static bool goes_native(struct aio_ctx *ctx, const struct uring *u, const struct req *req)
+/* Writes go to the native context. */
+static bool goes_native(const struct uring *u, const struct req *req)
 {
-	int op = req_opcode(req);
-
-	if (!u->aio)
-		return false;
-	if (opcode_is_write(op))
-		return true;
-	if (ctx->engine != &auto_engine)
-		return false;
-	if (opcode_is_sync(op))
-		return true;
-	return (op == IO_CMD_PREAD || op == IO_CMD_PREADV) && req->in_memory;
+	return u->aio && opcode_is_write(req_opcode(req));
 }
 
 /* Run by run: those that go native to their context, the rest to the ring. */
@@ -593,12 +505,12 @@ static int uring_submit(struct aio_ctx *ctx, struct req **reqs, int n)
 	for (int i = 0; i < n; i++)
 		reqs[i]->cancelled = false;
 	while (done < n) {
-		bool native = goes_native(ctx, u, reqs[done]);
+		bool native = goes_native(u, reqs[done]);
 		int run = 1, ret;
 
-		while (done + run < n && goes_native(ctx, u, reqs[done + run]) == native)
+		while (done + run < n && goes_native(u, reqs[done + run]) == native)
 			run++;
-		ret = native ? aio_submit(ctx, u, reqs + done, run)
+		ret = native ? aio_submit(u, reqs + done, run)
 			     : sq_submit(ctx, reqs + done, run);
 		if (ret < 0)
 			return done ? done : ret;
@@ -641,28 +553,15 @@ static bool aio_ready(const struct uring *u)
 {
 	const struct aio_ring *r = aio_ring_of(u);
 
-	return u->aio && (u->stash_nr || r->head != __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE));
+	return u->aio && r->head != __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
 }
 
-static void aio_event(struct uring *u, const struct io_event *ev, struct completion *out)
+static void aio_event(const struct io_event *ev, struct completion *out)
 {
 	out->req = (struct req *)(uintptr_t)ev->data;
 	out->res = (long)ev->res;
 	out->res2 = (long)ev->res2;
-	u->quiet -= out->req->quiet;
 	valgrind_read_done(out->req, out->res);
-}
-
-/* The stash's events, oldest first. */
-static int stash_reap(struct uring *u, struct completion *out, int max)
-{
-	int n = u->stash_nr < (unsigned)max ? (int)u->stash_nr : max;
-
-	for (int i = 0; i < n; i++)
-		aio_event(u, &u->stash[i], &out[i]);
-	u->stash_nr -= (unsigned)n;
-	memmove(u->stash, u->stash + n, u->stash_nr * sizeof(*u->stash));
-	return n;
 }
 
 /* The native context's events, from its ring, as fio's userspace_reap reads it. */
@@ -670,10 +569,10 @@ static int aio_reap(struct uring *u, struct completion *out, int max)
 {
 	struct aio_ring *r = aio_ring_of(u);
 	unsigned head = r->head, tail = __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
-	int n = unlikely(u->stash_nr) ? stash_reap(u, out, max) : 0;
+	int n = 0;
 
 	while (head != tail && n < max) {
-		aio_event(u, &r->io_events[head], &out[n]);
+		aio_event(&r->io_events[head], &out[n]);
 		head = (head + 1) % r->nr;
 		n++;
 	}
@@ -836,16 +735,19 @@ static int uring_cancel_once(struct aio_ctx *ctx, struct req *req)
 	return ret;
 }
 
-#define URING_ENGINE(which)                                                                        \
-	{                                                                                          \
-		.kind = (which), .calls = &ring_calls, .thread_bound = true, .setup = uring_setup, \
-		.teardown = uring_teardown, .submit = uring_submit, .reap = uring_reap,            \
-		.ready = uring_ready, .run_deferred = uring_run_deferred, .arm = uring_arm,        \
-		.wait_fd = uring_wait_fd, .cancel = uring_cancel_once, .wait = uring_wait,         \
-		.wake = uring_wake,                                                                \
-	}
-
-const struct engine uring_engine = URING_ENGINE(AIO_COMPAT_URING);
-
-/* The same ring, whose syncs and reads of files in memory go to native AIO too. */
-const struct engine auto_engine = URING_ENGINE(AIO_COMPAT_AUTO);
+const struct engine uring_engine = {
+	.kind = AIO_COMPAT_URING,
+	.calls = &ring_calls,
+	.thread_bound = true,
+	.setup = uring_setup,
+	.teardown = uring_teardown,
+	.submit = uring_submit,
+	.reap = uring_reap,
+	.ready = uring_ready,
+	.run_deferred = uring_run_deferred,
+	.arm = uring_arm,
+	.wait_fd = uring_wait_fd,
+	.cancel = uring_cancel_once,
+	.wait = uring_wait,
+	.wake = uring_wake,
+};

@@ -11,6 +11,8 @@
 #include "internal.h"
 #include "../lib/shared.h"
 
+#include <aio-compat.h>
+
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
@@ -18,6 +20,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -267,6 +270,23 @@ static void register_atfork(void)
 }
 
 /*
+ * POSIX AIO never keeps its caller waiting, whatever the file: aio_read of
+ * an empty pipe returns at once. The library's ring on io_uring does that,
+ * where native AIO, and so auto, reads a pipe inside io_submit. So the
+ * face asks for the ring unless AIO_COMPAT_BACKEND names a backend, and
+ * takes auto where the ring cannot be had.
+ */
+static int context_setup(int nr, io_context_t *ctx)
+{
+	const char *env = getenv("AIO_COMPAT_BACKEND");
+
+	if ((!env || !*env || !strcmp(env, "auto")) &&
+	    !aio_compat_setup(nr, ctx, AIO_COMPAT_URING))
+		return 0;
+	return io_setup(nr, ctx);
+}
+
+/*
  * The context is set up outside the engine lock: io_setup takes the
  * registry's lock, and the fork handlers take both, in the order they
  * were registered in, which depends on which came first in the process.
@@ -282,9 +302,9 @@ static int engine_start(void)
 	if (atomic_load_explicit(&engine_ready, memory_order_acquire))
 		return 0;
 	pthread_once(&atfork_once, register_atfork);
-	ret = io_setup(MAX_INFLIGHT, &ctx);
+	ret = context_setup(MAX_INFLIGHT, &ctx);
 	if (ret == -EAGAIN)
-		ret = io_setup(MIN_INFLIGHT, &ctx);
+		ret = context_setup(MIN_INFLIGHT, &ctx);
 	if (ret < 0)
 		return -ret;
 	engine_lock();

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * One context, files of every kind at once: tmpfs (whose reads an auto
- * context sends to native AIO), buffered ext4 and O_DIRECT (io_uring).
- * Each check holds on every backend; on auto it runs both paths at once.
+ * One context, files of every kind at once: tmpfs, buffered ext4 and
+ * O_DIRECT; on auto, reads of an ext4 file whose pages are on the disk
+ * (a cold file) go through io_uring, the rest to native AIO. Each check
+ * holds on every backend; on auto it runs both paths at once.
  */
+#include "aio-ring.h"
 #include "util.h"
 
 #include <dirent.h>
@@ -12,11 +14,13 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/uio.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #define BLOCK 4096
@@ -68,6 +72,29 @@ static int io_wq_workers(void)
 	return n;
 }
 
+/* The io_urings this process holds. */
+static int io_uring_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int n = 0;
+
+	ck_assert_ptr_nonnull(d);
+	while ((e = readdir(d))) {
+		char path[300], target[64];
+		ssize_t len;
+
+		snprintf(path, sizeof(path), "/proc/self/fd/%s", e->d_name);
+		len = readlink(path, target, sizeof(target) - 1);
+		if (len > 0) {
+			target[len] = 0;
+			n += !strcmp(target, "anon_inode:[io_uring]");
+		}
+	}
+	closedir(d);
+	return n;
+}
+
 /* Reads of tmpfs on an auto context are done by native AIO: no worker. */
 START_TEST(tmpfs_reads_need_no_worker)
 {
@@ -89,6 +116,220 @@ START_TEST(tmpfs_reads_need_no_worker)
 			ck_assert_int_eq((long)ev[i].res, BLOCK);
 	}
 	ck_assert_int_eq(io_wq_workers(), 0);
+	ck_assert_int_eq(io_uring_fds(), 0);
+	free(buf);
+}
+END_TEST
+
+#define COLD_SIZE (4 << 20)
+#define COLD_READ (1 << 20)
+
+/* A buffered file on the disk, filled with its offsets' low bytes and written out. */
+static int cold_file(void)
+{
+	int fd = tmpfile_in("/var/tmp", 0, 0);
+	char *buf = aligned_buf(COLD_SIZE, 0);
+	struct statfs fs;
+
+	ck_assert_int_eq(fstatfs(fd, &fs), 0);
+	if (fs.f_type == 0x01021994) { /* TMPFS_MAGIC: no disk here */
+		close(fd);
+		free(buf);
+		return -1;
+	}
+	for (int i = 0; i < COLD_SIZE; i++)
+		buf[i] = (char)(i / BLOCK);
+	ck_assert_int_eq(pwrite(fd, buf, COLD_SIZE, 0), COLD_SIZE);
+	ck_assert_int_eq(fdatasync(fd), 0);
+	free(buf);
+	return fd;
+}
+
+/*
+ * Reads of 1 MiB whose pages are dropped first keep io_submit waiting on
+ * the disk, until the library judges the file cold: then its io_uring
+ * appears. False if it never does.
+ */
+static bool make_cold(io_context_t c, int fd)
+{
+	char *buf = aligned_buf(COLD_READ, 0);
+	struct iocb cb;
+
+	for (int round = 0; round < 64 && !io_uring_fds(); round++) {
+		ck_assert_int_eq(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+		io_prep_pread(&cb, fd, buf, COLD_READ, (round % 4) * COLD_READ);
+		ck_assert_int_eq(submit_one(c, &cb), 1);
+		ck_assert_int_eq(reap_one(c, &cb), COLD_READ);
+	}
+	free(buf);
+	return io_uring_fds() > 0;
+}
+
+/* The cold file on an auto context, or why not (a SKIP line). */
+static int cold_or_skip(io_context_t c)
+{
+	int fd;
+
+	if (strcmp(test_backend(), "auto"))
+		return -1;
+	fd = cold_file();
+	if (fd < 0) {
+		test_skip(NULL, "cold reads: /var/tmp is on tmpfs, no file can be cold");
+		return -1;
+	}
+	if (!make_cold(c, fd)) {
+		test_skip(NULL, "cold reads: reads of 1 MiB from the disk never kept io_submit waiting");
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static void check_block(const char *buf, int block)
+{
+	ck_assert_int_eq(buf[0], (char)block);
+	ck_assert_int_eq(buf[BLOCK - 1], (char)block);
+}
+
+/*
+ * Reads of a cold file with an eventfd, beside tmpfs reads and a sync held
+ * behind a write: each event names its iocb, with the bytes the kernel
+ * read and the eventfd counted once each; the ring the handle points at
+ * holds them, as native AIO's does.
+ */
+START_TEST(cold_reads_through_io_uring)
+{
+	struct iocb cbs[PER_FILE * 2 + 2], *list[PER_FILE * 2 + 2];
+	struct io_event ev[PER_FILE * 2 + 2];
+	char *bufs = aligned_buf(BLOCK * PER_FILE * 2, 0);
+	char *one = aligned_buf(BLOCK, 'w');
+	int fd = cold_or_skip(ctx), efd = eventfd(0, EFD_CLOEXEC), n = 0;
+	uint64_t count = 0, seen;
+
+	if (fd < 0)
+		return;
+	ck_assert_int_eq(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+	for (int i = 0; i < PER_FILE; i++) {
+		io_prep_pread(&cbs[n], fd, bufs + n * BLOCK, BLOCK, (off_t)(i * 97 % 1024) * BLOCK);
+		io_set_eventfd(&cbs[n], efd);
+		cbs[n].data = (void *)(long)(i * 97 % 1024);
+		list[n] = &cbs[n];
+		n++;
+		io_prep_pread(&cbs[n], files[0], bufs + n * BLOCK, BLOCK, i * BLOCK);
+		cbs[n].data = (void *)-1L;
+		list[n] = &cbs[n];
+		n++;
+	}
+	io_prep_pwrite(&cbs[n], files[1], one, BLOCK, 0);
+	cbs[n].data = (void *)-2L;
+	list[n] = &cbs[n];
+	n++;
+	io_prep_fsync(&cbs[n], files[1]);
+	cbs[n].data = (void *)-3L;
+	list[n] = &cbs[n];
+	n++;
+	ck_assert_int_eq(io_submit(ctx, n, list), n);
+	ck_assert_int_eq(io_cancel(ctx, &cbs[0], &ev[0]), -EINVAL);
+	while (count < PER_FILE) {
+		struct pollfd p = { .fd = efd, .events = POLLIN };
+
+		ck_assert_int_eq(poll(&p, 1, 5000), 1);
+		ck_assert_int_eq(read(efd, &seen, sizeof(seen)), sizeof(seen));
+		count += seen;
+	}
+	ck_assert_uint_eq(count, PER_FILE);
+	reap_n(ctx, n, ev, 5000);
+	for (int i = 0; i < n; i++) {
+		long block = (long)ev[i].data;
+
+		ck_assert_int_eq((long)ev[i].res, block == -3 ? 0 : BLOCK);
+		if (block >= 0)
+			check_block(ev[i].obj->u.c.buf, (int)block);
+	}
+	ck_assert_uint_eq(((struct aio_ring *)ctx)->head, ((struct aio_ring *)ctx)->tail);
+	close(efd);
+	close(fd);
+	free(one);
+	free(bufs);
+}
+END_TEST
+
+#define COLD_THREADS 2
+
+struct cold_reads {
+	struct iocb cbs[PER_FILE];
+	char buf[BLOCK * PER_FILE];
+};
+
+static void *cold_reader_main(void *arg)
+{
+	int fd = (int)(long)arg;
+	struct cold_reads *r = calloc(1, sizeof(*r));
+	struct iocb *list[PER_FILE];
+
+	for (int i = 0; i < PER_FILE; i++) {
+		io_prep_pread(&r->cbs[i], fd, r->buf + i * BLOCK, BLOCK,
+			      (off_t)(i * 131 % 1024) * BLOCK);
+		list[i] = &r->cbs[i];
+	}
+	ck_assert_int_eq(io_submit(ctx, PER_FILE, list), PER_FILE);
+	/* The thread ends with its reads in flight: they are still done. */
+	return r;
+}
+
+/* Threads that submit cold reads and exit; the main thread reaps them all. */
+START_TEST(cold_reads_outlive_their_thread)
+{
+	pthread_t threads[COLD_THREADS];
+	struct io_event ev[PER_FILE * COLD_THREADS];
+	void *bufs[COLD_THREADS];
+	int fd = cold_or_skip(ctx);
+
+	if (fd < 0)
+		return;
+	ck_assert_int_eq(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+	for (long t = 0; t < COLD_THREADS; t++)
+		ck_assert_int_eq(pthread_create(&threads[t], NULL, cold_reader_main, (void *)(long)fd),
+				 0);
+	for (int t = 0; t < COLD_THREADS; t++)
+		ck_assert_int_eq(pthread_join(threads[t], &bufs[t]), 0);
+	reap_n(ctx, PER_FILE * COLD_THREADS, ev, 5000);
+	for (int i = 0; i < PER_FILE * COLD_THREADS; i++) {
+		ck_assert_int_eq((long)ev[i].res, BLOCK);
+		check_block(ev[i].obj->u.c.buf, (int)(ev[i].obj->u.c.offset / BLOCK));
+	}
+	for (int t = 0; t < COLD_THREADS; t++)
+		free(bufs[t]);
+	close(fd);
+}
+END_TEST
+
+/* io_destroy with cold reads in flight returns once they are done. */
+START_TEST(destroy_with_cold_reads_in_flight)
+{
+	struct iocb cbs[PER_FILE], *list[PER_FILE];
+	char *buf = aligned_buf(BLOCK * PER_FILE, 0);
+	io_context_t doomed = NULL;
+	int fd;
+
+	ck_assert_int_eq(io_setup(64, &doomed), 0);
+	fd = cold_or_skip(doomed);
+	if (fd < 0) {
+		ck_assert_int_eq(io_destroy(doomed), 0);
+		free(buf);
+		return;
+	}
+	ck_assert_int_eq(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+	for (int i = 0; i < PER_FILE; i++) {
+		io_prep_pread(&cbs[i], fd, buf + i * BLOCK, BLOCK, (off_t)(i * 61 % 1024) * BLOCK);
+		list[i] = &cbs[i];
+	}
+	ck_assert_int_eq(io_submit(doomed, PER_FILE, list), PER_FILE);
+	ck_assert_int_eq(io_destroy(doomed), 0);
+	/* Done before io_destroy returned: nothing writes the buffers after. */
+	for (int i = 0; i < PER_FILE; i++)
+		check_block(buf + i * BLOCK, i * 61 % 1024);
+	close(fd);
 	free(buf);
 }
 END_TEST
@@ -392,6 +633,9 @@ static Suite *mixed_suite(void)
 	tcase_add_test(tc, destroy_in_flight);
 	tcase_add_test(tc, number_reused_for_another_file);
 	tcase_add_test(tc, sleeper_woken_by_reads_done_in_submit);
+	tcase_add_test(tc, cold_reads_through_io_uring);
+	tcase_add_test(tc, cold_reads_outlive_their_thread);
+	tcase_add_test(tc, destroy_with_cold_reads_in_flight);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -81,7 +81,7 @@ int ctx_is_uring(io_context_t ctx)
 {
 	int backend = aio_compat_backend ? aio_compat_backend(ctx) : -EINVAL;
 
-	return backend == AIO_COMPAT_URING || backend == AIO_COMPAT_AUTO;
+	return backend == AIO_COMPAT_URING;
 }
 
 int tmpfile_in(const char *dir, size_t size, int flags)

@@ -87,7 +87,7 @@ const char *test_backend(void);
  * kernel older than major.minor would ("none": older than any).
  */
 int uring_emulates_before(unsigned major, unsigned minor);
-/* True when the context runs on io_uring, forced or auto (false under the real libaio). */
+/* True when the context runs on the library's ring on io_uring (false under the real libaio). */
 int ctx_is_uring(io_context_t ctx);
 
 /* A fresh file of size bytes in dir (NULL: /dev/shm), unlinked; returns fd. */

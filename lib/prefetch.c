@@ -1,0 +1,265 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Cold reads, on an auto context (native.c): buffered reads of a file on
+ * disk whose pages are not in memory. Native AIO reads them inside
+ * io_submit, one after another, the caller blocked on the disk; io_uring
+ * starts them all without blocking. So the reads of a file seen to block
+ * go to an io_uring of the context's own, made at the first such file,
+ * and each one it finished is posted to the kernel's context by native.c.
+ *
+ * A file is judged cold when an io_submit that read it took long (native.c
+ * times one call in SAMPLE_EVERY), and warm again once COLD_HITS of its
+ * reads in a row finished inside io_uring's submission: native AIO reads
+ * pages in memory at once, and cheaper. Only a regular file that is not
+ * itself in memory, open for reading and not O_DIRECT, is ever cold.
+ *
+ * Everything here runs under the context's lock but prefetch_wait(),
+ * which only sleeps until the CQ has something.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <stdlib.h>
+#include <string.h>
+#include <linux/magic.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define COLD_HITS 32
+#define SUBMIT_TRIES 4
+
+struct cold_file {
+	dev_t dev;
+	ino_t ino;
+	time_t checked; /* the second it was last looked at */
+	uint8_t hits;	/* reads in a row found in memory */
+	bool cold;
+};
+
+struct prefetch {
+	struct io_uring ring;
+	int null_fd;	/* /dev/null: what a fetched read is posted as */
+	uint32_t round; /* the submissions so far */
+	unsigned nr_files, cold_nr;
+	struct cold_file *files; /* by the program's fd number */
+};
+
+struct prefetch *prefetch_new(unsigned entries)
+{
+	struct io_uring_params p = { .flags = IORING_SETUP_CQSIZE };
+	struct prefetch *pf = calloc(1, sizeof(*pf));
+	int fd;
+
+	if (!pf)
+		return NULL;
+	p.cq_entries = entries > PREFETCH_SQ ? entries : PREFETCH_SQ;
+	fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	pf->null_fd = fd < 0 ? fd : fd_hold(fd);
+	if (fd >= 0)
+		close_nocancel(fd);
+	if (pf->null_fd < 0 || io_uring_queue_init_params(PREFETCH_SQ, &pf->ring, &p)) {
+		if (pf->null_fd >= 0)
+			close_nocancel(pf->null_fd);
+		free(pf);
+		return NULL;
+	}
+	return pf;
+}
+
+void prefetch_free(struct prefetch *pf)
+{
+	io_uring_queue_exit(&pf->ring);
+	close_nocancel(pf->null_fd);
+	free(pf->files);
+	free(pf);
+}
+
+int prefetch_null_fd(const struct prefetch *pf)
+{
+	return pf->null_fd;
+}
+
+bool prefetch_any_cold(const struct prefetch *pf)
+{
+	return pf && pf->cold_nr;
+}
+
+bool prefetch_cold(const struct prefetch *pf, int fd)
+{
+	return (unsigned)fd < pf->nr_files && pf->files[fd].cold;
+}
+
+static void file_warm(struct prefetch *pf, int fd)
+{
+	if (prefetch_cold(pf, fd)) {
+		pf->files[fd].cold = false;
+		pf->cold_nr--;
+	}
+}
+
+/* A regular file whose pages can be away on a disk, read through the page cache. */
+static bool file_can_be_cold(int fd, struct stat *st)
+{
+	struct statfs fs;
+	int fl = fcntl(fd, F_GETFL);
+
+	if (fl < 0 || fl & (O_DIRECT | O_PATH) || (fl & O_ACCMODE) == O_WRONLY)
+		return false;
+	if (fstat(fd, st) || !S_ISREG(st->st_mode) || fstatfs(fd, &fs))
+		return false;
+	return fs.f_type != TMPFS_MAGIC && fs.f_type != RAMFS_MAGIC;
+}
+
+void prefetch_judge(struct prefetch *pf, int fd)
+{
+	struct timespec now;
+	struct stat st;
+
+	if (fd < 0 || prefetch_cold(pf, fd) || !file_can_be_cold(fd, &st))
+		return;
+	if ((unsigned)fd >= pf->nr_files) {
+		unsigned n = pf->nr_files ? pf->nr_files : 64;
+		struct cold_file *files;
+
+		while (n <= (unsigned)fd)
+			n *= 2;
+		files = realloc(pf->files, n * sizeof(*files));
+		if (!files)
+			return;
+		memset(files + pf->nr_files, 0, (n - pf->nr_files) * sizeof(*files));
+		pf->files = files;
+		pf->nr_files = n;
+	}
+	pf->files[fd] = (struct cold_file){ .dev = st.st_dev, .ino = st.st_ino, .cold = true };
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+	pf->files[fd].checked = now.tv_sec;
+	pf->cold_nr++;
+}
+
+/*
+ * Whether fd's reads still go to io_uring. The number may name another
+ * file since it was judged, or the same one opened otherwise: it is looked
+ * at again once a second (the vDSO's clock, no system call). Meanwhile a
+ * read of whatever it names goes to io_uring, which reads it as native
+ * AIO would.
+ */
+bool prefetch_takes(struct prefetch *pf, int fd)
+{
+	struct cold_file *f = &pf->files[fd];
+	struct timespec now;
+	struct stat st;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+	if (likely(f->checked == now.tv_sec))
+		return true;
+	if (file_can_be_cold(fd, &st) && st.st_dev == f->dev && st.st_ino == f->ino) {
+		f->checked = now.tv_sec;
+		return true;
+	}
+	file_warm(pf, fd);
+	return false;
+}
+
+/* Queues req's read, on its held fd; false if the SQ has no room. */
+bool prefetch_read(struct prefetch *pf, struct req *req)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&pf->ring);
+
+	if (!sqe) {
+		io_uring_submit(&pf->ring);
+		sqe = io_uring_get_sqe(&pf->ring);
+	}
+	if (!sqe)
+		return false;
+	io_uring_prep_read(sqe, req_fd(req), (void *)(uintptr_t)req->kiocb.u.c.buf,
+			   (unsigned)req->kiocb.u.c.nbytes, (uint64_t)req->kiocb.u.c.offset);
+	io_uring_sqe_set_data(sqe, req);
+	req->round = pf->round;
+	return true;
+}
+
+/*
+ * Hands the queued reads to the kernel. What it does not take is withdrawn
+ * and returned in left[], for native AIO to read: a submission turned away
+ * whole (-EAGAIN, -EBUSY) is tried SUBMIT_TRIES times.
+ */
+int prefetch_submit(struct prefetch *pf, struct req **left, int max)
+{
+	struct io_uring *ring = &pf->ring;
+	unsigned start = *ring->sq.khead, end = ring->sq.sqe_tail, taken = 0;
+	int ret, tries = 0, n = 0;
+
+	do {
+		ret = io_uring_submit(ring);
+		if (ret > 0)
+			taken += (unsigned)ret;
+	} while (start + taken != end && (ret > 0 || ++tries < SUBMIT_TRIES));
+	pf->round++;
+	for (unsigned i = start + taken; i != end && n < max; i++)
+		left[n++] = (struct req *)(uintptr_t)ring->sq.sqes[i & *ring->sq.kring_mask].user_data;
+	ring->sq.sqe_head = ring->sq.sqe_tail = start + taken;
+	io_uring_smp_store_release(ring->sq.ktail, start + taken);
+	return n;
+}
+
+/*
+ * Takes up to max finished reads. A read found in memory within the
+ * submission that sent it (just_sent, the round not yet over) is a hit;
+ * enough of them in a row and the file is warm.
+ */
+int prefetch_reap(struct prefetch *pf, struct req **out, int max, bool just_sent)
+{
+	struct io_uring_cqe *cqe;
+	unsigned head, seen = 0;
+	int n = 0;
+
+	io_uring_for_each_cqe(&pf->ring, head, cqe)
+	{
+		struct req *req = io_uring_cqe_get_data(cqe);
+		struct cold_file *f;
+
+		if (n == max)
+			break;
+		seen++;
+		if (!req)
+			continue; /* prefetch_wake()'s */
+		req->res = cqe->res;
+		out[n++] = req;
+		if ((unsigned)req->prog_fd >= pf->nr_files || !pf->files[req->prog_fd].cold)
+			continue;
+		f = &pf->files[req->prog_fd];
+		if (!just_sent || req->round != pf->round - 1)
+			f->hits = 0;
+		else if (++f->hits == COLD_HITS)
+			file_warm(pf, req->prog_fd);
+	}
+	io_uring_cq_advance(&pf->ring, seen);
+	return n;
+}
+
+/* Sleeps until a read may have finished; without the context's lock. */
+void prefetch_wait(struct prefetch *pf)
+{
+	syscall(__NR_io_uring_enter, pf->ring.ring_fd, 0, 1, IORING_ENTER_GETEVENTS, NULL, 0);
+}
+
+/* Wakes prefetch_wait(), with a request of no one's. */
+void prefetch_wake(struct prefetch *pf)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&pf->ring);
+
+	if (!sqe) {
+		io_uring_submit(&pf->ring);
+		sqe = io_uring_get_sqe(&pf->ring);
+	}
+	if (!sqe)
+		return;
+	io_uring_prep_nop(sqe);
+	io_uring_sqe_set_data(sqe, NULL);
+	io_uring_submit(&pf->ring);
+}
