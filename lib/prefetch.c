@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "valgrind.h"
 
 #define COLD_HITS 32
 #define SUBMIT_TRIES 4
@@ -229,6 +230,7 @@ int prefetch_reap(struct prefetch *pf, struct req **out, int max, bool just_sent
 		if (!req)
 			continue; /* prefetch_wake()'s */
 		req->res = cqe->res;
+		valgrind_read_done(req, cqe->res);
 		out[n++] = req;
 		if ((unsigned)req->prog_fd >= pf->nr_files || !pf->files[req->prog_fd].cold)
 			continue;
