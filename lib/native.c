@@ -38,12 +38,12 @@
 
 /*
  * On an auto context, one io_submit in SAMPLE_EVERY is timed; one that
- * took over COLD_NS per iocb waited for a disk, and the files it read are
- * judged (prefetch.c). A buffered read of a page in memory takes about
- * 1 us here, of a page on disk 50 us and more.
+ * took over COLD_NS per iocb and a nanosecond per byte waited for a disk,
+ * and the files it read are judged (prefetch.c). A buffered read of 4 KiB
+ * in memory takes 1-2 us here, of 4 KiB on a disk 30 us and more.
  */
 #define SAMPLE_EVERY 16
-#define COLD_NS 20000
+#define COLD_NS 4000
 
 /* iocbs to the kernel, and events from it, at a time */
 #define FLUSH_MAX 64
@@ -71,6 +71,7 @@ struct native {
 	struct prefetch *pf;  /* made at the first cold file */
 	unsigned calls;	      /* io_submit calls: one in SAMPLE_EVERY is timed */
 	unsigned fetches;     /* cold reads whose events are not yet posted */
+	_Atomic bool fetching; /* fetches: a reaper may wait in the io_uring */
 	bool fetcher, fetch_stop;
 };
 
@@ -79,10 +80,11 @@ static struct native *native(struct aio_ctx *ctx)
 	return ctx->priv;
 }
 
-/* Under the lock, after held or stash_nr changed. */
+/* Under the lock, after held, stash_nr or fetches changed. */
 static void kept_update(struct native *nat)
 {
 	atomic_store_explicit(&nat->kept, nat->held || nat->stash_nr, memory_order_relaxed);
+	atomic_store_explicit(&nat->fetching, nat->fetches, memory_order_relaxed);
 }
 
 /* Where syscall.c is not linked in (the static library), glibc's is the kernel's. */
@@ -441,7 +443,7 @@ static void *fetch_main(void *arg)
 	pthread_mutex_lock(&ctx->lock);
 	while (!nat->fetch_stop) {
 		pthread_mutex_unlock(&ctx->lock);
-		prefetch_wait(nat->pf);
+		prefetch_wait(nat->pf, NULL);
 		pthread_mutex_lock(&ctx->lock);
 		fetches_post(ctx, false);
 	}
@@ -519,35 +521,58 @@ static int fetch_cold(struct aio_ctx *ctx, struct iocb *obj, const struct iocb *
 		return 1;
 	}
 	nat->fetches++;
+	kept_update(nat);
 	return 0;
 }
 
 /*
- * After an io_submit that took long: the files it read that can be cold
- * are, from now on. The iocbs are read again, under the guard: if the
- * program has changed them since, a file is judged for nothing.
+ * How long nr iocbs of ios[] may take in memory; the count of them is in
+ * *nr, and the fds of their reads that can be cold in fds[] (-1 for none).
  */
-static void cold_look(struct aio_ctx *ctx, struct iocb *const *ios, long nr)
+static uint64_t expected_ns(struct iocb *const *ios, long *nr, int *fds)
+{
+	uint64_t ns = 0;
+
+	for (long i = 0; i < *nr; i += IOCB_COPY_BATCH) {
+		struct iocb *objs[IOCB_COPY_BATCH], copies[IOCB_COPY_BATCH];
+		long want = *nr - i < IOCB_COPY_BATCH ? *nr - i : IOCB_COPY_BATCH;
+		long got = copy_iocbs_from_prog(ios + i, want, objs, copies);
+
+		for (long k = 0; k < got; k++) {
+			ns += COLD_NS + (copies[k].u.c.nbytes < (1ul << 30) ? copies[k].u.c.nbytes
+									 : 1ul << 30);
+			fds[i + k] = fetchable(&copies[k]) ? (int)copies[k].aio_fildes : -1;
+		}
+		if (got < want) {
+			*nr = i + got;
+			break;
+		}
+	}
+	return ns;
+}
+
+/*
+ * After a timed io_submit of nr iocbs that took ns: if it waited for a
+ * disk, the files it read that can be cold are, from now on. The iocbs
+ * are read again, under the guard: if the program has changed them since,
+ * a file is judged for nothing.
+ */
+static void cold_look(struct aio_ctx *ctx, struct iocb *const *ios, long nr, uint64_t ns)
 {
 	struct native *nat = native(ctx);
+	int fds[FLUSH_MAX];
 
+	if (nr > FLUSH_MAX)
+		nr = FLUSH_MAX;
+	if (ns <= expected_ns(ios, &nr, fds))
+		return;
 	if (!nat->pf && !nat->prefetch_failed) {
 		nat->pf = prefetch_new(ctx->ring_nr);
 		nat->prefetch_failed = !nat->pf;
 	}
-	if (!nat->pf)
-		return;
-	for (long i = 0; i < nr; i += IOCB_COPY_BATCH) {
-		struct iocb *objs[IOCB_COPY_BATCH], copies[IOCB_COPY_BATCH];
-		long want = nr - i < IOCB_COPY_BATCH ? nr - i : IOCB_COPY_BATCH;
-		long got = copy_iocbs_from_prog(ios + i, want, objs, copies);
-
-		for (long k = 0; k < got; k++)
-			if (fetchable(&copies[k]))
-				prefetch_judge(nat->pf, (int)copies[k].aio_fildes);
-		if (got < want)
-			return;
-	}
+	for (long i = 0; nat->pf && i < nr; i++)
+		if (fds[i] >= 0)
+			prefetch_judge(nat->pf, fds[i]);
 }
 
 static void watch_start(struct aio_ctx *ctx)
@@ -787,8 +812,12 @@ static long native_submit(struct aio_ctx *ctx, long nr, struct iocb **ios)
 	}
 	if (nat->fetches != fetches)
 		fetches_send(ctx);
-	if (start && ret > 0 && now_ns() - start > (uint64_t)ret * COLD_NS)
-		cold_look(ctx, ios, ret);
+	if (start && ret > 0) {
+		uint64_t ns = now_ns() - start;
+
+		if (ns > (uint64_t)ret * COLD_NS)
+			cold_look(ctx, ios, ret, ns);
+	}
 	pthread_mutex_unlock(&ctx->lock);
 	return ret;
 }
@@ -843,6 +872,70 @@ static int enter(struct aio_ctx *ctx, struct io_event *ev, long nr, long *got, b
 	return n < 0 ? (int)n : 0;
 }
 
+static bool ring_empty(const struct aio_ctx *ctx)
+{
+	return atomic_load_explicit((_Atomic unsigned *)&ctx->ring->tail, memory_order_acquire) ==
+	       atomic_load_explicit((_Atomic unsigned *)&ctx->ring->head, memory_order_relaxed);
+}
+
+/* Whether all a reaper can wait for is cold reads still in io_uring. */
+static bool cold_only(struct aio_ctx *ctx)
+{
+	struct native *nat = native(ctx);
+	bool only = false;
+
+	pthread_mutex_lock(&ctx->lock);
+	if (!ctx->dead) {
+		catch_up(ctx);
+		only = nat->fetches && !nat->inflight && ring_empty(ctx);
+	}
+	pthread_mutex_unlock(&ctx->lock);
+	return only;
+}
+
+/*
+ * A reaper with nothing to wait for but cold reads waits in the io_uring
+ * and posts them itself: woken once, where in the kernel's context it
+ * would be woken after the fetcher thread was. A program's own
+ * submissions the library never saw may wait meanwhile until a cold read
+ * ends.
+ */
+static long cold_getevents(struct aio_ctx *ctx, long min_nr, long nr, struct io_event *events,
+			   const struct timespec *timeout)
+{
+	static const struct timespec none;
+	struct native *nat = native(ctx);
+	struct timespec deadline = { 0 }, left;
+	bool limited = timeout && deadline_from(&deadline, timeout);
+	long got = 0, n;
+
+	for (;;) {
+		int ret;
+
+		n = sys_getevents(nat, 0, nr - got, events + got, &none, NULL);
+		if (n < 0)
+			return got ? got : n;
+		got += n;
+		if (got >= min_nr || (limited && !time_left(&deadline, &left)))
+			return got;
+		if (!cold_only(ctx))
+			break;
+		ret = prefetch_wait(nat->pf, limited ? &left : NULL);
+		if (ret == -EOPNOTSUPP)
+			break;
+		pthread_mutex_lock(&ctx->lock);
+		fetches_post(ctx, false);
+		pthread_mutex_unlock(&ctx->lock);
+		if (ret == -EINTR)
+			return got ? got : ret;
+	}
+	n = sys_getevents(nat, min_nr - got, nr - got, events + got, limited ? &left : timeout,
+			  NULL);
+	if (n < 0)
+		return got ? got : n;
+	return got + n;
+}
+
 /*
  * io_getevents is the kernel's, with events io_queue_wait took first.
  * While a sync is held, each wait comes back at the first event, so that
@@ -858,8 +951,12 @@ static long native_getevents(struct aio_ctx *ctx, long min_nr, long nr, struct i
 	long got = 0, n;
 	int err;
 
-	if (likely(!atomic_load_explicit(&nat->kept, memory_order_relaxed)))
+	if (likely(!atomic_load_explicit(&nat->kept, memory_order_relaxed))) {
+		if (unlikely(atomic_load_explicit(&nat->fetching, memory_order_relaxed)) &&
+		    min_nr > 0 && !sigmask)
+			return cold_getevents(ctx, min_nr, nr, events, timeout);
 		return sys_getevents(nat, min_nr, nr, events, timeout, sigmask);
+	}
 	err = enter(ctx, events, nr, &got, &held);
 	if (err)
 		return err;
@@ -904,12 +1001,6 @@ static long native_take(struct aio_ctx *ctx, struct io_event *ev, long nr)
 	if (got)
 		return got;
 	return sys_getevents(native(ctx), 0, nr, ev, &now, NULL);
-}
-
-static bool ring_empty(const struct aio_ctx *ctx)
-{
-	return atomic_load_explicit((_Atomic unsigned *)&ctx->ring->tail, memory_order_acquire) ==
-	       atomic_load_explicit((_Atomic unsigned *)&ctx->ring->head, memory_order_relaxed);
 }
 
 /* Events io_queue_wait took, kept for whoever reaps next. */

@@ -18,6 +18,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <liburing.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,14 +32,14 @@
 #include "internal.h"
 #include "valgrind.h"
 
-#define COLD_HITS 32
+#define COLD_HITS 256
 #define SUBMIT_TRIES 4
 
 struct cold_file {
 	dev_t dev;
 	ino_t ino;
 	time_t checked; /* the second it was last looked at */
-	uint8_t hits;	/* reads in a row found in memory */
+	uint16_t hits;	/* reads in a row found in memory */
 	bool cold;
 };
 
@@ -244,10 +245,28 @@ int prefetch_reap(struct prefetch *pf, struct req **out, int max, bool just_sent
 	return n;
 }
 
-/* Sleeps until a read may have finished; without the context's lock. */
-void prefetch_wait(struct prefetch *pf)
+/*
+ * Sleeps until a read may have finished, or for timeout at most (NULL: no
+ * limit), without the context's lock: 0, -ETIME, -EINTR for a signal, or
+ * -EOPNOTSUPP for a timeout the kernel cannot take here (before 5.11).
+ */
+int prefetch_wait(struct prefetch *pf, const struct timespec *timeout)
 {
-	syscall(__NR_io_uring_enter, pf->ring.ring_fd, 0, 1, IORING_ENTER_GETEVENTS, NULL, 0);
+	struct __kernel_timespec ts;
+	struct io_uring_getevents_arg arg = { .sigmask_sz = _NSIG / 8, .ts = (uintptr_t)&ts };
+	unsigned flags = IORING_ENTER_GETEVENTS;
+	long ret;
+
+	if (timeout && !(pf->ring.features & IORING_FEAT_EXT_ARG))
+		return -EOPNOTSUPP;
+	if (timeout) {
+		ts.tv_sec = timeout->tv_sec;
+		ts.tv_nsec = timeout->tv_nsec;
+		flags |= IORING_ENTER_EXT_ARG;
+	}
+	ret = syscall(__NR_io_uring_enter, pf->ring.ring_fd, 0, 1, flags, timeout ? &arg : NULL,
+		      timeout ? sizeof(arg) : 0);
+	return ret < 0 ? -errno : 0;
 }
 
 /* Wakes prefetch_wait(), with a request of no one's. */
