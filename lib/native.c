@@ -23,6 +23,7 @@
  * to 5 ms, and ends once none is.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,12 +67,13 @@ struct native {
 	_Atomic bool swapping;
 	pthread_mutex_t swap_lock;
 	/* auto: cold reads go through io_uring first (prefetch.c). */
-	bool prefetching;     /* an auto context */
-	bool prefetch_failed; /* no io_uring could be made for it */
-	struct prefetch *pf;  /* made at the first cold file */
-	unsigned calls;	      /* io_submit calls: one in SAMPLE_EVERY is timed */
-	unsigned fetches;     /* cold reads whose events are not yet posted */
+	bool prefetching;      /* an auto context */
+	bool prefetch_failed;  /* no io_uring could be made for it */
+	struct prefetch *pf;   /* made at the first cold file */
+	unsigned calls;	       /* io_submit calls: one in SAMPLE_EVERY is timed */
+	unsigned fetches;      /* cold reads whose events are not yet posted */
 	_Atomic bool fetching; /* fetches: a reaper may wait in the io_uring */
+	unsigned ring_waiters; /* reapers asleep in it, or on their way */
 	bool fetcher, fetch_stop;
 };
 
@@ -266,9 +268,12 @@ static void kept_iocb(struct aio_ctx *ctx, const struct req *req, struct iocb *i
 		io->aio_fildes = (uint32_t)prefetch_null_fd(native(ctx)->pf);
 		io->u.c.nbytes = (unsigned long)req->res;
 		io->u.c.offset = 0;
-	} else if (req->owns_fd && !fd_same(ctx, (int)io->aio_fildes, req_fd(req))) {
-		io->aio_fildes = req->kiocb.aio_fildes;
+		if (req->resfd >= 0)
+			io->u.c.resfd = (uint32_t)req->resfd;
+		return;
 	}
+	if (req->owns_fd && !fd_same(ctx, (int)io->aio_fildes, req_fd(req)))
+		io->aio_fildes = req->kiocb.aio_fildes;
 	if (req->resfd >= 0 && !fd_same(ctx, (int)io->u.c.resfd, req->resfd))
 		io->u.c.resfd = (uint32_t)req->resfd;
 }
@@ -418,20 +423,29 @@ out:
 
 static void *watch_main(void *arg);
 
-/* Posts what io_uring finished of the cold reads (see kept_iocb()). */
+/*
+ * Posts what io_uring finished of the cold reads (see kept_iocb()). A
+ * reaper asleep in the io_uring may have waited for one of them: it is
+ * woken, lest it sleep on for completions that have all come.
+ */
 static void fetches_post(struct aio_ctx *ctx, bool just_sent)
 {
+	struct native *nat = native(ctx);
 	struct req *done[FLUSH_MAX];
+	bool posted = false;
 	int n;
 
 	do {
 		long took;
 
-		n = prefetch_reap(native(ctx)->pf, done, FLUSH_MAX, just_sent);
+		n = prefetch_reap(nat->pf, done, FLUSH_MAX, just_sent);
 		took = n ? submit_kept(ctx, done, n) : 0;
 		for (long i = took > 0 ? took : 0; i < n; i++)
 			native_issue(ctx, done[i]);
+		posted |= n > 0;
 	} while (n == FLUSH_MAX);
+	if (posted && nat->ring_waiters)
+		prefetch_wake(nat->pf);
 }
 
 /* Until the context closes: posts cold reads as io_uring finishes them. */
@@ -470,7 +484,17 @@ static void fetches_send(struct aio_ctx *ctx)
 	fetches_post(ctx, true);
 	if (!nat->fetcher && !nat->fetch_stop)
 		nat->fetcher = !thread_start_detached(fetch_main, ctx);
+	/* No thread to post them: they are waited for here, as native AIO would. */
+	while (!nat->fetcher && nat->fetches) {
+		prefetch_wait(nat->pf, NULL);
+		fetches_post(ctx, false);
+	}
 }
+
+/* Below the top of user space of every kernel: 47 bits, or 3 GiB. */
+#define USER_TOP (sizeof(void *) == 8 ? 0x7ffffffff000ull : 0xc0000000ull)
+/* The most a read moves at once (MAX_RW_COUNT) */
+#define RW_MAX 0x7ffff000ull
 
 /*
  * What native AIO would refuse of a read, or do otherwise than io_uring
@@ -479,13 +503,12 @@ static void fetches_send(struct aio_ctx *ctx)
  */
 static bool fetchable(const struct iocb *io)
 {
-	unsigned long end = io->u.c.nbytes + (unsigned long)io->u.c.buf;
+	uint64_t buf = (uintptr_t)io->u.c.buf, len = io->u.c.nbytes;
 
 	return io->aio_lio_opcode == IO_CMD_PREAD && !io->aio_rw_flags && !io->aio_reqprio &&
-	       !(io->u.c.flags & ~IOCB_FLAG_RESFD) && !io->u.c.__pad3 && io->u.c.offset >= 0 &&
-	       io->u.c.nbytes <= 0x7ffff000 && end >= (unsigned long)io->u.c.buf &&
-	       end <= 0x7ffffffff000ul &&
-	       io->u.c.offset + (long long)io->u.c.nbytes >= io->u.c.offset;
+	       !(io->u.c.flags & ~IOCB_FLAG_RESFD) && !io->u.c.__pad3 && len <= RW_MAX &&
+	       buf + len <= USER_TOP && io->u.c.offset >= 0 &&
+	       io->u.c.offset <= LLONG_MAX - (long long)len;
 }
 
 /*
@@ -540,7 +563,7 @@ static uint64_t expected_ns(struct iocb *const *ios, long *nr, int *fds)
 
 		for (long k = 0; k < got; k++) {
 			ns += COLD_NS + (copies[k].u.c.nbytes < (1ul << 30) ? copies[k].u.c.nbytes
-									 : 1ul << 30);
+									    : 1ul << 30);
 			fds[i + k] = fetchable(&copies[k]) ? (int)copies[k].aio_fildes : -1;
 		}
 		if (got < want) {
@@ -878,7 +901,11 @@ static bool ring_empty(const struct aio_ctx *ctx)
 	       atomic_load_explicit((_Atomic unsigned *)&ctx->ring->head, memory_order_relaxed);
 }
 
-/* Whether all a reaper can wait for is cold reads still in io_uring. */
+/*
+ * Whether all a reaper can wait for is cold reads still in io_uring; if
+ * so it is counted among those asleep there, and whoever posts them first
+ * wakes it (fetches_post()).
+ */
 static bool cold_only(struct aio_ctx *ctx)
 {
 	struct native *nat = native(ctx);
@@ -888,6 +915,7 @@ static bool cold_only(struct aio_ctx *ctx)
 	if (!ctx->dead) {
 		catch_up(ctx);
 		only = nat->fetches && !nat->inflight && ring_empty(ctx);
+		nat->ring_waiters += only;
 	}
 	pthread_mutex_unlock(&ctx->lock);
 	return only;
@@ -921,11 +949,12 @@ static long cold_getevents(struct aio_ctx *ctx, long min_nr, long nr, struct io_
 		if (!cold_only(ctx))
 			break;
 		ret = prefetch_wait(nat->pf, limited ? &left : NULL);
-		if (ret == -EOPNOTSUPP)
-			break;
 		pthread_mutex_lock(&ctx->lock);
+		nat->ring_waiters--;
 		fetches_post(ctx, false);
 		pthread_mutex_unlock(&ctx->lock);
+		if (ret == -EOPNOTSUPP)
+			break;
 		if (ret == -EINTR)
 			return got ? got : ret;
 	}

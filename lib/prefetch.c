@@ -203,7 +203,8 @@ int prefetch_submit(struct prefetch *pf, struct req **left, int max)
 	} while (start + taken != end && (ret > 0 || ++tries < SUBMIT_TRIES));
 	pf->round++;
 	for (unsigned i = start + taken; i != end && n < max; i++)
-		left[n++] = (struct req *)(uintptr_t)ring->sq.sqes[i & *ring->sq.kring_mask].user_data;
+		left[n++] =
+		    (struct req *)(uintptr_t)ring->sq.sqes[i & *ring->sq.kring_mask].user_data;
 	ring->sq.sqe_head = ring->sq.sqe_tail = start + taken;
 	io_uring_smp_store_release(ring->sq.ktail, start + taken);
 	return n;
@@ -220,8 +221,7 @@ int prefetch_reap(struct prefetch *pf, struct req **out, int max, bool just_sent
 	unsigned head, seen = 0;
 	int n = 0;
 
-	io_uring_for_each_cqe(&pf->ring, head, cqe)
-	{
+	io_uring_for_each_cqe (&pf->ring, head, cqe) {
 		struct req *req = io_uring_cqe_get_data(cqe);
 		struct cold_file *f;
 

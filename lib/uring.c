@@ -43,11 +43,11 @@
  * descriptor limit, everything stays on io_uring.
  */
 struct uring {
-	struct io_uring ring;	/* first: ctx->priv is also the io_uring */
-	unsigned long aio;	/* native AIO context; 0: all goes to io_uring */
-	int aio_fd;		/* the eventfd its completions signal */
-	bool poll_oneshot;	/* no multishot poll (before 5.13) */
-	bool wake_posted;	/* a RING_WAKE not yet reaped */
+	struct io_uring ring; /* first: ctx->priv is also the io_uring */
+	unsigned long aio;    /* native AIO context; 0: all goes to io_uring */
+	int aio_fd;	      /* the eventfd its completions signal */
+	bool poll_oneshot;    /* no multishot poll (before 5.13) */
+	bool wake_posted;     /* a RING_WAKE not yet reaped */
 };
 
 /* The user_data of the poll on aio_fd, and of a wake-up; no request is at 1 or 2. */
@@ -510,8 +510,7 @@ static int uring_submit(struct aio_ctx *ctx, struct req **reqs, int n)
 
 		while (done + run < n && goes_native(u, reqs[done + run]) == native)
 			run++;
-		ret = native ? aio_submit(u, reqs + done, run)
-			     : sq_submit(ctx, reqs + done, run);
+		ret = native ? aio_submit(u, reqs + done, run) : sq_submit(ctx, reqs + done, run);
 		if (ret < 0)
 			return done ? done : ret;
 		done += ret;

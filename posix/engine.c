@@ -280,8 +280,7 @@ static int context_setup(int nr, io_context_t *ctx)
 {
 	const char *env = getenv("AIO_COMPAT_BACKEND");
 
-	if ((!env || !*env || !strcmp(env, "auto")) &&
-	    !aio_compat_setup(nr, ctx, AIO_COMPAT_URING))
+	if ((!env || !*env || !strcmp(env, "auto")) && !aio_compat_setup(nr, ctx, AIO_COMPAT_URING))
 		return 0;
 	return io_setup(nr, ctx);
 }

@@ -719,8 +719,9 @@ static int child_run(const char *what, long n, int want)
 	 */
 	if (want >= 0 && after - before != want &&
 	    !(after == before && !strcmp(test_backend(), "auto")) &&
-	    !(after - before == want - 1 && (!strcmp(test_backend(), "uring") ||
-					     (!strcmp(test_backend(), "auto") && !strcmp(what, "posix")))))
+	    !(after - before == want - 1 &&
+	      (!strcmp(test_backend(), "uring") ||
+	       (!strcmp(test_backend(), "auto") && !strcmp(what, "posix")))))
 		complain("%d descriptors left behind (%d expected)", after - before, want);
 	if (bad)
 		return RUN_BAD;
