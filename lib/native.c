@@ -38,9 +38,9 @@
 #define WATCH_MAX_NS 5000000L
 
 /*
- * On an auto context, one io_submit in SAMPLE_EVERY is timed; one that
- * took over COLD_NS per iocb and a nanosecond per byte waited for a disk,
- * and the files it read are judged (prefetch.c). A buffered read of 4 KiB
+ * On an auto context, one io_submit in SAMPLE_EVERY is timed; one without
+ * writes or syncs that took over COLD_NS per iocb and a nanosecond per
+ * byte waited for a disk, and the files it read are judged (prefetch.c). A buffered read of 4 KiB
  * in memory takes 1-2 us here, of 4 KiB on a disk 30 us and more.
  */
 #define SAMPLE_EVERY 16
@@ -551,6 +551,8 @@ static int fetch_cold(struct aio_ctx *ctx, struct iocb *obj, const struct iocb *
 /*
  * How long nr iocbs of ios[] may take in memory; the count of them is in
  * *nr, and the fds of their reads that can be cold in fds[] (-1 for none).
+ * A write or a sync may wait for the disk whatever the page cache holds
+ * (dirty pages, the journal): a batch with one tells nothing of reads.
  */
 static uint64_t expected_ns(struct iocb *const *ios, long *nr, int *fds)
 {
@@ -562,6 +564,10 @@ static uint64_t expected_ns(struct iocb *const *ios, long *nr, int *fds)
 		long got = copy_iocbs_from_prog(ios + i, want, objs, copies);
 
 		for (long k = 0; k < got; k++) {
+			int op = copies[k].aio_lio_opcode;
+
+			if (opcode_is_write(op) || opcode_is_sync(op))
+				return UINT64_MAX;
 			ns += COLD_NS + (copies[k].u.c.nbytes < (1ul << 30) ? copies[k].u.c.nbytes
 									    : 1ul << 30);
 			fds[i + k] = fetchable(&copies[k]) ? (int)copies[k].aio_fildes : -1;

@@ -301,8 +301,7 @@ fio_checks() {
 # buffer per thread for every request in flight). --validate checks each
 # read's block as soon as io_submit returns, before its event: right only
 # where the read is done inside io_submit, as native AIO does buffered I/O,
-# so it runs on native and auto (whose reads of files in memory are native
-# AIO's); uring runs the same mix unchecked.
+# so it runs on native; the other backends run the same mix unchecked.
 sysbench_fileio() {
 	# shellcheck disable=SC2086 # $sb_mode is a word list
 	(cd "$dir" && timeout -k 5 "$limit" "$@" sysbench fileio --file-num=2 \
@@ -335,7 +334,7 @@ sysbench_checks() {
 	for b in $backends; do
 		sb_mode=--file-test-mode=rndrw
 		what="sysbench fileio random reads and writes, $b"
-		if [ "$b" != uring ]; then
+		if [ "$b" = native ]; then
 			what="$what, every block read checked"
 		else
 			sb_mode="$sb_mode --validate=off"
