@@ -523,7 +523,7 @@ bool prefetch_takes(struct prefetch *pf, int fd);
 bool prefetch_read(struct prefetch *pf, struct req *req);
 int prefetch_submit(struct prefetch *pf, struct req **left, int max);
 int prefetch_reap(struct prefetch *pf, struct req **out, int max, bool just_sent);
-int prefetch_wait(struct prefetch *pf, const struct timespec *timeout);
+void prefetch_wait(struct prefetch *pf);
 void prefetch_wake(struct prefetch *pf);
 #define PREFETCH_SQ 64
 

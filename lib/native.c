@@ -67,13 +67,11 @@ struct native {
 	_Atomic bool swapping;
 	pthread_mutex_t swap_lock;
 	/* auto: cold reads go through io_uring first (prefetch.c). */
-	bool prefetching;      /* an auto context */
-	bool prefetch_failed;  /* no io_uring could be made for it */
-	struct prefetch *pf;   /* made at the first cold file */
-	unsigned calls;	       /* io_submit calls: one in SAMPLE_EVERY is timed */
-	unsigned fetches;      /* cold reads whose events are not yet posted */
-	_Atomic bool fetching; /* fetches: a reaper may wait in the io_uring */
-	unsigned ring_waiters; /* reapers asleep in it, or on their way */
+	bool prefetching;     /* an auto context */
+	bool prefetch_failed; /* no io_uring could be made for it */
+	struct prefetch *pf;  /* made at the first cold file */
+	unsigned calls;	      /* io_submit calls: one in SAMPLE_EVERY is timed */
+	unsigned fetches;     /* cold reads whose events are not yet posted */
 	bool fetcher, fetch_stop;
 };
 
@@ -82,11 +80,10 @@ static struct native *native(struct aio_ctx *ctx)
 	return ctx->priv;
 }
 
-/* Under the lock, after held, stash_nr or fetches changed. */
+/* Under the lock, after held or stash_nr changed. */
 static void kept_update(struct native *nat)
 {
 	atomic_store_explicit(&nat->kept, nat->held || nat->stash_nr, memory_order_relaxed);
-	atomic_store_explicit(&nat->fetching, nat->fetches, memory_order_relaxed);
 }
 
 /* Where syscall.c is not linked in (the static library), glibc's is the kernel's. */
@@ -424,28 +421,22 @@ out:
 static void *watch_main(void *arg);
 
 /*
- * Posts what io_uring finished of the cold reads (see kept_iocb()). A
- * reaper asleep in the io_uring may have waited for one of them: it is
- * woken, lest it sleep on for completions that have all come.
+ * Posts what io_uring finished of the cold reads (see kept_iocb()): the
+ * kernel then wakes whoever waits for their events.
  */
 static void fetches_post(struct aio_ctx *ctx, bool just_sent)
 {
-	struct native *nat = native(ctx);
 	struct req *done[FLUSH_MAX];
-	bool posted = false;
 	int n;
 
 	do {
 		long took;
 
-		n = prefetch_reap(nat->pf, done, FLUSH_MAX, just_sent);
+		n = prefetch_reap(native(ctx)->pf, done, FLUSH_MAX, just_sent);
 		took = n ? submit_kept(ctx, done, n) : 0;
 		for (long i = took > 0 ? took : 0; i < n; i++)
 			native_issue(ctx, done[i]);
-		posted |= n > 0;
 	} while (n == FLUSH_MAX);
-	if (posted && nat->ring_waiters)
-		prefetch_wake(nat->pf);
 }
 
 /* Until the context closes: posts cold reads as io_uring finishes them. */
@@ -457,7 +448,7 @@ static void *fetch_main(void *arg)
 	pthread_mutex_lock(&ctx->lock);
 	while (!nat->fetch_stop) {
 		pthread_mutex_unlock(&ctx->lock);
-		prefetch_wait(nat->pf, NULL);
+		prefetch_wait(nat->pf);
 		pthread_mutex_lock(&ctx->lock);
 		fetches_post(ctx, false);
 	}
@@ -482,13 +473,6 @@ static void fetches_send(struct aio_ctx *ctx)
 		native_issue(ctx, left[i]);
 	}
 	fetches_post(ctx, true);
-	if (!nat->fetcher && !nat->fetch_stop)
-		nat->fetcher = !thread_start_detached(fetch_main, ctx);
-	/* No thread to post them: they are waited for here, as native AIO would. */
-	while (!nat->fetcher && nat->fetches) {
-		prefetch_wait(nat->pf, NULL);
-		fetches_post(ctx, false);
-	}
 }
 
 /* Below the top of user space of every kernel: 47 bits, or 3 GiB. */
@@ -544,7 +528,6 @@ static int fetch_cold(struct aio_ctx *ctx, struct iocb *obj, const struct iocb *
 		return 1;
 	}
 	nat->fetches++;
-	kept_update(nat);
 	return 0;
 }
 
@@ -597,6 +580,11 @@ static void cold_look(struct aio_ctx *ctx, struct iocb *const *ios, long nr, uin
 		return;
 	if (!nat->pf && !nat->prefetch_failed) {
 		nat->pf = prefetch_new(ctx->ring_nr);
+		nat->fetcher = nat->pf && !thread_start_detached(fetch_main, ctx);
+		if (nat->pf && !nat->fetcher) {
+			prefetch_free(nat->pf);
+			nat->pf = NULL;
+		}
 		nat->prefetch_failed = !nat->pf;
 	}
 	for (long i = 0; nat->pf && i < nr; i++)
@@ -908,70 +896,6 @@ static bool ring_empty(const struct aio_ctx *ctx)
 }
 
 /*
- * Whether all a reaper can wait for is cold reads still in io_uring; if
- * so it is counted among those asleep there, and whoever posts them first
- * wakes it (fetches_post()).
- */
-static bool cold_only(struct aio_ctx *ctx)
-{
-	struct native *nat = native(ctx);
-	bool only = false;
-
-	pthread_mutex_lock(&ctx->lock);
-	if (!ctx->dead) {
-		catch_up(ctx);
-		only = nat->fetches && !nat->inflight && ring_empty(ctx);
-		nat->ring_waiters += only;
-	}
-	pthread_mutex_unlock(&ctx->lock);
-	return only;
-}
-
-/*
- * A reaper with nothing to wait for but cold reads waits in the io_uring
- * and posts them itself: woken once, where in the kernel's context it
- * would be woken after the fetcher thread was. A program's own
- * submissions the library never saw may wait meanwhile until a cold read
- * ends.
- */
-static long cold_getevents(struct aio_ctx *ctx, long min_nr, long nr, struct io_event *events,
-			   const struct timespec *timeout)
-{
-	static const struct timespec none;
-	struct native *nat = native(ctx);
-	struct timespec deadline = { 0 }, left;
-	bool limited = timeout && deadline_from(&deadline, timeout);
-	long got = 0, n;
-
-	for (;;) {
-		int ret;
-
-		n = sys_getevents(nat, 0, nr - got, events + got, &none, NULL);
-		if (n < 0)
-			return got ? got : n;
-		got += n;
-		if (got >= min_nr || (limited && !time_left(&deadline, &left)))
-			return got;
-		if (!cold_only(ctx))
-			break;
-		ret = prefetch_wait(nat->pf, limited ? &left : NULL);
-		pthread_mutex_lock(&ctx->lock);
-		nat->ring_waiters--;
-		fetches_post(ctx, false);
-		pthread_mutex_unlock(&ctx->lock);
-		if (ret == -EOPNOTSUPP)
-			break;
-		if (ret == -EINTR)
-			return got ? got : ret;
-	}
-	n = sys_getevents(nat, min_nr - got, nr - got, events + got, limited ? &left : timeout,
-			  NULL);
-	if (n < 0)
-		return got ? got : n;
-	return got + n;
-}
-
-/*
  * io_getevents is the kernel's, with events io_queue_wait took first.
  * While a sync is held, each wait comes back at the first event, so that
  * the sync is issued as soon as its writes are done.
@@ -986,12 +910,8 @@ static long native_getevents(struct aio_ctx *ctx, long min_nr, long nr, struct i
 	long got = 0, n;
 	int err;
 
-	if (likely(!atomic_load_explicit(&nat->kept, memory_order_relaxed))) {
-		if (unlikely(atomic_load_explicit(&nat->fetching, memory_order_relaxed)) &&
-		    min_nr > 0 && !sigmask)
-			return cold_getevents(ctx, min_nr, nr, events, timeout);
+	if (likely(!atomic_load_explicit(&nat->kept, memory_order_relaxed)))
 		return sys_getevents(nat, min_nr, nr, events, timeout, sigmask);
-	}
 	err = enter(ctx, events, nr, &got, &held);
 	if (err)
 		return err;

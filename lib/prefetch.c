@@ -18,7 +18,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
+#include <poll.h>
 #include <liburing.h>
 #include <stdlib.h>
 #include <string.h>
@@ -246,27 +246,16 @@ int prefetch_reap(struct prefetch *pf, struct req **out, int max, bool just_sent
 }
 
 /*
- * Sleeps until a read may have finished, or for timeout at most (NULL: no
- * limit), without the context's lock: 0, -ETIME, -EINTR for a signal, or
- * -EOPNOTSUPP for a timeout the kernel cannot take here (before 5.11).
+ * Sleeps until a read may have finished, without the context's lock. In
+ * ppoll on the ring's fd, which valgrind lets other threads run beside,
+ * where it holds them all while one waits in io_uring_enter. The kernel's
+ * system call: no cancellation point.
  */
-int prefetch_wait(struct prefetch *pf, const struct timespec *timeout)
+void prefetch_wait(struct prefetch *pf)
 {
-	struct __kernel_timespec ts;
-	struct io_uring_getevents_arg arg = { .sigmask_sz = _NSIG / 8, .ts = (uintptr_t)&ts };
-	unsigned flags = IORING_ENTER_GETEVENTS;
-	long ret;
+	struct pollfd p = { .fd = pf->ring.ring_fd, .events = POLLIN };
 
-	if (timeout && !(pf->ring.features & IORING_FEAT_EXT_ARG))
-		return -EOPNOTSUPP;
-	if (timeout) {
-		ts.tv_sec = timeout->tv_sec;
-		ts.tv_nsec = timeout->tv_nsec;
-		flags |= IORING_ENTER_EXT_ARG;
-	}
-	ret = syscall(__NR_io_uring_enter, pf->ring.ring_fd, 0, 1, flags, timeout ? &arg : NULL,
-		      timeout ? sizeof(arg) : 0);
-	return ret < 0 ? -errno : 0;
+	kernel_syscall(__NR_ppoll, (long)&p, 1, 0, 0, 0, 0);
 }
 
 /* Wakes prefetch_wait(), with a request of no one's. */

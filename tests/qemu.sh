@@ -215,7 +215,8 @@ calls_taken() {
 }
 
 # The uring backend issues io_uring_enter and no io_submit; on the real
-# libaio, the other way round (QEMU's own io_uring is not in use).
+# libaio, native and auto, the other way round (QEMU's own io_uring is not
+# in use).
 strace_check() {
 	r=$1 img=$2
 	if ! on "$r" strace -f -c -o "$tmp/strace" -e trace=io_submit,io_uring_enter \
@@ -230,12 +231,7 @@ strace_check() {
 	what="qemu-img bench, $(runner_name "$r"): $enter io_uring_enter, $submit io_submit taken"
 	case $r in
 	uring) [ "$enter" -gt 0 ] && [ "$submit" -eq 0 ] ;;
-	# auto: reads of a tmpfs file go to native AIO, others to io_uring.
-	auto) if [ "$(stat -f -c %T "$img")" = tmpfs ]; then
-		[ "$submit" -gt 0 ] && [ "$enter" -eq 0 ]
-	else
-		[ "$enter" -gt 0 ] && [ "$submit" -eq 0 ]
-	fi ;;
+	# auto is native AIO but for buffered reads of a cold file: O_DIRECT here.
 	*) [ "$submit" -gt 0 ] && [ "$enter" -eq 0 ] ;;
 	esac
 	# shellcheck disable=SC2181 # the test just above
