@@ -518,6 +518,7 @@ void prefetch_free(struct prefetch *pf);
 int prefetch_null_fd(const struct prefetch *pf);
 bool prefetch_any_cold(const struct prefetch *pf);
 bool prefetch_cold(const struct prefetch *pf, int fd);
+bool prefetch_can_be_cold(int fd);
 void prefetch_judge(struct prefetch *pf, int fd);
 bool prefetch_takes(struct prefetch *pf, int fd);
 bool prefetch_read(struct prefetch *pf, struct req *req);

@@ -531,6 +531,23 @@ static int fetch_cold(struct aio_ctx *ctx, struct iocb *obj, const struct iocb *
 	return 0;
 }
 
+/* The io_uring and the thread that posts its reads, at the first cold file. */
+static bool prefetch_start(struct aio_ctx *ctx)
+{
+	struct native *nat = native(ctx);
+
+	if (nat->prefetch_failed)
+		return false;
+	nat->pf = prefetch_new(ctx->ring_nr);
+	nat->fetcher = nat->pf && !thread_start_detached(fetch_main, ctx);
+	if (nat->pf && !nat->fetcher) {
+		prefetch_free(nat->pf);
+		nat->pf = NULL;
+	}
+	nat->prefetch_failed = !nat->pf;
+	return nat->pf != NULL;
+}
+
 /*
  * How long nr iocbs of ios[] may take in memory; the count of them is in
  * *nr, and the fds of their reads that can be cold in fds[] (-1 for none).
@@ -578,18 +595,14 @@ static void cold_look(struct aio_ctx *ctx, struct iocb *const *ios, long nr, uin
 		nr = FLUSH_MAX;
 	if (ns <= expected_ns(ios, &nr, fds))
 		return;
-	if (!nat->pf && !nat->prefetch_failed) {
-		nat->pf = prefetch_new(ctx->ring_nr);
-		nat->fetcher = nat->pf && !thread_start_detached(fetch_main, ctx);
-		if (nat->pf && !nat->fetcher) {
-			prefetch_free(nat->pf);
-			nat->pf = NULL;
-		}
-		nat->prefetch_failed = !nat->pf;
+	for (long i = 0; i < nr; i++) {
+		if (fds[i] < 0 || (nat->pf && prefetch_cold(nat->pf, fds[i])) ||
+		    !prefetch_can_be_cold(fds[i]))
+			continue;
+		if (!nat->pf && !prefetch_start(ctx))
+			return;
+		prefetch_judge(nat->pf, fds[i]);
 	}
-	for (long i = 0; nat->pf && i < nr; i++)
-		if (fds[i] >= 0)
-			prefetch_judge(nat->pf, fds[i]);
 }
 
 static void watch_start(struct aio_ctx *ctx)

@@ -117,6 +117,13 @@ static bool file_can_be_cold(int fd, struct stat *st)
 	return fs.f_type != TMPFS_MAGIC && fs.f_type != RAMFS_MAGIC;
 }
 
+bool prefetch_can_be_cold(int fd)
+{
+	struct stat st;
+
+	return file_can_be_cold(fd, &st);
+}
+
 void prefetch_judge(struct prefetch *pf, int fd)
 {
 	struct timespec now;

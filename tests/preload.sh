@@ -236,16 +236,14 @@ fio_strace() {
 	submit=$(calls io_submit)
 	taken=$(calls_taken io_submit)
 	# The library asks native AIO what it would refuse of a file, with
-	# copies it refuses: on uring none may be taken. On auto, reads of a
-	# tmpfs file go to native AIO, others to io_uring.
+	# copies it refuses: on uring none may be taken. auto is native AIO,
+	# but for the reads of a file whose pages were seen on the disk.
 	case $b in
 	uring) [ "$enter" -gt 0 ] && [ "$taken" -eq 0 ] ;;
 	auto) if [ "$(stat -f -c %T "$f")" = tmpfs ]; then
-		# One arms its eventfd's poll; one wakes the helper, asleep in
-		# the ring after the program's first requests, at io_destroy.
-		[ "$taken" -gt 0 ] && [ "$enter" -le 2 ]
+		[ "$taken" -gt 0 ] && [ "$enter" -eq 0 ]
 	else
-		[ "$enter" -gt 0 ] && [ "$taken" -eq 0 ]
+		[ "$taken" -gt 0 ]
 	fi ;;
 	*) [ "$submit" -gt 0 ] && [ "$enter" -eq 0 ] ;;
 	esac

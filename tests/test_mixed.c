@@ -563,9 +563,8 @@ START_TEST(destroy_in_flight)
 END_TEST
 
 /*
- * A number judged to name a tmpfs file, closed and opened again at once on
- * an O_DIRECT file: the reads that follow may still take tmpfs's route,
- * quiet, where they run on after io_submit. Their events still come.
+ * A number closed and opened again at once on an O_DIRECT file: the reads
+ * that follow read the new file, and their events come.
  */
 START_TEST(number_reused_for_another_file)
 {

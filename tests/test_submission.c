@@ -62,7 +62,7 @@ START_TEST(batch_with_an_sqe_refused_at_submission)
 	struct io_event ev[BATCH];
 	char bufs[BATCH][512];
 	bool set_env = !getenv("AIO_COMPAT_URING_EMULATE");
-	/* Not tmpfs, whose reads an auto context sends to native AIO. */
+	/* Not tmpfs, whose reads would go to io-wq on uring. */
 	int fd = tmpfile_in("/var/tmp", 0, O_RDWR), seen = 0, accepted;
 	io_context_t ctx = NULL;
 
