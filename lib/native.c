@@ -72,6 +72,7 @@ struct native {
 	struct prefetch *pf;  /* made at the first cold file */
 	unsigned calls;	      /* io_submit calls: one in SAMPLE_EVERY is timed */
 	unsigned fetches;     /* cold reads whose events are not yet posted */
+	bool to_send;	      /* cold reads queued for io_uring, not yet sent */
 	bool fetcher, fetch_stop;
 };
 
@@ -468,6 +469,7 @@ static void fetches_send(struct aio_ctx *ctx)
 	struct req *left[PREFETCH_SQ];
 	int n = prefetch_submit(nat->pf, left, PREFETCH_SQ);
 
+	nat->to_send = false;
 	for (int i = 0; i < n; i++) {
 		left[i]->res = -EAGAIN;
 		native_issue(ctx, left[i]);
@@ -528,6 +530,7 @@ static int fetch_cold(struct aio_ctx *ctx, struct iocb *obj, const struct iocb *
 		return 1;
 	}
 	nat->fetches++;
+	nat->to_send = true;
 	return 0;
 }
 
@@ -817,7 +820,6 @@ static long native_submit(struct aio_ctx *ctx, long nr, struct iocb **ios)
 {
 	struct native *nat = native(ctx);
 	uint64_t start = 0;
-	unsigned fetches;
 	long ret;
 
 	if (nr > ctx->ring_nr)
@@ -832,7 +834,6 @@ static long native_submit(struct aio_ctx *ctx, long nr, struct iocb **ios)
 	catch_up(ctx);
 	if (nat->prefetching && !(++nat->calls % SAMPLE_EVERY))
 		start = now_ns();
-	fetches = nat->fetches;
 	if ((ctx->order.on || prefetch_any_cold(nat->pf)) && ordered(ctx, ios, nr)) {
 		ret = submit_ordered(ctx, nr, ios);
 	} else {
@@ -840,7 +841,7 @@ static long native_submit(struct aio_ctx *ctx, long nr, struct iocb **ios)
 		if (ret > 0)
 			nat->inflight += ret;
 	}
-	if (nat->fetches != fetches)
+	if (nat->to_send)
 		fetches_send(ctx);
 	if (start && ret > 0) {
 		uint64_t ns = now_ns() - start;
