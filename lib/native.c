@@ -74,6 +74,7 @@ struct native {
 	unsigned fetches;     /* cold reads whose events are not yet posted */
 	bool to_send;	      /* cold reads queued for io_uring, not yet sent */
 	bool fetcher, fetch_stop;
+	bool fetch_asleep; /* the fetcher waits, and no one has woken it */
 };
 
 static struct native *native(struct aio_ctx *ctx)
@@ -440,28 +441,10 @@ static void fetches_post(struct aio_ctx *ctx, bool just_sent)
 	} while (n == FLUSH_MAX);
 }
 
-/* Until the context closes: posts cold reads as io_uring finishes them. */
-static void *fetch_main(void *arg)
-{
-	struct aio_ctx *ctx = arg;
-	struct native *nat = native(ctx);
-
-	pthread_mutex_lock(&ctx->lock);
-	while (!nat->fetch_stop) {
-		pthread_mutex_unlock(&ctx->lock);
-		prefetch_wait(nat->pf);
-		pthread_mutex_lock(&ctx->lock);
-		fetches_post(ctx, false);
-	}
-	nat->fetcher = false;
-	pthread_cond_broadcast(&nat->watch_cond);
-	pthread_mutex_unlock(&ctx->lock);
-	return NULL;
-}
-
 /*
- * Sends the reads of ios[] sent so far to io_uring; those it did not take,
- * native AIO reads (and their callers wait, as they would on libaio).
+ * Sends the cold reads queued since the last time; those io_uring did not
+ * take, native AIO reads (and the fetcher waits, as a caller would on
+ * libaio). Then posts what finished, at once or earlier.
  */
 static void fetches_send(struct aio_ctx *ctx)
 {
@@ -475,6 +458,44 @@ static void fetches_send(struct aio_ctx *ctx)
 		native_issue(ctx, left[i]);
 	}
 	fetches_post(ctx, true);
+}
+
+/*
+ * Until the context closes: sends the cold reads io_submit queued, and
+ * posts them as io_uring finishes them. The only thread that enters the
+ * io_uring, so its task work interrupts no thread of the program's
+ * (prefetch.c).
+ */
+static void *fetch_main(void *arg)
+{
+	struct aio_ctx *ctx = arg;
+	struct native *nat = native(ctx);
+
+	pthread_mutex_lock(&ctx->lock);
+	while (!nat->fetch_stop) {
+		if (nat->to_send)
+			fetches_send(ctx);
+		else
+			fetches_post(ctx, false);
+		nat->fetch_asleep = true;
+		pthread_mutex_unlock(&ctx->lock);
+		prefetch_wait(nat->pf);
+		pthread_mutex_lock(&ctx->lock);
+		nat->fetch_asleep = false;
+	}
+	nat->fetcher = false;
+	pthread_cond_broadcast(&nat->watch_cond);
+	pthread_mutex_unlock(&ctx->lock);
+	return NULL;
+}
+
+/* Under the lock, after reads were queued: one wake-up per sleep. */
+static void fetcher_wake(struct native *nat)
+{
+	if (nat->fetch_asleep) {
+		nat->fetch_asleep = false;
+		prefetch_wake(nat->pf);
+	}
 }
 
 /* Below the top of user space of every kernel: 47 bits, or 3 GiB. */
@@ -842,7 +863,7 @@ static long native_submit(struct aio_ctx *ctx, long nr, struct iocb **ios)
 			nat->inflight += ret;
 	}
 	if (nat->to_send)
-		fetches_send(ctx);
+		fetcher_wake(nat);
 	if (start && ret > 0) {
 		uint64_t ns = now_ns() - start;
 

@@ -13,12 +13,19 @@
  * pages in memory at once, and cheaper. Only a regular file that is not
  * itself in memory, open for reading and not O_DIRECT, is ever cold.
  *
- * Everything here runs under the context's lock but prefetch_wait(),
- * which only sleeps until the CQ has something.
+ * The reads are sent to the kernel by native.c's fetcher thread, never by
+ * the program's: io_uring finishes a buffered read that waited for a page
+ * with task work on the thread that sent it, and that interrupts whatever
+ * the thread waits in (TIF_NOTIFY_SIGNAL). The program's io_getevents
+ * would end short of min_nr, and its epoll_wait with EINTR, with no signal.
+ *
+ * Everything here runs under the context's lock but prefetch_wait() and
+ * prefetch_wake().
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <liburing.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,27 +53,38 @@ struct cold_file {
 struct prefetch {
 	struct io_uring ring;
 	int null_fd;	/* /dev/null: what a fetched read is posted as */
+	int wake_fd;	/* an eventfd: the fetcher has reads to send, or must end */
 	uint32_t round; /* the submissions so far */
 	unsigned nr_files, cold_nr;
 	struct cold_file *files; /* by the program's fd number */
 };
 
+/* fd moved among the library's own numbers (fd_hold()), or -1. */
+static int held(int fd)
+{
+	int ret = fd < 0 ? -1 : fd_hold(fd);
+
+	if (fd >= 0)
+		close_nocancel(fd);
+	return ret < 0 ? -1 : ret;
+}
+
 struct prefetch *prefetch_new(unsigned entries)
 {
 	struct io_uring_params p = { .flags = IORING_SETUP_CQSIZE };
 	struct prefetch *pf = calloc(1, sizeof(*pf));
-	int fd;
 
 	if (!pf)
 		return NULL;
 	p.cq_entries = entries > PREFETCH_SQ ? entries : PREFETCH_SQ;
-	fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
-	pf->null_fd = fd < 0 ? fd : fd_hold(fd);
-	if (fd >= 0)
-		close_nocancel(fd);
-	if (pf->null_fd < 0 || io_uring_queue_init_params(PREFETCH_SQ, &pf->ring, &p)) {
+	pf->null_fd = held(open("/dev/null", O_WRONLY | O_CLOEXEC));
+	pf->wake_fd = held(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+	if (pf->null_fd < 0 || pf->wake_fd < 0 ||
+	    io_uring_queue_init_params(PREFETCH_SQ, &pf->ring, &p)) {
 		if (pf->null_fd >= 0)
 			close_nocancel(pf->null_fd);
+		if (pf->wake_fd >= 0)
+			close_nocancel(pf->wake_fd);
 		free(pf);
 		return NULL;
 	}
@@ -77,6 +95,7 @@ void prefetch_free(struct prefetch *pf)
 {
 	io_uring_queue_exit(&pf->ring);
 	close_nocancel(pf->null_fd);
+	close_nocancel(pf->wake_fd);
 	free(pf->files);
 	free(pf);
 }
@@ -174,15 +193,11 @@ bool prefetch_takes(struct prefetch *pf, int fd)
 	return false;
 }
 
-/* Queues req's read, on its held fd; false if the SQ has no room. */
+/* Queues req's read for the fetcher to send; false if the SQ is full. */
 bool prefetch_read(struct prefetch *pf, struct req *req)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&pf->ring);
 
-	if (!sqe) {
-		io_uring_submit(&pf->ring);
-		sqe = io_uring_get_sqe(&pf->ring);
-	}
 	if (!sqe)
 		return false;
 	io_uring_prep_read(sqe, req_fd(req), (void *)(uintptr_t)req->kiocb.u.c.buf,
@@ -235,8 +250,6 @@ int prefetch_reap(struct prefetch *pf, struct req **out, int max, bool just_sent
 		if (n == max)
 			break;
 		seen++;
-		if (!req)
-			continue; /* prefetch_wake()'s */
 		req->res = cqe->res;
 		valgrind_read_done(req, cqe->res);
 		out[n++] = req;
@@ -253,30 +266,25 @@ int prefetch_reap(struct prefetch *pf, struct req **out, int max, bool just_sent
 }
 
 /*
- * Sleeps until a read may have finished, without the context's lock. In
- * ppoll on the ring's fd, which valgrind lets other threads run beside,
- * where it holds them all while one waits in io_uring_enter. The kernel's
- * system call: no cancellation point.
+ * Sleeps until a read may have finished or prefetch_wake() is called,
+ * without the context's lock. In ppoll, which valgrind lets other threads
+ * run beside, where it holds them all while one waits in io_uring_enter.
+ * The kernel's system calls: no cancellation point.
  */
 void prefetch_wait(struct prefetch *pf)
 {
-	struct pollfd p = { .fd = pf->ring.ring_fd, .events = POLLIN };
+	struct pollfd p[2] = { { .fd = pf->ring.ring_fd, .events = POLLIN },
+			       { .fd = pf->wake_fd, .events = POLLIN } };
+	uint64_t count;
 
-	kernel_syscall(__NR_ppoll, (long)&p, 1, 0, 0, 0, 0);
+	kernel_syscall(__NR_ppoll, (long)p, 2, 0, 0, 0, 0);
+	if (p[1].revents & POLLIN)
+		kernel_syscall(__NR_read, pf->wake_fd, (long)&count, sizeof(count), 0, 0, 0);
 }
 
-/* Wakes prefetch_wait(), with a request of no one's. */
 void prefetch_wake(struct prefetch *pf)
 {
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&pf->ring);
+	uint64_t one = 1;
 
-	if (!sqe) {
-		io_uring_submit(&pf->ring);
-		sqe = io_uring_get_sqe(&pf->ring);
-	}
-	if (!sqe)
-		return;
-	io_uring_prep_nop(sqe);
-	io_uring_sqe_set_data(sqe, NULL);
-	io_uring_submit(&pf->ring);
+	kernel_syscall(__NR_write, pf->wake_fd, (long)&one, sizeof(one), 0, 0, 0);
 }

@@ -308,6 +308,43 @@ START_TEST(cold_reads_outlive_their_thread)
 }
 END_TEST
 
+/*
+ * A wait for every cold read in flight, with no timeout and no signal,
+ * gets them all, as on libaio: io_uring's task work for them interrupts
+ * no thread of the program's.
+ */
+START_TEST(cold_reads_leave_waits_whole)
+{
+	struct iocb cbs[PER_FILE + 1], *list[PER_FILE + 1];
+	struct io_event ev[PER_FILE + 1];
+	char *buf = aligned_buf(BLOCK * (PER_FILE + 1), 0);
+	int fd = cold_or_skip(ctx);
+
+	if (fd < 0) {
+		free(buf);
+		return;
+	}
+	for (int round = 0; round < 16; round++) {
+		ck_assert_int_eq(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+		/* First a tmpfs read, whose event is in the ring when the wait starts. */
+		io_prep_pread(&cbs[0], files[0], buf, BLOCK, 0);
+		list[0] = &cbs[0];
+		for (int i = 1; i <= PER_FILE; i++) {
+			io_prep_pread(&cbs[i], fd, buf + i * BLOCK, BLOCK,
+				      (off_t)((round * PER_FILE + i) * 89 % 1024) * BLOCK);
+			list[i] = &cbs[i];
+		}
+		ck_assert_int_eq(io_submit(ctx, PER_FILE + 1, list), PER_FILE + 1);
+		ck_assert_int_eq(io_getevents(ctx, PER_FILE + 1, PER_FILE + 1, ev, NULL),
+				 PER_FILE + 1);
+		for (int i = 0; i <= PER_FILE; i++)
+			ck_assert_int_eq((long)ev[i].res, BLOCK);
+	}
+	close(fd);
+	free(buf);
+}
+END_TEST
+
 /* io_destroy with cold reads in flight returns once they are done. */
 START_TEST(destroy_with_cold_reads_in_flight)
 {
@@ -638,6 +675,7 @@ static Suite *mixed_suite(void)
 	tcase_add_test(tc, sleeper_woken_by_reads_done_in_submit);
 	tcase_add_test(tc, cold_reads_through_io_uring);
 	tcase_add_test(tc, cold_reads_outlive_their_thread);
+	tcase_add_test(tc, cold_reads_leave_waits_whole);
 	tcase_add_test(tc, destroy_with_cold_reads_in_flight);
 	suite_add_tcase(s, tc);
 	return s;
