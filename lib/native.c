@@ -489,13 +489,18 @@ static void *fetch_main(void *arg)
 	return NULL;
 }
 
-/* Under the lock, after reads were queued: one wake-up per sleep. */
-static void fetcher_wake(struct native *nat)
+/*
+ * Under the lock, after reads were queued: whether the fetcher must be
+ * woken (prefetch_wake()), once per sleep. The caller wakes it after
+ * unlocking, so that the fetcher does not wake only to wait for the lock.
+ */
+static bool fetcher_to_wake(struct native *nat)
 {
-	if (nat->fetch_asleep) {
+	bool wake = nat->to_send && nat->fetch_asleep;
+
+	if (wake)
 		nat->fetch_asleep = false;
-		prefetch_wake(nat->pf);
-	}
+	return wake;
 }
 
 /* Below the top of user space of every kernel: 47 bits, or 3 GiB. */
@@ -841,6 +846,7 @@ static long native_submit(struct aio_ctx *ctx, long nr, struct iocb **ios)
 {
 	struct native *nat = native(ctx);
 	uint64_t start = 0;
+	bool wake;
 	long ret;
 
 	if (nr > ctx->ring_nr)
@@ -862,8 +868,7 @@ static long native_submit(struct aio_ctx *ctx, long nr, struct iocb **ios)
 		if (ret > 0)
 			nat->inflight += ret;
 	}
-	if (nat->to_send)
-		fetcher_wake(nat);
+	wake = fetcher_to_wake(nat);
 	if (start && ret > 0) {
 		uint64_t ns = now_ns() - start;
 
@@ -871,6 +876,8 @@ static long native_submit(struct aio_ctx *ctx, long nr, struct iocb **ios)
 			cold_look(ctx, ios, ret, ns);
 	}
 	pthread_mutex_unlock(&ctx->lock);
+	if (wake)
+		prefetch_wake(nat->pf);
 	return ret;
 }
 
