@@ -205,13 +205,15 @@ START_TEST(cold_reads_through_io_uring)
 {
 	struct iocb cbs[PER_FILE * 2 + 2], *list[PER_FILE * 2 + 2];
 	struct io_event ev[PER_FILE * 2 + 2];
-	char *bufs = aligned_buf(BLOCK * PER_FILE * 2, 0);
-	char *one = aligned_buf(BLOCK, 'w');
-	int fd = cold_or_skip(ctx), efd = eventfd(0, EFD_CLOEXEC), n = 0;
+	int fd = cold_or_skip(ctx), efd, n = 0;
 	uint64_t count = 0, seen;
+	char *bufs, *one;
 
 	if (fd < 0)
 		return;
+	bufs = aligned_buf(BLOCK * PER_FILE * 2, 0);
+	one = aligned_buf(BLOCK, 'w');
+	efd = eventfd(0, EFD_CLOEXEC);
 	ck_assert_int_eq(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
 	for (int i = 0; i < PER_FILE; i++) {
 		io_prep_pread(&cbs[n], fd, bufs + n * BLOCK, BLOCK, (off_t)(i * 97 % 1024) * BLOCK);
