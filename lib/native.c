@@ -27,6 +27,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -40,8 +41,9 @@
 /*
  * On an auto context, one io_submit in SAMPLE_EVERY is timed; one without
  * writes or syncs that took over COLD_NS per iocb and a nanosecond per
- * byte waited for a disk, and the files it read are judged (prefetch.c). A buffered read of 4 KiB
- * in memory takes 1-2 us here, of 4 KiB on a disk 30 us and more.
+ * byte waited for a disk, and the files it read are judged (prefetch.c).
+ * A buffered read of 4 KiB in memory takes 1-2 us here, of 4 KiB on a
+ * disk 30 us and more.
  */
 #define SAMPLE_EVERY 16
 #define COLD_NS 4000
@@ -625,12 +627,14 @@ static void cold_look(struct aio_ctx *ctx, struct iocb *const *ios, long nr, uin
 	if (ns <= expected_ns(ios, &nr, fds))
 		return;
 	for (long i = 0; i < nr; i++) {
+		struct stat st;
+
 		if (fds[i] < 0 || (nat->pf && prefetch_cold(nat->pf, fds[i])) ||
-		    !prefetch_can_be_cold(fds[i]))
+		    !prefetch_can_be_cold(fds[i], &st))
 			continue;
 		if (!nat->pf && !prefetch_start(ctx))
 			return;
-		prefetch_judge(nat->pf, fds[i]);
+		prefetch_judge(nat->pf, fds[i], &st);
 	}
 }
 

@@ -123,8 +123,11 @@ static void file_warm(struct prefetch *pf, int fd)
 	}
 }
 
-/* A regular file whose pages can be away on a disk, read through the page cache. */
-static bool file_can_be_cold(int fd, struct stat *st)
+/*
+ * A regular file whose pages can be away on a disk, read through the page
+ * cache; *st says which file it is.
+ */
+bool prefetch_can_be_cold(int fd, struct stat *st)
 {
 	struct statfs fs;
 	int fl = fcntl(fd, F_GETFL);
@@ -136,20 +139,11 @@ static bool file_can_be_cold(int fd, struct stat *st)
 	return fs.f_type != TMPFS_MAGIC && fs.f_type != RAMFS_MAGIC;
 }
 
-bool prefetch_can_be_cold(int fd)
-{
-	struct stat st;
-
-	return file_can_be_cold(fd, &st);
-}
-
-void prefetch_judge(struct prefetch *pf, int fd)
+/* fd, not cold, names st, which prefetch_can_be_cold() found can be: it is cold. */
+void prefetch_judge(struct prefetch *pf, int fd, const struct stat *st)
 {
 	struct timespec now;
-	struct stat st;
 
-	if (fd < 0 || prefetch_cold(pf, fd) || !file_can_be_cold(fd, &st))
-		return;
 	if ((unsigned)fd >= pf->nr_files) {
 		unsigned n = pf->nr_files ? pf->nr_files : 64;
 		struct cold_file *files;
@@ -163,7 +157,7 @@ void prefetch_judge(struct prefetch *pf, int fd)
 		pf->files = files;
 		pf->nr_files = n;
 	}
-	pf->files[fd] = (struct cold_file){ .dev = st.st_dev, .ino = st.st_ino, .cold = true };
+	pf->files[fd] = (struct cold_file){ .dev = st->st_dev, .ino = st->st_ino, .cold = true };
 	clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
 	pf->files[fd].checked = now.tv_sec;
 	pf->cold_nr++;
@@ -185,7 +179,7 @@ bool prefetch_takes(struct prefetch *pf, int fd)
 	clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
 	if (likely(f->checked == now.tv_sec))
 		return true;
-	if (file_can_be_cold(fd, &st) && st.st_dev == f->dev && st.st_ino == f->ino) {
+	if (prefetch_can_be_cold(fd, &st) && st.st_dev == f->dev && st.st_ino == f->ino) {
 		f->checked = now.tv_sec;
 		return true;
 	}
