@@ -328,9 +328,10 @@ static long submit_kept(struct aio_ctx *ctx, struct req **reqs, int n)
 /*
  * What would refuse the request was refused when it was kept: only a
  * shortage (-EAGAIN, a full ring) refuses it now, and it is tried again
- * at each scan, once events have been reaped. A cold read native AIO
- * will not read again (its file closed meanwhile) is posted as read
- * empty: the one answer the library cannot take from the kernel.
+ * at each scan, once events have been reaped. A cold read io_uring
+ * failed is read again on the library's hold of its file; should native
+ * AIO refuse it all the same, it is posted as read empty, so that it
+ * still completes once.
  */
 static void native_issue(struct aio_ctx *ctx, struct req *req)
 {
@@ -533,6 +534,7 @@ static int fetch_cold(struct aio_ctx *ctx, struct iocb *obj, const struct iocb *
 {
 	struct native *nat = native(ctx);
 	struct req *req;
+	int fd;
 
 	if (!fetchable(io) || !ctx->free_reqs ||
 	    nat->inflight + nat->held + nat->fetches + 1 >= ctx->ring_nr ||
@@ -553,7 +555,14 @@ static int fetch_cold(struct aio_ctx *ctx, struct iocb *obj, const struct iocb *
 			req->resfd = eventfd_of(ctx, slot);
 		}
 	}
-	if ((io->u.c.flags & IOCB_FLAG_RESFD && req->resfd < 0) || !prefetch_read(nat->pf, req)) {
+	/* The file read is the one named now, whatever the number names when it is sent. */
+	fd = fd_hold(req->prog_fd);
+	if (fd >= 0) {
+		req->kiocb.aio_fildes = (uint32_t)fd;
+		req->owns_fd = true;
+	}
+	if ((io->u.c.flags & IOCB_FLAG_RESFD && req->resfd < 0) || fd < 0 ||
+	    !prefetch_read(nat->pf, req)) {
 		req_free(ctx, req);
 		return 1;
 	}

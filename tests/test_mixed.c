@@ -347,6 +347,44 @@ START_TEST(cold_reads_leave_waits_whole)
 }
 END_TEST
 
+/*
+ * Cold reads read the file their fd named at io_submit, as native AIO
+ * does, though io_uring is handed them later: the number given at once to
+ * a tmpfs file changes nothing. A read on the number once closed is
+ * refused with the kernel's -EBADF.
+ */
+START_TEST(cold_reads_keep_their_file)
+{
+	struct iocb cbs[PER_FILE], *list[PER_FILE];
+	struct io_event ev[PER_FILE];
+	int fd = cold_or_skip(ctx), kept;
+	char *buf;
+
+	if (fd < 0)
+		return;
+	buf = aligned_buf(BLOCK * PER_FILE, 0);
+	kept = dup(fd);
+	ck_assert_int_eq(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+	/* Past the end of the tmpfs file: read there, each would read 0 bytes. */
+	for (int i = 0; i < PER_FILE; i++) {
+		io_prep_pread(&cbs[i], fd, buf + i * BLOCK, BLOCK, (off_t)(100 + i * 61) * BLOCK);
+		list[i] = &cbs[i];
+	}
+	ck_assert_int_eq(io_submit(ctx, PER_FILE, list), PER_FILE);
+	ck_assert_int_eq(dup2(files[0], fd), fd);
+	reap_n(ctx, PER_FILE, ev, 5000);
+	for (int i = 0; i < PER_FILE; i++) {
+		ck_assert_int_eq((long)ev[i].res, BLOCK);
+		check_block(ev[i].obj->u.c.buf, (int)(ev[i].obj->u.c.offset / BLOCK));
+	}
+	ck_assert_int_eq(close(fd), 0);
+	io_prep_pread(&cbs[0], fd, buf, BLOCK, 0);
+	ck_assert_int_eq(io_submit(ctx, 1, list), -EBADF);
+	close(kept);
+	free(buf);
+}
+END_TEST
+
 /* io_destroy with cold reads in flight returns once they are done. */
 START_TEST(destroy_with_cold_reads_in_flight)
 {
@@ -678,6 +716,7 @@ static Suite *mixed_suite(void)
 	tcase_add_test(tc, cold_reads_through_io_uring);
 	tcase_add_test(tc, cold_reads_outlive_their_thread);
 	tcase_add_test(tc, cold_reads_leave_waits_whole);
+	tcase_add_test(tc, cold_reads_keep_their_file);
 	tcase_add_test(tc, destroy_with_cold_reads_in_flight);
 	suite_add_tcase(s, tc);
 	return s;
