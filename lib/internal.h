@@ -513,15 +513,16 @@ static inline void req_free(struct aio_ctx *ctx, struct req *req)
 
 /* prefetch.c: cold reads through io_uring, on an auto context. */
 struct prefetch;
-struct stat;
 struct prefetch *prefetch_new(unsigned entries);
 void prefetch_free(struct prefetch *pf);
 int prefetch_null_fd(const struct prefetch *pf);
 bool prefetch_any_cold(const struct prefetch *pf);
 bool prefetch_cold(const struct prefetch *pf, int fd);
-bool prefetch_can_be_cold(int fd, struct stat *st);
-void prefetch_judge(struct prefetch *pf, int fd, const struct stat *st);
-bool prefetch_takes(struct prefetch *pf, int fd);
+bool prefetch_can_be_cold(int fd);
+void prefetch_judge(struct prefetch *pf, int fd);
+int prefetch_take(struct prefetch *pf, const struct aio_ctx *ctx, int fd);
+void prefetch_put(struct prefetch *pf, int fd);
+void prefetch_sweep(struct prefetch *pf, const struct aio_ctx *ctx);
 bool prefetch_read(struct prefetch *pf, struct req *req);
 int prefetch_submit(struct prefetch *pf, struct req **left, int max);
 int prefetch_reap(struct prefetch *pf, struct req **out, int max, bool just_sent);

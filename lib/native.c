@@ -27,7 +27,6 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -273,10 +272,16 @@ static void kept_iocb(struct aio_ctx *ctx, const struct req *req, struct iocb *i
 			io->u.c.resfd = (uint32_t)req->resfd;
 		return;
 	}
-	if (req->owns_fd && !fd_same(ctx, (int)io->aio_fildes, req_fd(req)))
+	if ((req->owns_fd || req->fetched) && !fd_same(ctx, (int)io->aio_fildes, req_fd(req)))
 		io->aio_fildes = req->kiocb.aio_fildes;
 	if (req->resfd >= 0 && !fd_same(ctx, (int)io->u.c.resfd, req->resfd))
 		io->u.c.resfd = (uint32_t)req->resfd;
+}
+
+static void fetch_free(struct aio_ctx *ctx, struct req *req)
+{
+	prefetch_put(native(ctx)->pf, req->prog_fd);
+	req_free(ctx, req);
 }
 
 /*
@@ -315,11 +320,13 @@ static long submit_kept(struct aio_ctx *ctx, struct req **reqs, int n)
 	}
 	for (long i = 0; i < ret; i++) {
 		nat->inflight++;
-		if (reqs[i]->fetched)
+		if (reqs[i]->fetched) {
 			nat->fetches--;
-		else
+			fetch_free(ctx, reqs[i]);
+		} else {
 			nat->held--;
-		req_free(ctx, reqs[i]);
+			req_free(ctx, reqs[i]);
+		}
 	}
 	kept_update(nat);
 	return ret;
@@ -528,7 +535,9 @@ static bool fetchable(const struct iocb *io)
 
 /*
  * A read of a cold file, kept from native AIO and sent to io_uring: 0, or
- * 1 if it is left to the kernel after all.
+ * 1 if it is left to the kernel after all. It is sent on the library's
+ * hold of the file (prefetch.c), so that the file read is the one named
+ * now, whatever the number names when the fetcher sends it.
  */
 static int fetch_cold(struct aio_ctx *ctx, struct iocb *obj, const struct iocb *io)
 {
@@ -537,11 +546,14 @@ static int fetch_cold(struct aio_ctx *ctx, struct iocb *obj, const struct iocb *
 	int fd;
 
 	if (!fetchable(io) || !ctx->free_reqs ||
-	    nat->inflight + nat->held + nat->fetches + 1 >= ctx->ring_nr ||
-	    !prefetch_takes(nat->pf, (int)io->aio_fildes))
+	    nat->inflight + nat->held + nat->fetches + 1 >= ctx->ring_nr)
+		return 1;
+	fd = prefetch_take(nat->pf, ctx, (int)io->aio_fildes);
+	if (fd < 0)
 		return 1;
 	req = req_alloc(ctx);
 	req->kiocb = *io;
+	req->kiocb.aio_fildes = (uint32_t)fd;
 	req->obj = obj;
 	req->prog_fd = (int)io->aio_fildes;
 	req->fetched = true;
@@ -555,15 +567,8 @@ static int fetch_cold(struct aio_ctx *ctx, struct iocb *obj, const struct iocb *
 			req->resfd = eventfd_of(ctx, slot);
 		}
 	}
-	/* The file read is the one named now, whatever the number names when it is sent. */
-	fd = fd_hold(req->prog_fd);
-	if (fd >= 0) {
-		req->kiocb.aio_fildes = (uint32_t)fd;
-		req->owns_fd = true;
-	}
-	if ((io->u.c.flags & IOCB_FLAG_RESFD && req->resfd < 0) || fd < 0 ||
-	    !prefetch_read(nat->pf, req)) {
-		req_free(ctx, req);
+	if ((io->u.c.flags & IOCB_FLAG_RESFD && req->resfd < 0) || !prefetch_read(nat->pf, req)) {
+		fetch_free(ctx, req);
 		return 1;
 	}
 	nat->fetches++;
@@ -636,14 +641,12 @@ static void cold_look(struct aio_ctx *ctx, struct iocb *const *ios, long nr, uin
 	if (ns <= expected_ns(ios, &nr, fds))
 		return;
 	for (long i = 0; i < nr; i++) {
-		struct stat st;
-
 		if (fds[i] < 0 || (nat->pf && prefetch_cold(nat->pf, fds[i])) ||
-		    !prefetch_can_be_cold(fds[i], &st))
+		    !prefetch_can_be_cold(fds[i]))
 			continue;
 		if (!nat->pf && !prefetch_start(ctx))
 			return;
-		prefetch_judge(nat->pf, fds[i], &st);
+		prefetch_judge(nat->pf, fds[i]);
 	}
 }
 
@@ -872,8 +875,11 @@ static long native_submit(struct aio_ctx *ctx, long nr, struct iocb **ios)
 		return -EINVAL;
 	}
 	catch_up(ctx);
-	if (nat->prefetching && !(++nat->calls % SAMPLE_EVERY))
+	if (nat->prefetching && !(++nat->calls % SAMPLE_EVERY)) {
 		start = now_ns();
+		if (nat->pf)
+			prefetch_sweep(nat->pf, ctx);
+	}
 	if ((ctx->order.on || prefetch_any_cold(nat->pf)) && ordered(ctx, ios, nr)) {
 		ret = submit_ordered(ctx, nr, ios);
 	} else {

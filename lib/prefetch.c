@@ -13,6 +13,16 @@
  * pages in memory at once, and cheaper. Only a regular file that is not
  * itself in memory, open for reading and not O_DIRECT, is ever cold.
  *
+ * A cold file is held (fd_hold()) from its judgement until it is warm
+ * again and no read of it is in flight, and every read goes to that hold:
+ * the file read is the one the number named at io_submit, whatever the
+ * program does with the number before the fetcher sends it. The number is
+ * asked at each read whether it still names the hold's file (fd_same(),
+ * one fcntl that changes no descriptor table); if not, the file is warm.
+ * So is a file the program closed without reading it again, at the first
+ * sweep (prefetch_sweep()), so that its hold keeps no deleted file's
+ * blocks.
+ *
  * The reads are sent to the kernel by native.c's fetcher thread, never by
  * the program's: io_uring finishes a buffered read that waited for a page
  * with task work on the thread that sent it, and that interrupts whatever
@@ -43,9 +53,8 @@
 #define SUBMIT_TRIES 4
 
 struct cold_file {
-	dev_t dev;
-	ino_t ino;
-	time_t checked; /* the second it was last looked at */
+	int held;	/* the library's descriptor of it, or -1 */
+	unsigned users; /* reads sent on held, not yet posted */
 	uint16_t hits;	/* reads in a row found in memory */
 	bool cold;
 };
@@ -55,6 +64,7 @@ struct prefetch {
 	int null_fd;	/* /dev/null: what a fetched read is posted as */
 	int wake_fd;	/* an eventfd: the fetcher has reads to send, or must end */
 	uint32_t round; /* the submissions so far */
+	time_t swept;	/* the second of the last prefetch_sweep() */
 	unsigned nr_files, cold_nr;
 	struct cold_file *files; /* by the program's fd number */
 };
@@ -96,6 +106,9 @@ void prefetch_free(struct prefetch *pf)
 	io_uring_queue_exit(&pf->ring);
 	close_nocancel(pf->null_fd);
 	close_nocancel(pf->wake_fd);
+	for (unsigned fd = 0; fd < pf->nr_files; fd++)
+		if (pf->files[fd].held >= 0)
+			close_nocancel(pf->files[fd].held);
 	free(pf->files);
 	free(pf);
 }
@@ -115,34 +128,46 @@ bool prefetch_cold(const struct prefetch *pf, int fd)
 	return (unsigned)fd < pf->nr_files && pf->files[fd].cold;
 }
 
+/* Its hold is let go once no read of it is in flight. */
+static void file_let_go(struct cold_file *f)
+{
+	if (!f->cold && !f->users && f->held >= 0) {
+		close_nocancel(f->held);
+		f->held = -1;
+	}
+}
+
 static void file_warm(struct prefetch *pf, int fd)
 {
 	if (prefetch_cold(pf, fd)) {
 		pf->files[fd].cold = false;
 		pf->cold_nr--;
+		file_let_go(&pf->files[fd]);
 	}
 }
 
-/*
- * A regular file whose pages can be away on a disk, read through the page
- * cache; *st says which file it is.
- */
-bool prefetch_can_be_cold(int fd, struct stat *st)
+/* A regular file whose pages can be away on a disk, read through the page cache. */
+bool prefetch_can_be_cold(int fd)
 {
 	struct statfs fs;
+	struct stat st;
 	int fl = fcntl(fd, F_GETFL);
 
 	if (fl < 0 || fl & (O_DIRECT | O_PATH) || (fl & O_ACCMODE) == O_WRONLY)
 		return false;
-	if (fstat(fd, st) || !S_ISREG(st->st_mode) || fstatfs(fd, &fs))
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode) || fstatfs(fd, &fs))
 		return false;
 	return fs.f_type != TMPFS_MAGIC && fs.f_type != RAMFS_MAGIC;
 }
 
-/* fd, not cold, names st, which prefetch_can_be_cold() found can be: it is cold. */
-void prefetch_judge(struct prefetch *pf, int fd, const struct stat *st)
+/*
+ * fd, not cold, which prefetch_can_be_cold() found can be: it is, and
+ * held. Not while reads of what it named before are in flight on the
+ * hold of that file: it stays warm until a later look.
+ */
+void prefetch_judge(struct prefetch *pf, int fd)
 {
-	struct timespec now;
+	int held;
 
 	if ((unsigned)fd >= pf->nr_files) {
 		unsigned n = pf->nr_files ? pf->nr_files : 64;
@@ -153,38 +178,60 @@ void prefetch_judge(struct prefetch *pf, int fd, const struct stat *st)
 		files = realloc(pf->files, n * sizeof(*files));
 		if (!files)
 			return;
-		memset(files + pf->nr_files, 0, (n - pf->nr_files) * sizeof(*files));
+		for (unsigned i = pf->nr_files; i < n; i++)
+			files[i] = (struct cold_file){ .held = -1 };
 		pf->files = files;
 		pf->nr_files = n;
 	}
-	pf->files[fd] = (struct cold_file){ .dev = st->st_dev, .ino = st->st_ino, .cold = true };
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
-	pf->files[fd].checked = now.tv_sec;
+	if (pf->files[fd].held >= 0)
+		return;
+	held = fd_hold(fd);
+	if (held < 0)
+		return;
+	pf->files[fd] = (struct cold_file){ .held = held, .cold = true };
 	pf->cold_nr++;
 }
 
 /*
- * Whether fd's reads still go to io_uring. The number may name another
- * file since it was judged, or the same one opened otherwise: it is looked
- * at again once a second (the vDSO's clock, no system call). Meanwhile a
- * read of whatever it names goes to io_uring, which reads it as native
- * AIO would.
+ * The hold a read of cold fd is sent on, taken once more; -1 if the number
+ * names another file now (the file is then warm, and native AIO reads it).
  */
-bool prefetch_takes(struct prefetch *pf, int fd)
+int prefetch_take(struct prefetch *pf, const struct aio_ctx *ctx, int fd)
 {
 	struct cold_file *f = &pf->files[fd];
+
+	if (unlikely(!fd_same(ctx, fd, f->held))) {
+		file_warm(pf, fd);
+		return -1;
+	}
+	f->users++;
+	return f->held;
+}
+
+/* A read prefetch_take() sent on fd's hold is posted. */
+void prefetch_put(struct prefetch *pf, int fd)
+{
+	struct cold_file *f = &pf->files[fd];
+
+	f->users--;
+	file_let_go(f);
+}
+
+/*
+ * Once a second at most: the cold files whose numbers the program closed
+ * or gave to other files are warm, and let go.
+ */
+void prefetch_sweep(struct prefetch *pf, const struct aio_ctx *ctx)
+{
 	struct timespec now;
-	struct stat st;
 
 	clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
-	if (likely(f->checked == now.tv_sec))
-		return true;
-	if (prefetch_can_be_cold(fd, &st) && st.st_dev == f->dev && st.st_ino == f->ino) {
-		f->checked = now.tv_sec;
-		return true;
-	}
-	file_warm(pf, fd);
-	return false;
+	if (!pf->cold_nr || now.tv_sec == pf->swept)
+		return;
+	pf->swept = now.tv_sec;
+	for (unsigned fd = 0; fd < pf->nr_files; fd++)
+		if (pf->files[fd].cold && !fd_same(ctx, (int)fd, pf->files[fd].held))
+			file_warm(pf, (int)fd);
 }
 
 /* Queues req's read for the fetcher to send; false if the SQ is full. */

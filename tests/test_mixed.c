@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/vfs.h>
 #include <unistd.h>
@@ -385,6 +386,60 @@ START_TEST(cold_reads_keep_their_file)
 }
 END_TEST
 
+/* The descriptors of this process that name the file st describes. */
+static int descriptors_of(const struct stat *st)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int n = 0;
+
+	ck_assert_ptr_nonnull(d);
+	while ((e = readdir(d))) {
+		char path[300];
+		struct stat at;
+
+		snprintf(path, sizeof(path), "/proc/self/fd/%s", e->d_name);
+		n += !stat(path, &at) && at.st_dev == st->st_dev && at.st_ino == st->st_ino;
+	}
+	closedir(d);
+	return n;
+}
+
+/*
+ * A cold file is held by the library while it is cold; once the program
+ * closes it, the hold is let go at an io_submit a second or so later, so
+ * that a deleted file's blocks are freed as they would be on libaio.
+ */
+START_TEST(cold_file_let_go_once_closed)
+{
+	struct iocb cbs[PER_FILE], *list[PER_FILE];
+	struct io_event ev[PER_FILE];
+	int fd = cold_or_skip(ctx);
+	struct stat st;
+	char *buf;
+
+	if (fd < 0)
+		return;
+	buf = aligned_buf(BLOCK, 0);
+	ck_assert_int_eq(fstat(fd, &st), 0);
+	ck_assert_int_eq(descriptors_of(&st), 2);
+	close(fd);
+	for (int round = 0; round < 40 && descriptors_of(&st); round++) {
+		for (int i = 0; i < PER_FILE; i++) {
+			io_prep_pread(&cbs[i], files[0], buf, BLOCK, 0);
+			list[i] = &cbs[i];
+		}
+		for (int i = 0; i < 16; i++) {
+			ck_assert_int_eq(io_submit(ctx, PER_FILE, list), PER_FILE);
+			reap_n(ctx, PER_FILE, ev, 2000);
+		}
+		usleep(100 * 1000);
+	}
+	ck_assert_int_eq(descriptors_of(&st), 0);
+	free(buf);
+}
+END_TEST
+
 /* io_destroy with cold reads in flight returns once they are done. */
 START_TEST(destroy_with_cold_reads_in_flight)
 {
@@ -717,6 +772,7 @@ static Suite *mixed_suite(void)
 	tcase_add_test(tc, cold_reads_outlive_their_thread);
 	tcase_add_test(tc, cold_reads_leave_waits_whole);
 	tcase_add_test(tc, cold_reads_keep_their_file);
+	tcase_add_test(tc, cold_file_let_go_once_closed);
 	tcase_add_test(tc, destroy_with_cold_reads_in_flight);
 	suite_add_tcase(s, tc);
 	return s;
