@@ -452,17 +452,24 @@ static void fetches_post(struct aio_ctx *ctx, bool just_sent)
 }
 
 /*
- * Sends the cold reads queued since the last time; those io_uring did not
- * take, native AIO reads (and the fetcher waits, as a caller would on
- * libaio). Then posts what finished, at once or earlier.
+ * Sends the cold reads queued since the last time, without the lock, so
+ * that io_submit and io_getevents go on while the kernel starts them;
+ * those io_uring did not take, native AIO reads (and the fetcher waits, as
+ * a caller would on libaio). Then posts what finished, at once or earlier.
  */
 static void fetches_send(struct aio_ctx *ctx)
 {
 	struct native *nat = native(ctx);
 	struct req *left[PREFETCH_SQ];
-	int n = prefetch_submit(nat->pf, left, PREFETCH_SQ);
+	bool sent;
+	int n;
 
 	nat->to_send = false;
+	prefetch_round_end(nat->pf);
+	pthread_mutex_unlock(&ctx->lock);
+	sent = prefetch_send(nat->pf);
+	pthread_mutex_lock(&ctx->lock);
+	n = sent ? 0 : prefetch_withdraw(nat->pf, left);
 	for (int i = 0; i < n; i++) {
 		left[i]->res = -EAGAIN;
 		native_issue(ctx, left[i]);
@@ -483,10 +490,12 @@ static void *fetch_main(void *arg)
 
 	pthread_mutex_lock(&ctx->lock);
 	while (!nat->fetch_stop) {
-		if (nat->to_send)
+		/* Reads may be queued while it sends them without the lock. */
+		if (nat->to_send) {
 			fetches_send(ctx);
-		else
-			fetches_post(ctx, false);
+			continue;
+		}
+		fetches_post(ctx, false);
 		nat->fetch_asleep = true;
 		pthread_mutex_unlock(&ctx->lock);
 		prefetch_wait(nat->pf);

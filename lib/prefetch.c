@@ -29,8 +29,8 @@
  * the thread waits in (TIF_NOTIFY_SIGNAL). The program's io_getevents
  * would end short of min_nr, and its epoll_wait with EINTR, with no signal.
  *
- * Everything here runs under the context's lock but prefetch_wait() and
- * prefetch_wake().
+ * Everything here runs under the context's lock but prefetch_send(),
+ * prefetch_wait() and prefetch_wake().
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -98,6 +98,9 @@ struct prefetch *prefetch_new(unsigned entries)
 		free(pf);
 		return NULL;
 	}
+	/* SQ slot i holds SQE i, as prefetch_read() fills them. */
+	for (unsigned i = 0; i < pf->ring.sq.ring_entries; i++)
+		pf->ring.sq.array[i] = i;
 	return pf;
 }
 
@@ -234,42 +237,65 @@ void prefetch_sweep(struct prefetch *pf, const struct aio_ctx *ctx)
 			file_warm(pf, (int)fd);
 }
 
-/* Queues req's read for the fetcher to send; false if the SQ is full. */
+/*
+ * Queues req's read for the fetcher to send; false if the SQ is full. It
+ * is in the kernel's SQ at once, for prefetch_send() to hand over without
+ * the lock: the fetcher alone enters the ring, and the kernel consumes
+ * nothing outside io_uring_enter (no SQPOLL).
+ */
 bool prefetch_read(struct prefetch *pf, struct req *req)
 {
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&pf->ring);
+	struct io_uring_sq *sq = &pf->ring.sq;
+	unsigned tail = sq->sqe_tail;
+	struct io_uring_sqe *sqe;
 
-	if (!sqe)
+	if (tail - io_uring_smp_load_acquire(sq->khead) >= sq->ring_entries)
 		return false;
+	sqe = &sq->sqes[tail & sq->ring_mask];
 	io_uring_prep_read(sqe, req_fd(req), (void *)(uintptr_t)req->kiocb.u.c.buf,
 			   (unsigned)req->kiocb.u.c.nbytes, (uint64_t)req->kiocb.u.c.offset);
 	io_uring_sqe_set_data(sqe, req);
 	req->round = pf->round;
+	sq->sqe_head = sq->sqe_tail = tail + 1;
+	io_uring_smp_store_release(sq->ktail, tail + 1);
 	return true;
 }
 
-/*
- * Hands the queued reads to the kernel. What it does not take is withdrawn
- * and returned in left[], for native AIO to read: a submission turned away
- * whole (-EAGAIN, -EBUSY) is tried SUBMIT_TRIES times.
- */
-int prefetch_submit(struct prefetch *pf, struct req **left, int max)
+/* Under the lock, before prefetch_send(): the reads queued from now on are the next round's. */
+void prefetch_round_end(struct prefetch *pf)
 {
-	struct io_uring *ring = &pf->ring;
-	unsigned start = *ring->sq.khead, end = ring->sq.sqe_tail, taken = 0;
-	int ret, tries = 0, n = 0;
-
-	do {
-		ret = io_uring_submit(ring);
-		if (ret > 0)
-			taken += (unsigned)ret;
-	} while (start + taken != end && (ret > 0 || ++tries < SUBMIT_TRIES));
 	pf->round++;
-	for (unsigned i = start + taken; i != end && n < max; i++)
-		left[n++] =
-		    (struct req *)(uintptr_t)ring->sq.sqes[i & *ring->sq.kring_mask].user_data;
-	ring->sq.sqe_head = ring->sq.sqe_tail = start + taken;
-	io_uring_smp_store_release(ring->sq.ktail, start + taken);
+}
+
+/*
+ * Without the context's lock: hands the kernel the reads queued until now.
+ * False if it turned them away (-EAGAIN, -EBUSY) SUBMIT_TRIES times: then
+ * prefetch_withdraw() takes them back, for native AIO to read.
+ */
+bool prefetch_send(struct prefetch *pf)
+{
+	struct io_uring_sq *sq = &pf->ring.sq;
+	unsigned tail = io_uring_smp_load_acquire(sq->ktail), head;
+	int tries = 0;
+
+	while ((head = io_uring_smp_load_acquire(sq->khead)) != tail)
+		if (io_uring_enter(pf->ring.ring_fd, tail - head, 0, 0, NULL) <= 0 &&
+		    ++tries == SUBMIT_TRIES)
+			return false;
+	return true;
+}
+
+/* Under the lock: the reads the kernel has not taken, withdrawn into left[]. */
+int prefetch_withdraw(struct prefetch *pf, struct req **left)
+{
+	struct io_uring_sq *sq = &pf->ring.sq;
+	unsigned head = io_uring_smp_load_acquire(sq->khead);
+	int n = 0;
+
+	for (unsigned i = head; i != sq->sqe_tail; i++)
+		left[n++] = (struct req *)(uintptr_t)sq->sqes[i & sq->ring_mask].user_data;
+	sq->sqe_head = sq->sqe_tail = head;
+	io_uring_smp_store_release(sq->ktail, head);
 	return n;
 }
 

@@ -311,6 +311,79 @@ START_TEST(cold_reads_outlive_their_thread)
 }
 END_TEST
 
+#define COLD_ROUNDS 3000
+#define ROUND_TRIPPERS 4
+
+struct round_trips {
+	int fd;
+	struct iocb *cbs; /* one per read: one another thread reaped may be in flight */
+	long rounds;	  /* reaped whole */
+};
+
+/*
+ * Rounds of cold reads, each reaped before the next, within 5 seconds.
+ * Most are found in memory, done within the fetcher's submission, leaving
+ * it nothing else to wake for; the pages are dropped every 8 rounds,
+ * before 256 reads in a row were found in memory and the file turned
+ * warm. The threads reap each other's events too.
+ */
+static void *cold_round_trips(void *arg)
+{
+	struct round_trips *t = arg;
+	char *buf = aligned_buf(BLOCK * PER_FILE, 0);
+	struct iocb *list[PER_FILE];
+	struct io_event ev[PER_FILE];
+
+	for (t->rounds = 0; t->rounds < COLD_ROUNDS; t->rounds++) {
+		int got = 0, ret = 1;
+
+		if (!(t->rounds % 8))
+			posix_fadvise(t->fd, 0, 0, POSIX_FADV_DONTNEED);
+		for (int i = 0; i < PER_FILE; i++) {
+			list[i] = &t->cbs[t->rounds * PER_FILE + i];
+			io_prep_pread(list[i], t->fd, buf + i * BLOCK, BLOCK,
+				      (off_t)((t->rounds % 8 * PER_FILE + i) * 97 % 1024) * BLOCK);
+		}
+		if (io_submit(ctx, PER_FILE, list) != PER_FILE)
+			break;
+		while (got < PER_FILE && ret > 0) {
+			ret = getevents_ms(ctx, 1, PER_FILE - got, ev, 5000);
+			got += ret > 0 ? ret : 0;
+		}
+		if (got < PER_FILE)
+			break;
+	}
+	free(buf);
+	return NULL;
+}
+
+/*
+ * Threads that submit cold reads while the fetcher sends earlier ones,
+ * each waiting for as many events as it submitted: none is left unsent.
+ */
+START_TEST(cold_reads_while_others_are_sent)
+{
+	struct round_trips trips[ROUND_TRIPPERS];
+	pthread_t threads[ROUND_TRIPPERS];
+	int fd = cold_or_skip(ctx);
+
+	if (fd < 0)
+		return;
+	for (int t = 0; t < ROUND_TRIPPERS; t++) {
+		trips[t] = (struct round_trips){ .fd = fd };
+		trips[t].cbs = calloc(COLD_ROUNDS * PER_FILE, sizeof(struct iocb));
+		ck_assert_int_eq(pthread_create(&threads[t], NULL, cold_round_trips, &trips[t]), 0);
+	}
+	for (int t = 0; t < ROUND_TRIPPERS; t++)
+		ck_assert_int_eq(pthread_join(threads[t], NULL), 0);
+	for (int t = 0; t < ROUND_TRIPPERS; t++) {
+		ck_assert_int_eq(trips[t].rounds, COLD_ROUNDS);
+		free(trips[t].cbs);
+	}
+	close(fd);
+}
+END_TEST
+
 /*
  * A wait for every cold read in flight, with no timeout and no signal,
  * gets them all, as on libaio: io_uring's task work for them interrupts
@@ -771,6 +844,7 @@ static Suite *mixed_suite(void)
 	tcase_add_test(tc, cold_reads_through_io_uring);
 	tcase_add_test(tc, cold_reads_outlive_their_thread);
 	tcase_add_test(tc, cold_reads_leave_waits_whole);
+	tcase_add_test(tc, cold_reads_while_others_are_sent);
 	tcase_add_test(tc, cold_reads_keep_their_file);
 	tcase_add_test(tc, cold_file_let_go_once_closed);
 	tcase_add_test(tc, destroy_with_cold_reads_in_flight);
