@@ -316,8 +316,13 @@ END_TEST
 
 struct round_trips {
 	int fd;
-	struct iocb *cbs; /* one per read: one another thread reaped may be in flight */
-	long rounds;	  /* reaped whole */
+	/*
+	 * An iocb per read, and buffers kept until every thread is done: a
+	 * read whose event another thread reaped may still be in flight.
+	 */
+	struct iocb *cbs;
+	char *buf;
+	long rounds; /* reaped whole */
 };
 
 /*
@@ -330,7 +335,6 @@ struct round_trips {
 static void *cold_round_trips(void *arg)
 {
 	struct round_trips *t = arg;
-	char *buf = aligned_buf(BLOCK * PER_FILE, 0);
 	struct iocb *list[PER_FILE];
 	struct io_event ev[PER_FILE];
 
@@ -341,7 +345,7 @@ static void *cold_round_trips(void *arg)
 			posix_fadvise(t->fd, 0, 0, POSIX_FADV_DONTNEED);
 		for (int i = 0; i < PER_FILE; i++) {
 			list[i] = &t->cbs[t->rounds * PER_FILE + i];
-			io_prep_pread(list[i], t->fd, buf + i * BLOCK, BLOCK,
+			io_prep_pread(list[i], t->fd, t->buf + i * BLOCK, BLOCK,
 				      (off_t)((t->rounds % 8 * PER_FILE + i) * 97 % 1024) * BLOCK);
 		}
 		if (io_submit(ctx, PER_FILE, list) != PER_FILE)
@@ -353,7 +357,6 @@ static void *cold_round_trips(void *arg)
 		if (got < PER_FILE)
 			break;
 	}
-	free(buf);
 	return NULL;
 }
 
@@ -372,6 +375,7 @@ START_TEST(cold_reads_while_others_are_sent)
 	for (int t = 0; t < ROUND_TRIPPERS; t++) {
 		trips[t] = (struct round_trips){ .fd = fd };
 		trips[t].cbs = calloc(COLD_ROUNDS * PER_FILE, sizeof(struct iocb));
+		trips[t].buf = aligned_buf(BLOCK * PER_FILE, 0);
 		ck_assert_int_eq(pthread_create(&threads[t], NULL, cold_round_trips, &trips[t]), 0);
 	}
 	for (int t = 0; t < ROUND_TRIPPERS; t++)
@@ -379,6 +383,7 @@ START_TEST(cold_reads_while_others_are_sent)
 	for (int t = 0; t < ROUND_TRIPPERS; t++) {
 		ck_assert_int_eq(trips[t].rounds, COLD_ROUNDS);
 		free(trips[t].cbs);
+		free(trips[t].buf);
 	}
 	close(fd);
 }
