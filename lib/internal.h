@@ -144,7 +144,7 @@ struct req {
 	uint32_t epoch;		 /* writes: the epoch of their fd they joined */
 	uint32_t poll_seq;	 /* polls: the order they were submitted in */
 	uint32_t round;		 /* cold reads: the submission that sent them */
-	int prog_fd;		 /* cold reads: the program's number for the file */
+	int prog_fd;		 /* cold reads, held syncs: the program's number for the file */
 	int res;		 /* cold reads: io_uring's result */
 	bool fetched;		 /* a cold read (prefetch.c) */
 	bool held;		 /* a sync waiting for earlier writes */

@@ -253,16 +253,18 @@ static inline void catch_up(struct aio_ctx *ctx)
 }
 
 /*
- * What the kernel is shown of a request the library kept: the program's
- * iocb, so that the event names it, with the library's holds of its file
- * and eventfd where the program has since closed them or given the
- * numbers to other files. A cold read io_uring finished is shown as a
- * write of as many bytes to /dev/null, which touches no byte of the
- * buffer: its event, eventfd and place in the ring are the read's. One
- * io_uring failed is read again by native AIO, which gives its own answer.
+ * What the kernel is shown of a request the library kept: the iocb as
+ * submitted, at the program's address so that the event names it, on the
+ * library's holds of its file and eventfd where the program's numbers no
+ * longer name them. A program that rewrote the iocb since still gets the
+ * request it submitted. A cold read io_uring finished is shown as a write
+ * of as many bytes to /dev/null, which touches no byte of the buffer: its
+ * event, eventfd and place in the ring are the read's. One io_uring failed
+ * is read again by native AIO, which gives its own answer.
  */
 static void kept_iocb(struct aio_ctx *ctx, const struct req *req, struct iocb *io)
 {
+	*io = req->kiocb;
 	if (req->fetched && req->res >= 0) {
 		io->aio_lio_opcode = IO_CMD_PWRITE;
 		io->aio_fildes = (uint32_t)prefetch_null_fd(native(ctx)->pf);
@@ -272,8 +274,8 @@ static void kept_iocb(struct aio_ctx *ctx, const struct req *req, struct iocb *i
 			io->u.c.resfd = (uint32_t)req->resfd;
 		return;
 	}
-	if ((req->owns_fd || req->fetched) && !fd_same(ctx, (int)io->aio_fildes, req_fd(req)))
-		io->aio_fildes = req->kiocb.aio_fildes;
+	if ((req->owns_fd || req->fetched) && fd_same(ctx, req->prog_fd, req_fd(req)))
+		io->aio_fildes = (uint32_t)req->prog_fd;
 	if (req->resfd >= 0 && !fd_same(ctx, (int)io->u.c.resfd, req->resfd))
 		io->u.c.resfd = (uint32_t)req->resfd;
 }
@@ -300,7 +302,7 @@ static long submit_kept(struct aio_ctx *ctx, struct req **reqs, int n)
 		struct iocb want;
 
 		ios[i] = reqs[i]->obj;
-		was[i] = want = *ios[i];
+		was[i] = *ios[i];
 		kept_iocb(ctx, reqs[i], &want);
 		if (memcmp(&want, &was[i], sizeof(want))) {
 			if (!swap) {
@@ -389,6 +391,7 @@ static int hold_file(struct aio_ctx *ctx, struct req *req)
 		close_nocancel(fd);
 		return -EAGAIN;
 	}
+	req->prog_fd = req_fd(req);
 	req->kiocb.aio_fildes = (uint32_t)fd;
 	req->owns_fd = true;
 	return 0;

@@ -1097,6 +1097,42 @@ START_TEST(test_held_sync_keeps_its_file)
 }
 END_TEST
 
+/*
+ * A held sync is the sync the program submitted, though the program
+ * rewrites its iocb while it waits: the kernel copies an iocb at
+ * io_submit, and may be given the memory again at once.
+ */
+START_TEST(test_held_sync_iocb_rewritten)
+{
+	io_context_t ctx = ctx_new();
+	unsigned seed = 11;
+	int held_rounds = 0;
+
+	buffers_init();
+	for (int round = 0; round < ROUNDS && held_rounds < 3; round++) {
+		int fd = file_written(&kinds[KIND_DIRECT]), s;
+		long before = held(ctx);
+		struct iocb submitted;
+		struct plan p;
+
+		plan_init(&p);
+		s = plan_writes_then_sync(&p, fd, IO_CMD_FDSYNC, SPLIT_NONE, &seed, 0);
+		plan_submit(ctx, &p);
+		submitted = p.io[s];
+		memset(&p.io[s], 0x5a, sizeof(p.io[s]));
+		held_rounds += held(ctx) > before;
+		plan_reap(ctx, &p, MAX_OPS);
+		p.io[s] = submitted;
+		ck_assert_int_eq(p.want[s], 0);
+		assert_sync_after_writes(&p, s, "iocb rewritten while the sync waited");
+		close(fd);
+	}
+	ck_assert_msg(held_rounds > 0, "no round held the sync: the case was not reached");
+	ck_assert_int_eq(io_destroy(ctx), 0);
+	buffers_free();
+}
+END_TEST
+
 static Suite *fsync_order_suite(void)
 {
 	Suite *s = suite_create("fsync_order");
@@ -1111,6 +1147,7 @@ static Suite *fsync_order_suite(void)
 	tcase_add_test(order, test_mixed_writes_then_sync);
 	tcase_add_test(order, test_sync_covers_all_earlier_writes);
 	tcase_add_test(order, test_held_sync_keeps_its_file);
+	tcase_add_test(order, test_held_sync_iocb_rewritten);
 	tcase_add_loop_test(order, test_two_fds, 0, 2);
 	suite_add_tcase(s, order);
 
