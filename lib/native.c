@@ -274,7 +274,7 @@ static void kept_iocb(struct aio_ctx *ctx, const struct req *req, struct iocb *i
 			io->u.c.resfd = (uint32_t)req->resfd;
 		return;
 	}
-	if ((req->owns_fd || req->fetched) && fd_same(ctx, req->prog_fd, req_fd(req)))
+	if (fd_same(ctx, req->prog_fd, req_fd(req)))
 		io->aio_fildes = (uint32_t)req->prog_fd;
 	if (req->resfd >= 0 && !fd_same(ctx, (int)io->u.c.resfd, req->resfd))
 		io->u.c.resfd = (uint32_t)req->resfd;
