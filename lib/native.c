@@ -64,9 +64,12 @@ struct native {
 	_Atomic bool kept;	/* held or stash_nr: a reaper must look first */
 	bool watching, watch_stop;
 	pthread_cond_t watch_cond;
-	/* A program's iocb is changed while the kernel reads it (issue()). */
+	/* A program's iocb is changed while the kernel reads it (submit_kept()). */
 	_Atomic bool swapping;
 	pthread_mutex_t swap_lock;
+	/* Under swap_lock: iocbs of the library's that carry kept requests. */
+	struct stand_in *stand_ins;
+	_Atomic bool standing; /* stand_ins is not empty */
 	/* auto: cold reads go through io_uring first (prefetch.c). */
 	bool prefetching;     /* an auto context */
 	bool prefetch_failed; /* no io_uring could be made for it */
@@ -126,6 +129,48 @@ static void swap_settled(struct native *nat)
 	pthread_mutex_unlock(&nat->swap_lock);
 }
 
+/*
+ * A kept request whose iocb the program unmapped or made read-only since
+ * its io_submit is carried to the kernel by an iocb of the library's; the
+ * events the library takes name the program's iocb again.
+ */
+struct stand_in {
+	struct iocb io;
+	struct iocb *obj; /* the program's */
+	struct stand_in *next;
+};
+
+/* Under swap_lock: the program's iocb for an event's, or NULL. */
+static struct iocb *stand_in_take(struct native *nat, const void *io)
+{
+	for (struct stand_in **p = &nat->stand_ins; *p; p = &(*p)->next) {
+		struct stand_in *s = *p;
+		struct iocb *obj = s->obj;
+
+		if (&s->io != io)
+			continue;
+		*p = s->next;
+		free(s);
+		atomic_store_explicit(&nat->standing, nat->stand_ins, memory_order_relaxed);
+		return obj;
+	}
+	return NULL;
+}
+
+static void stand_ins_undo(struct native *nat, struct io_event *ev, long n)
+{
+	if (likely(!atomic_load_explicit(&nat->standing, memory_order_relaxed)))
+		return;
+	pthread_mutex_lock(&nat->swap_lock);
+	for (long i = 0; i < n; i++) {
+		struct iocb *obj = stand_in_take(nat, (void *)(uintptr_t)ev[i].obj);
+
+		if (obj)
+			ev[i].obj = obj;
+	}
+	pthread_mutex_unlock(&nat->swap_lock);
+}
+
 static bool has_pgetevents;
 
 /*
@@ -166,8 +211,10 @@ static long sys_getevents(struct native *nat, long min_nr, long nr, struct io_ev
 				     (long)timeout, 0);
 	if (ret < 0)
 		ret = -errno;
-	if (ret > 0)
+	if (ret > 0) {
 		swap_settled(nat);
+		stand_ins_undo(nat, ev, ret);
+	}
 #ifdef __SANITIZE_THREAD__
 	for (long i = 0; i < ret; i++)
 		tsan_acquire(ev[i].obj);
@@ -286,6 +333,55 @@ static void fetch_free(struct aio_ctx *ctx, struct req *req)
 	req_free(ctx, req);
 }
 
+/* Under swap_lock: an iocb of the library's that reads as io, or NULL. */
+static struct iocb *stand_in(struct native *nat, const struct iocb *io, struct iocb *obj)
+{
+	struct stand_in *s = malloc(sizeof(*s));
+
+	if (!s)
+		return NULL;
+	s->io = *io;
+	s->obj = obj;
+	s->next = nat->stand_ins;
+	nat->stand_ins = s;
+	atomic_store_explicit(&nat->standing, true, memory_order_relaxed);
+	return &s->io;
+}
+
+/*
+ * Where the program's iocb does not read as the request (kept_iocb()),
+ * it is written so for the kernel to read, and put back once the kernel
+ * has: was is what it held. Where it cannot be read or written, an iocb
+ * of the library's is shown instead. NULL for none, for want of memory.
+ */
+static struct iocb *kept_show(struct aio_ctx *ctx, struct req *req, struct iocb *was, bool *wrote,
+			      bool *locked)
+{
+	struct native *nat = native(ctx);
+	struct iocb want, *io;
+	bool readable;
+
+	kept_iocb(ctx, req, &want);
+	readable = !copy_from_prog(was, req->obj, sizeof(*was));
+	*wrote = false;
+	if (readable && !memcmp(&want, was, sizeof(want)))
+		return req->obj;
+	if (!*locked) {
+		pthread_mutex_lock(&nat->swap_lock);
+		atomic_store_explicit(&nat->swapping, true, memory_order_relaxed);
+		*locked = true;
+	}
+	if (readable) {
+		*wrote = true;
+		if (!copy_to_prog(req->obj, &want, sizeof(want)))
+			return req->obj;
+	}
+	io = stand_in(nat, &want, req->obj);
+	if (!io && *wrote)
+		copy_to_prog(req->obj, was, sizeof(*was));
+	return io;
+}
+
 /*
  * Issues kept requests: how many the kernel took, or its error for the
  * first. The kernel copies each iocb and takes its own references, so the
@@ -295,28 +391,24 @@ static long submit_kept(struct aio_ctx *ctx, struct req **reqs, int n)
 {
 	struct native *nat = native(ctx);
 	struct iocb was[FLUSH_MAX], *ios[FLUSH_MAX];
-	bool swap = false;
-	long ret;
+	bool wrote[FLUSH_MAX], locked = false;
+	long ret = -EAGAIN;
+	int shown;
 
-	for (int i = 0; i < n; i++) {
-		struct iocb want;
-
-		ios[i] = reqs[i]->obj;
-		was[i] = *ios[i];
-		kept_iocb(ctx, reqs[i], &want);
-		if (memcmp(&want, &was[i], sizeof(want))) {
-			if (!swap) {
-				pthread_mutex_lock(&nat->swap_lock);
-				atomic_store_explicit(&nat->swapping, true, memory_order_relaxed);
-				swap = true;
-			}
-			*ios[i] = want;
-		}
+	for (shown = 0; shown < n; shown++) {
+		ios[shown] = kept_show(ctx, reqs[shown], &was[shown], &wrote[shown], &locked);
+		if (!ios[shown])
+			break;
 	}
-	ret = sys_submit(nat, n, ios);
-	if (swap) {
-		for (int i = 0; i < n; i++)
-			*ios[i] = was[i];
+	if (shown)
+		ret = sys_submit(nat, shown, ios);
+	if (locked) {
+		for (int i = 0; i < shown; i++) {
+			if (wrote[i])
+				copy_to_prog(reqs[i]->obj, &was[i], sizeof(was[i]));
+			if (i >= ret && ios[i] != reqs[i]->obj)
+				stand_in_take(nat, ios[i]);
+		}
 		atomic_store_explicit(&nat->swapping, false, memory_order_release);
 		pthread_mutex_unlock(&nat->swap_lock);
 	}
@@ -1181,6 +1273,9 @@ static void native_release(struct aio_ctx *ctx)
 	pthread_mutex_destroy(&nat->swap_lock);
 	free(nat->table);
 	free(nat->stash);
+	/* Those whose events only a reader of the ring took. */
+	while (nat->stand_ins)
+		stand_in_take(nat, &nat->stand_ins->io);
 	free(nat);
 	ctx->priv = NULL;
 }

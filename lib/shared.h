@@ -28,8 +28,9 @@
 
 /*
  * A thread of the library's own: it must not take the program's signals,
- * so it starts with all of them blocked. Detached: nothing waits for its
- * end. 0, or pthread_create's error.
+ * so it starts with all of them blocked but the faults, which the fault
+ * guard (fault.c) takes in it too, and which kill a thread that blocks
+ * them. Detached: nothing waits for its end. 0, or pthread_create's error.
  */
 static inline int thread_start_detached(void *(*fn)(void *), void *arg)
 {
@@ -41,6 +42,8 @@ static inline int thread_start_detached(void *(*fn)(void *), void *arg)
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	sigfillset(&all);
+	sigdelset(&all, SIGSEGV);
+	sigdelset(&all, SIGBUS);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	ret = pthread_create(&thread, &attr, fn, arg);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -1061,52 +1062,86 @@ START_TEST(test_destroy_with_held_sync)
 }
 END_TEST
 
+/* The page of p's that holds iocb i, which holds nothing of p's but iocbs. */
+static void *iocb_page(struct plan *p, int i)
+{
+	uintptr_t page = (uintptr_t)&p->io[i] & ~((uintptr_t)getpagesize() - 1);
+
+	ck_assert_msg(page >= (uintptr_t)p && page + (uintptr_t)getpagesize() <= (uintptr_t)p->iov,
+		      "iocb %d shares its page with more than iocbs", i);
+	return (void *)page;
+}
+
+/*
+ * What the program does to a held sync while it waits: it closes the fd
+ * and a pipe takes the number (0), rewrites the iocb (1), unmaps it (2,
+ * PROT_NONE), or makes it read-only and lets a pipe take the number (3).
+ */
+static void disturb(struct plan *p, int s, int *fd, int *pipefd, int how)
+{
+	if (how == 1)
+		memset(&p->io[s], 0x5a, sizeof(p->io[s]));
+	if (how == 2)
+		ck_assert_int_eq(mprotect(iocb_page(p, s), getpagesize(), PROT_NONE), 0);
+	if (how == 3)
+		ck_assert_int_eq(mprotect(iocb_page(p, s), getpagesize(), PROT_READ), 0);
+	if (how == 0 || how == 3) {
+		ck_assert_int_eq(close(*fd), 0);
+		ck_assert_int_eq(pipe(pipefd), 0);
+		ck_assert_msg(pipefd[0] == *fd, "the pipe took fd %d, not %d", pipefd[0], *fd);
+		*fd = pipefd[1];
+	}
+}
+
 /*
  * A held sync is the sync the program submitted, whatever the program does
- * while it waits, as on the kernel, which takes the file and a copy of the
- * iocb at io_submit: it closes the fd and a pipe takes the number (0), or
- * it rewrites the iocb (1). The sync must still succeed, after the writes.
+ * while it waits (disturb()), as on the kernel, which takes the file and a
+ * copy of the iocb at io_submit. The sync must still succeed, after the
+ * writes, and its event name the program's iocb.
  */
 START_TEST(test_held_sync_disturbed)
 {
 	static const char *const what[] = { "fd closed and reused while the sync waited",
-					    "iocb rewritten while the sync waited" };
+					    "iocb rewritten while the sync waited",
+					    "iocb unmapped while the sync waited",
+					    "iocb read-only, fd reused while the sync waited" };
+	size_t size =
+	    (sizeof(struct plan) + (size_t)getpagesize() - 1) & ~((size_t)getpagesize() - 1);
+	struct plan *p =
+	    mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	io_context_t ctx = ctx_new();
 	unsigned seed = 7 + (unsigned)_i * 4;
 	int held_rounds = 0;
 
+	ck_assert_ptr_ne(p, MAP_FAILED);
 	buffers_init();
 	for (int round = 0; round < ROUNDS && held_rounds < 3; round++) {
-		int fd = file_written(&kinds[KIND_DIRECT]), pipefd[2], s;
+		int fd = file_written(&kinds[KIND_DIRECT]), pipefd[2] = { -1, -1 }, s;
 		long before = held(ctx);
 		struct iocb submitted;
-		struct plan p;
 
-		plan_init(&p);
-		s = plan_writes_then_sync(&p, fd, IO_CMD_FDSYNC, SPLIT_NONE, &seed, 0);
-		plan_submit(ctx, &p);
+		plan_init(p);
+		s = plan_writes_then_sync(p, fd, IO_CMD_FDSYNC, SPLIT_NONE, &seed, 0);
+		plan_submit(ctx, p);
 		held_rounds += held(ctx) > before;
-		submitted = p.io[s];
-		if (_i) {
-			memset(&p.io[s], 0x5a, sizeof(p.io[s]));
-		} else {
-			ck_assert_int_eq(close(fd), 0);
-			ck_assert_int_eq(pipe(pipefd), 0);
-			ck_assert_msg(pipefd[0] == fd, "the pipe took fd %d, not %d", pipefd[0],
-				      fd);
-			fd = pipefd[1];
-		}
-		plan_reap(ctx, &p, MAX_OPS);
-		p.io[s] = submitted;
-		ck_assert_int_eq(p.want[s], 0);
-		assert_sync_after_writes(&p, s, what[_i]);
-		if (!_i)
+		submitted = p->io[s];
+		disturb(p, s, &fd, pipefd, _i);
+		plan_reap(ctx, p, MAX_OPS);
+		ck_assert_int_eq(mprotect(p, size, PROT_READ | PROT_WRITE), 0);
+		if (_i >= 2)
+			ck_assert_msg(!memcmp(&p->io[s], &submitted, sizeof(submitted)),
+				      "%s: the iocb changed", what[_i]);
+		p->io[s] = submitted;
+		ck_assert_int_eq(p->want[s], 0);
+		assert_sync_after_writes(p, s, what[_i]);
+		if (pipefd[0] >= 0)
 			close(pipefd[0]);
 		close(fd);
 	}
 	ck_assert_msg(held_rounds > 0, "no round held the sync: the case was not reached");
 	ck_assert_int_eq(io_destroy(ctx), 0);
 	buffers_free();
+	munmap(p, size);
 }
 END_TEST
 
@@ -1123,7 +1158,7 @@ static Suite *fsync_order_suite(void)
 	tcase_add_loop_test(order, test_writev_then_sync, 0, NR_KINDS * 2);
 	tcase_add_test(order, test_mixed_writes_then_sync);
 	tcase_add_test(order, test_sync_covers_all_earlier_writes);
-	tcase_add_loop_test(order, test_held_sync_disturbed, 0, 2);
+	tcase_add_loop_test(order, test_held_sync_disturbed, 0, 4);
 	tcase_add_loop_test(order, test_two_fds, 0, 2);
 	suite_add_tcase(s, order);
 
