@@ -1113,6 +1113,14 @@ START_TEST(test_held_sync_disturbed)
 	unsigned seed = 7 + (unsigned)_i * 4;
 	int held_rounds = 0;
 
+	if (_i == 2 && UNDER_VALGRIND) {
+		test_skip(NULL,
+			  "%s: valgrind reads the iocb of each event io_getevents "
+			  "returns, and dies on this one",
+			  what[_i]);
+		munmap(p, size);
+		return;
+	}
 	ck_assert_ptr_ne(p, MAP_FAILED);
 	buffers_init();
 	for (int round = 0; round < ROUNDS && held_rounds < 3; round++) {
