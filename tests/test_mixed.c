@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/vfs.h>
@@ -464,6 +465,65 @@ START_TEST(cold_reads_keep_their_file)
 }
 END_TEST
 
+/*
+ * Cold reads whose iocbs the program unmaps (0, PROT_NONE) or makes
+ * read-only (1) while they are in flight, which libaio allows: the library
+ * cannot show the kernel the iocb at the program's address when it posts
+ * them, and a copy of its own carries each. Every read completes once,
+ * with its bytes, and its event names the program's iocb.
+ */
+START_TEST(cold_reads_with_iocbs_unmapped)
+{
+	static const int prot[] = { PROT_NONE, PROT_READ };
+	size_t page = (size_t)getpagesize();
+	struct iocb *cbs =
+	    mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct iocb *list[PER_FILE];
+	struct io_event ev[PER_FILE];
+	bool seen[PER_FILE] = { false };
+	int fd;
+	char *buf;
+
+	ck_assert_ptr_ne(cbs, MAP_FAILED);
+	if (!_i && UNDER_VALGRIND) {
+		test_skip(NULL, "cold reads with iocbs unmapped: valgrind reads the iocb of "
+				"each event io_getevents returns, and dies on these");
+		munmap(cbs, page);
+		return;
+	}
+	fd = cold_or_skip(ctx);
+	if (fd < 0) {
+		munmap(cbs, page);
+		return;
+	}
+	buf = aligned_buf(BLOCK * PER_FILE, 0);
+	ck_assert_int_eq(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+	for (int i = 0; i < PER_FILE; i++) {
+		io_prep_pread(&cbs[i], fd, buf + i * BLOCK, BLOCK, (off_t)(i * 89 % 1024) * BLOCK);
+		cbs[i].data = (void *)(long)(i * 89 % 1024);
+		list[i] = &cbs[i];
+	}
+	ck_assert_int_eq(io_submit(ctx, PER_FILE, list), PER_FILE);
+	ck_assert_int_eq(mprotect(cbs, page, prot[_i]), 0);
+	reap_n(ctx, PER_FILE, ev, 5000);
+	ck_assert_int_eq(mprotect(cbs, page, PROT_READ | PROT_WRITE), 0);
+	for (int i = 0; i < PER_FILE; i++) {
+		long k = ev[i].obj - cbs, block = (long)ev[i].data;
+
+		ck_assert_msg(k >= 0 && k < PER_FILE, "event %d names iocb %p, not one submitted",
+			      i, (void *)ev[i].obj);
+		ck_assert_msg(!seen[k], "iocb %ld: a second event", k);
+		seen[k] = true;
+		ck_assert_int_eq(block, k * 89 % 1024);
+		ck_assert_int_eq((long)ev[i].res, BLOCK);
+		check_block(buf + k * BLOCK, (int)block);
+	}
+	close(fd);
+	free(buf);
+	munmap(cbs, page);
+}
+END_TEST
+
 /* The descriptors of this process that name the file st describes. */
 static int descriptors_of(const struct stat *st)
 {
@@ -851,6 +911,7 @@ static Suite *mixed_suite(void)
 	tcase_add_test(tc, cold_reads_leave_waits_whole);
 	tcase_add_test(tc, cold_reads_while_others_are_sent);
 	tcase_add_test(tc, cold_reads_keep_their_file);
+	tcase_add_loop_test(tc, cold_reads_with_iocbs_unmapped, 0, 2);
 	tcase_add_test(tc, cold_file_let_go_once_closed);
 	tcase_add_test(tc, destroy_with_cold_reads_in_flight);
 	suite_add_tcase(s, tc);
