@@ -525,11 +525,14 @@ void prefetch_put(struct prefetch *pf, int fd);
 void prefetch_sweep(struct prefetch *pf, const struct aio_ctx *ctx);
 bool prefetch_read(struct prefetch *pf, struct req *req);
 void prefetch_round_end(struct prefetch *pf);
+void prefetch_sent(struct prefetch *pf);
 bool prefetch_send(struct prefetch *pf);
 int prefetch_withdraw(struct prefetch *pf, struct req **left);
-int prefetch_reap(struct prefetch *pf, struct req **out, int max, bool just_sent);
-void prefetch_wait(struct prefetch *pf);
+int prefetch_reap(struct prefetch *pf, struct req **out, int max);
+void prefetch_wait_to_send(struct prefetch *pf, bool and_done);
+void prefetch_wait_done(struct prefetch *pf);
 void prefetch_wake(struct prefetch *pf);
+void prefetch_stop(struct prefetch *pf);
 #define PREFETCH_SQ 64
 
 /* order.c: the honest-fsync rule. */

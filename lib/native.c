@@ -77,7 +77,7 @@ struct native {
 	unsigned calls;	      /* io_submit calls: one in SAMPLE_EVERY is timed */
 	unsigned fetches;     /* cold reads whose events are not yet posted */
 	bool to_send;	      /* cold reads queued for io_uring, not yet sent */
-	bool fetcher, fetch_stop;
+	bool fetcher, poster, fetch_stop;
 	bool fetch_asleep; /* the fetcher waits, and no one has woken it */
 };
 
@@ -531,7 +531,7 @@ static void *watch_main(void *arg);
  * Posts what io_uring finished of the cold reads (see kept_iocb()): the
  * kernel then wakes whoever waits for their events.
  */
-static void fetches_post(struct aio_ctx *ctx, bool just_sent)
+static void fetches_post(struct aio_ctx *ctx)
 {
 	struct req *done[FLUSH_MAX];
 	int n;
@@ -539,7 +539,7 @@ static void fetches_post(struct aio_ctx *ctx, bool just_sent)
 	do {
 		long took;
 
-		n = prefetch_reap(native(ctx)->pf, done, FLUSH_MAX, just_sent);
+		n = prefetch_reap(native(ctx)->pf, done, FLUSH_MAX);
 		took = n ? submit_kept(ctx, done, n) : 0;
 		for (long i = took > 0 ? took : 0; i < n; i++)
 			native_issue(ctx, done[i]);
@@ -569,19 +569,21 @@ static void fetches_send(struct aio_ctx *ctx)
 		left[i]->res = -EAGAIN;
 		native_issue(ctx, left[i]);
 	}
-	fetches_post(ctx, true);
+	fetches_post(ctx);
+	prefetch_sent(nat->pf);
 }
 
 /*
  * Until the context closes: sends the cold reads io_submit queued, and
- * posts them as io_uring finishes them. The only thread that enters the
- * io_uring, so its task work interrupts no thread of the program's
- * (prefetch.c).
+ * posts what it finds finished then; the poster posts the rest. The only
+ * thread that enters the io_uring, so its task work interrupts no thread
+ * of the program's (prefetch.c).
  */
 static void *fetch_main(void *arg)
 {
 	struct aio_ctx *ctx = arg;
 	struct native *nat = native(ctx);
+	bool alone;
 
 	pthread_mutex_lock(&ctx->lock);
 	while (!nat->fetch_stop) {
@@ -590,14 +592,38 @@ static void *fetch_main(void *arg)
 			fetches_send(ctx);
 			continue;
 		}
-		fetches_post(ctx, false);
+		fetches_post(ctx);
+		alone = !nat->poster;
 		nat->fetch_asleep = true;
 		pthread_mutex_unlock(&ctx->lock);
-		prefetch_wait(nat->pf);
+		prefetch_wait_to_send(nat->pf, alone);
 		pthread_mutex_lock(&ctx->lock);
 		nat->fetch_asleep = false;
 	}
 	nat->fetcher = false;
+	pthread_cond_broadcast(&nat->watch_cond);
+	pthread_mutex_unlock(&ctx->lock);
+	return NULL;
+}
+
+/*
+ * Posts the cold reads as io_uring finishes them, while the fetcher sends
+ * others: the kernel starts a read that misses the page cache inside the
+ * submission, and reads queued meanwhile would wait for that too.
+ */
+static void *post_main(void *arg)
+{
+	struct aio_ctx *ctx = arg;
+	struct native *nat = native(ctx);
+
+	pthread_mutex_lock(&ctx->lock);
+	while (!nat->fetch_stop) {
+		fetches_post(ctx);
+		pthread_mutex_unlock(&ctx->lock);
+		prefetch_wait_done(nat->pf);
+		pthread_mutex_lock(&ctx->lock);
+	}
+	nat->poster = false;
 	pthread_cond_broadcast(&nat->watch_cond);
 	pthread_mutex_unlock(&ctx->lock);
 	return NULL;
@@ -680,7 +706,11 @@ static int fetch_cold(struct aio_ctx *ctx, struct iocb *obj, const struct iocb *
 	return 0;
 }
 
-/* The io_uring and the thread that posts its reads, at the first cold file. */
+/*
+ * Under the lock: the io_uring and the threads that send and post its
+ * reads, at the first cold file. Without a poster, the fetcher posts them
+ * all (it looks at nat->poster only once it has the lock).
+ */
 static bool prefetch_start(struct aio_ctx *ctx)
 {
 	struct native *nat = native(ctx);
@@ -689,6 +719,7 @@ static bool prefetch_start(struct aio_ctx *ctx)
 		return false;
 	nat->pf = prefetch_new(ctx->ring_nr);
 	nat->fetcher = nat->pf && !thread_start_detached(fetch_main, ctx);
+	nat->poster = nat->fetcher && !thread_start_detached(post_main, ctx);
 	if (nat->pf && !nat->fetcher) {
 		prefetch_free(nat->pf);
 		nat->pf = NULL;
@@ -1208,9 +1239,9 @@ static void native_close(struct aio_ctx *ctx)
 		pthread_mutex_lock(&ctx->lock);
 	}
 	nat->fetch_stop = true;
-	if (nat->fetcher)
-		prefetch_wake(nat->pf);
-	while (nat->fetcher)
+	if (nat->pf)
+		prefetch_stop(nat->pf);
+	while (nat->fetcher || nat->poster)
 		pthread_cond_wait(&nat->watch_cond, &ctx->lock);
 	pthread_mutex_unlock(&ctx->lock);
 	ring_unmapping();

@@ -24,13 +24,14 @@
  * blocks.
  *
  * The reads are sent to the kernel by native.c's fetcher thread, never by
- * the program's: io_uring finishes a buffered read that waited for a page
+ * the program's, and posted as they finish by its poster thread, so that
+ * the fetcher goes on sending meanwhile: io_uring finishes a buffered read that waited for a page
  * with task work on the thread that sent it, and that interrupts whatever
  * the thread waits in (TIF_NOTIFY_SIGNAL). The program's io_getevents
  * would end short of min_nr, and its epoll_wait with EINTR, with no signal.
  *
- * Everything here runs under the context's lock but prefetch_send(),
- * prefetch_wait() and prefetch_wake().
+ * Everything here runs under the context's lock but prefetch_send(), the
+ * waits, prefetch_wake() and prefetch_stop().
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -63,7 +64,9 @@ struct prefetch {
 	struct io_uring ring;
 	int null_fd;	/* /dev/null: what a fetched read is posted as */
 	int wake_fd;	/* an eventfd: the fetcher has reads to send, or must end */
+	int stop_fd;	/* an eventfd, written once: the poster must end */
 	uint32_t round; /* the submissions so far */
+	bool sending;	/* the last round's submission is not yet reaped */
 	time_t swept;	/* the second of the last prefetch_sweep() */
 	unsigned nr_files, cold_nr;
 	struct cold_file *files; /* by the program's fd number */
@@ -89,12 +92,14 @@ struct prefetch *prefetch_new(unsigned entries)
 	p.cq_entries = entries > PREFETCH_SQ ? entries : PREFETCH_SQ;
 	pf->null_fd = held(open("/dev/null", O_WRONLY | O_CLOEXEC));
 	pf->wake_fd = held(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-	if (pf->null_fd < 0 || pf->wake_fd < 0 ||
+	pf->stop_fd = held(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+	if (pf->null_fd < 0 || pf->wake_fd < 0 || pf->stop_fd < 0 ||
 	    io_uring_queue_init_params(PREFETCH_SQ, &pf->ring, &p)) {
-		if (pf->null_fd >= 0)
-			close_nocancel(pf->null_fd);
-		if (pf->wake_fd >= 0)
-			close_nocancel(pf->wake_fd);
+		int fds[] = { pf->null_fd, pf->wake_fd, pf->stop_fd };
+
+		for (int i = 0; i < 3; i++)
+			if (fds[i] >= 0)
+				close_nocancel(fds[i]);
 		free(pf);
 		return NULL;
 	}
@@ -109,6 +114,7 @@ void prefetch_free(struct prefetch *pf)
 	io_uring_queue_exit(&pf->ring);
 	close_nocancel(pf->null_fd);
 	close_nocancel(pf->wake_fd);
+	close_nocancel(pf->stop_fd);
 	for (unsigned fd = 0; fd < pf->nr_files; fd++)
 		if (pf->files[fd].held >= 0)
 			close_nocancel(pf->files[fd].held);
@@ -261,10 +267,21 @@ bool prefetch_read(struct prefetch *pf, struct req *req)
 	return true;
 }
 
-/* Under the lock, before prefetch_send(): the reads queued from now on are the next round's. */
+/*
+ * Under the lock, before prefetch_send(): the reads queued from now on are
+ * the next round's. Those of this round reaped before prefetch_sent()
+ * finished inside the submission.
+ */
 void prefetch_round_end(struct prefetch *pf)
 {
 	pf->round++;
+	pf->sending = true;
+}
+
+/* Under the lock, once what the submission finished is reaped. */
+void prefetch_sent(struct prefetch *pf)
+{
+	pf->sending = false;
 }
 
 /*
@@ -301,10 +318,10 @@ int prefetch_withdraw(struct prefetch *pf, struct req **left)
 
 /*
  * Takes up to max finished reads. A read found in memory within the
- * submission that sent it (just_sent, the round not yet over) is a hit;
- * enough of them in a row and the file is warm.
+ * submission that sent it (prefetch_round_end()) is a hit, whichever
+ * thread reaps it; enough of them in a row and the file is warm.
  */
-int prefetch_reap(struct prefetch *pf, struct req **out, int max, bool just_sent)
+int prefetch_reap(struct prefetch *pf, struct req **out, int max)
 {
 	struct io_uring_cqe *cqe;
 	unsigned head, seen = 0;
@@ -323,7 +340,7 @@ int prefetch_reap(struct prefetch *pf, struct req **out, int max, bool just_sent
 		if ((unsigned)req->prog_fd >= pf->nr_files || !pf->files[req->prog_fd].cold)
 			continue;
 		f = &pf->files[req->prog_fd];
-		if (!just_sent || req->round != pf->round - 1)
+		if (!pf->sending || req->round != pf->round - 1)
 			f->hits = 0;
 		else if (++f->hits == COLD_HITS)
 			file_warm(pf, req->prog_fd);
@@ -333,20 +350,36 @@ int prefetch_reap(struct prefetch *pf, struct req **out, int max, bool just_sent
 }
 
 /*
- * Sleeps until a read may have finished or prefetch_wake() is called,
- * without the context's lock. In ppoll, which valgrind lets other threads
- * run beside, where it holds them all while one waits in io_uring_enter.
- * The kernel's system calls: no cancellation point.
+ * The waits are in ppoll, without the context's lock: valgrind lets other
+ * threads run beside it, where it holds them all while one waits in
+ * io_uring_enter. The kernel's system calls: no cancellation point.
  */
-void prefetch_wait(struct prefetch *pf)
+static short wait_for(int fd, int other)
 {
-	struct pollfd p[2] = { { .fd = pf->ring.ring_fd, .events = POLLIN },
-			       { .fd = pf->wake_fd, .events = POLLIN } };
+	struct pollfd p[2] = { { .fd = fd, .events = POLLIN }, { .fd = other, .events = POLLIN } };
+
+	kernel_syscall(__NR_ppoll, (long)p, other >= 0 ? 2 : 1, 0, 0, 0, 0);
+	return p[0].revents;
+}
+
+/*
+ * The fetcher sleeps until prefetch_wake() is called, and until a read
+ * finished too if no poster takes them. Asleep or not, it runs the task
+ * work of the reads it sent as they finish: a wait the kernel cuts short
+ * for it is restarted.
+ */
+void prefetch_wait_to_send(struct prefetch *pf, bool and_done)
+{
 	uint64_t count;
 
-	kernel_syscall(__NR_ppoll, (long)p, 2, 0, 0, 0, 0);
-	if (p[1].revents & POLLIN)
+	if (wait_for(pf->wake_fd, and_done ? pf->ring.ring_fd : -1) & POLLIN)
 		kernel_syscall(__NR_read, pf->wake_fd, (long)&count, sizeof(count), 0, 0, 0);
+}
+
+/* The poster sleeps until a read may have finished, or prefetch_stop(). */
+void prefetch_wait_done(struct prefetch *pf)
+{
+	wait_for(pf->ring.ring_fd, pf->stop_fd);
 }
 
 void prefetch_wake(struct prefetch *pf)
@@ -354,4 +387,13 @@ void prefetch_wake(struct prefetch *pf)
 	uint64_t one = 1;
 
 	kernel_syscall(__NR_write, pf->wake_fd, (long)&one, sizeof(one), 0, 0, 0);
+}
+
+/* Both threads' waits end, for good. */
+void prefetch_stop(struct prefetch *pf)
+{
+	uint64_t one = 1;
+
+	prefetch_wake(pf);
+	kernel_syscall(__NR_write, pf->stop_fd, (long)&one, sizeof(one), 0, 0, 0);
 }

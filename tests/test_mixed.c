@@ -588,6 +588,42 @@ START_TEST(cold_file_let_go_once_closed)
 }
 END_TEST
 
+/*
+ * A cold file whose pages are all in memory turns warm: its reads, found
+ * in memory within the submission that sent them, go back to native AIO,
+ * and the library lets its hold of the file go. Which of the library's
+ * threads takes a read from io_uring changes nothing.
+ */
+START_TEST(cached_cold_file_turns_warm)
+{
+	struct iocb cbs[PER_FILE], *list[PER_FILE];
+	struct io_event ev[PER_FILE];
+	int fd = cold_or_skip(ctx);
+	struct stat st;
+	char *buf;
+
+	if (fd < 0)
+		return;
+	buf = aligned_buf(COLD_SIZE, 0);
+	ck_assert_int_eq(fstat(fd, &st), 0);
+	ck_assert_int_eq(descriptors_of(&st), 2);
+	ck_assert_int_eq(pread(fd, buf, COLD_SIZE, 0), COLD_SIZE);
+	for (int round = 0; round < 1024 && descriptors_of(&st) > 1; round++) {
+		for (int i = 0; i < PER_FILE; i++) {
+			io_prep_pread(&cbs[i], fd, buf + i * BLOCK, BLOCK,
+				      (off_t)((round * PER_FILE + i) % 1024) * BLOCK);
+			list[i] = &cbs[i];
+		}
+		ck_assert_int_eq(io_submit(ctx, PER_FILE, list), PER_FILE);
+		reap_n(ctx, PER_FILE, ev, 2000);
+	}
+	ck_assert_msg(descriptors_of(&st) == 1,
+		      "8192 reads found in memory, and the file is still held as cold");
+	close(fd);
+	free(buf);
+}
+END_TEST
+
 /* io_destroy with cold reads in flight returns once they are done. */
 START_TEST(destroy_with_cold_reads_in_flight)
 {
@@ -923,6 +959,7 @@ static Suite *mixed_suite(void)
 	tcase_add_test(tc, cold_reads_keep_their_file);
 	tcase_add_loop_test(tc, cold_reads_with_iocbs_unmapped, 0, 2);
 	tcase_add_test(tc, cold_file_let_go_once_closed);
+	tcase_add_test(tc, cached_cold_file_turns_warm);
 	tcase_add_test(tc, destroy_with_cold_reads_in_flight);
 	suite_add_tcase(s, tc);
 	return s;
