@@ -24,11 +24,12 @@
  * blocks.
  *
  * The reads are sent to the kernel by native.c's fetcher thread, never by
- * the program's, and posted as they finish by its poster thread, so that
- * the fetcher goes on sending meanwhile: io_uring finishes a buffered read that waited for a page
+ * the program's: io_uring finishes a buffered read that waited for a page
  * with task work on the thread that sent it, and that interrupts whatever
  * the thread waits in (TIF_NOTIFY_SIGNAL). The program's io_getevents
  * would end short of min_nr, and its epoll_wait with EINTR, with no signal.
+ * They are posted as they finish by native.c's poster thread, so that the
+ * fetcher goes on sending meanwhile.
  *
  * Everything here runs under the context's lock but prefetch_send(), the
  * waits, prefetch_wake() and prefetch_stop().

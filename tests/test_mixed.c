@@ -558,29 +558,46 @@ static int descriptors_of(const struct stat *st)
  * closes it, the hold is let go at an io_submit a second or so later, so
  * that a deleted file's blocks are freed as they would be on libaio.
  */
-START_TEST(cold_file_let_go_once_closed)
+/* A cold file, which the library holds a descriptor of too, or -1 (SKIP). */
+static int cold_and_held(struct stat *st)
+{
+	int fd = cold_or_skip(ctx);
+
+	if (fd < 0)
+		return -1;
+	ck_assert_int_eq(fstat(fd, st), 0);
+	ck_assert_int_eq(descriptors_of(st), 2);
+	return fd;
+}
+
+/* PER_FILE reads of fd's blocks from first on (of 1024) into buf, reaped. */
+static void read_round(int fd, char *buf, int first)
 {
 	struct iocb cbs[PER_FILE], *list[PER_FILE];
 	struct io_event ev[PER_FILE];
-	int fd = cold_or_skip(ctx);
+
+	for (int i = 0; i < PER_FILE; i++) {
+		io_prep_pread(&cbs[i], fd, buf + i * BLOCK, BLOCK,
+			      (off_t)((first + i) % 1024) * BLOCK);
+		list[i] = &cbs[i];
+	}
+	ck_assert_int_eq(io_submit(ctx, PER_FILE, list), PER_FILE);
+	reap_n(ctx, PER_FILE, ev, 2000);
+}
+
+START_TEST(cold_file_let_go_once_closed)
+{
 	struct stat st;
+	int fd = cold_and_held(&st);
 	char *buf;
 
 	if (fd < 0)
 		return;
-	buf = aligned_buf(BLOCK, 0);
-	ck_assert_int_eq(fstat(fd, &st), 0);
-	ck_assert_int_eq(descriptors_of(&st), 2);
+	buf = aligned_buf(BLOCK * PER_FILE, 0);
 	close(fd);
 	for (int round = 0; round < 40 && descriptors_of(&st); round++) {
-		for (int i = 0; i < PER_FILE; i++) {
-			io_prep_pread(&cbs[i], files[0], buf, BLOCK, 0);
-			list[i] = &cbs[i];
-		}
-		for (int i = 0; i < 16; i++) {
-			ck_assert_int_eq(io_submit(ctx, PER_FILE, list), PER_FILE);
-			reap_n(ctx, PER_FILE, ev, 2000);
-		}
+		for (int i = 0; i < 16; i++)
+			read_round(files[0], buf, 0);
 		usleep(100 * 1000);
 	}
 	ck_assert_int_eq(descriptors_of(&st), 0);
@@ -596,27 +613,16 @@ END_TEST
  */
 START_TEST(cached_cold_file_turns_warm)
 {
-	struct iocb cbs[PER_FILE], *list[PER_FILE];
-	struct io_event ev[PER_FILE];
-	int fd = cold_or_skip(ctx);
 	struct stat st;
+	int fd = cold_and_held(&st);
 	char *buf;
 
 	if (fd < 0)
 		return;
 	buf = aligned_buf(COLD_SIZE, 0);
-	ck_assert_int_eq(fstat(fd, &st), 0);
-	ck_assert_int_eq(descriptors_of(&st), 2);
 	ck_assert_int_eq(pread(fd, buf, COLD_SIZE, 0), COLD_SIZE);
-	for (int round = 0; round < 1024 && descriptors_of(&st) > 1; round++) {
-		for (int i = 0; i < PER_FILE; i++) {
-			io_prep_pread(&cbs[i], fd, buf + i * BLOCK, BLOCK,
-				      (off_t)((round * PER_FILE + i) % 1024) * BLOCK);
-			list[i] = &cbs[i];
-		}
-		ck_assert_int_eq(io_submit(ctx, PER_FILE, list), PER_FILE);
-		reap_n(ctx, PER_FILE, ev, 2000);
-	}
+	for (int round = 0; round < 1024 && descriptors_of(&st) > 1; round++)
+		read_round(fd, buf, round * PER_FILE);
 	ck_assert_msg(descriptors_of(&st) == 1,
 		      "8192 reads found in memory, and the file is still held as cold");
 	close(fd);
