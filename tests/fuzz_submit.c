@@ -3,7 +3,8 @@
  * libFuzzer target: arbitrary iocbs (opcodes, flags, fds, lengths, offsets,
  * priorities, reserved fields, pointers that are NULL, in the first page,
  * in the kernel half, or inside this program's own buffers) through
- * io_submit, io_getevents and io_cancel, on a native and a uring context.
+ * io_submit, io_getevents and io_cancel, on a native, a uring and an auto
+ * context.
  *
  * Every call must return the kernel's kind of answer: a count in range or
  * an error the kernel gives for that call; every accepted iocb must
@@ -45,7 +46,9 @@
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static io_context_t contexts[2];
+static io_context_t contexts[3];
+static const enum aio_compat_backend kinds[3] = { AIO_COMPAT_NATIVE, AIO_COMPAT_URING,
+						  AIO_COMPAT_AUTO };
 static int fds[12];
 static int nr_fds;
 static int file_fd, direct_fd, pipe_r, pipe_w, event_fd;
@@ -83,9 +86,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	(void)argc;
 	(void)argv;
 	trace = getenv("FUZZ_TRACE") != NULL;
-	if (aio_compat_setup(MAX_IOCBS, &contexts[0], AIO_COMPAT_NATIVE) ||
-	    aio_compat_setup(MAX_IOCBS, &contexts[1], AIO_COMPAT_URING))
-		die("cannot set up a native and a uring context");
+	for (int c = 0; c < 3; c++)
+		if (aio_compat_setup(MAX_IOCBS, &contexts[c], kinds[c]))
+			die("cannot set up a %s context", aio_compat_backend_name(kinds[c]));
 	if (posix_memalign((void **)&buf, 4096, BUF_SIZE) ||
 	    posix_memalign((void **)&iovecs, 4096, NR_IOVECS * sizeof(*iovecs)))
 		die("out of memory");
@@ -443,11 +446,11 @@ static void drain(io_context_t ctx)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	for (int c = 0; c < 2; c++) {
+	for (int c = 0; c < 3; c++) {
 		io_context_t ctx = contexts[c];
 
 		if (trace)
-			fprintf(stderr, "-- %s\n", c ? "uring" : "native");
+			fprintf(stderr, "-- %s\n", aio_compat_backend_name(kinds[c]));
 		if (ftruncate(file_fd, FILE_SIZE))
 			die("ftruncate: %s", strerror(errno));
 		for (size_t at = 0; at + RECORD <= size && at < 64 * RECORD; at += RECORD) {
