@@ -520,7 +520,7 @@ bool prefetch_any_cold(const struct prefetch *pf);
 bool prefetch_cold(const struct prefetch *pf, int fd);
 bool prefetch_can_be_cold(int fd);
 void prefetch_judge(struct prefetch *pf, int fd);
-int prefetch_take(struct prefetch *pf, const struct aio_ctx *ctx, int fd);
+int prefetch_take(struct prefetch *pf, const struct aio_ctx *ctx, int fd, uint64_t call);
 void prefetch_put(struct prefetch *pf, int fd);
 void prefetch_sweep(struct prefetch *pf, const struct aio_ctx *ctx);
 bool prefetch_read(struct prefetch *pf, struct req *req);

@@ -74,7 +74,7 @@ struct native {
 	bool prefetching;     /* an auto context */
 	bool prefetch_failed; /* no io_uring could be made for it */
 	struct prefetch *pf;  /* made at the first cold file */
-	unsigned calls;	      /* io_submit calls: one in SAMPLE_EVERY is timed */
+	uint64_t calls;	      /* io_submit calls: one in SAMPLE_EVERY is timed */
 	unsigned fetches;     /* cold reads whose events are not yet posted */
 	bool to_send;	      /* cold reads queued for io_uring, not yet sent */
 	bool fetcher, poster, fetch_stop;
@@ -678,7 +678,7 @@ static int fetch_cold(struct aio_ctx *ctx, struct iocb *obj, const struct iocb *
 	if (!fetchable(io) || !ctx->free_reqs ||
 	    nat->inflight + nat->held + nat->fetches + 1 >= ctx->ring_nr)
 		return 1;
-	fd = prefetch_take(nat->pf, ctx, (int)io->aio_fildes);
+	fd = prefetch_take(nat->pf, ctx, (int)io->aio_fildes, nat->calls);
 	if (fd < 0)
 		return 1;
 	req = req_alloc(ctx);

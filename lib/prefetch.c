@@ -59,6 +59,7 @@ struct cold_file {
 	unsigned users; /* reads sent on held, not yet posted */
 	uint16_t hits;	/* reads in a row found in memory */
 	bool cold;
+	uint64_t asked; /* the io_submit call that last found the number names held */
 };
 
 struct prefetch {
@@ -205,15 +206,20 @@ void prefetch_judge(struct prefetch *pf, int fd)
 /*
  * The hold a read of cold fd is sent on, taken once more; -1 if the number
  * names another file now (the file is then warm, and native AIO reads it).
+ * The number is asked once per io_submit call (call, counted from 1): the
+ * kernel too looks each iocb's number up as it comes to it, so a program
+ * that closes it on another thread during the call races the kernel as
+ * much as the library.
  */
-int prefetch_take(struct prefetch *pf, const struct aio_ctx *ctx, int fd)
+int prefetch_take(struct prefetch *pf, const struct aio_ctx *ctx, int fd, uint64_t call)
 {
 	struct cold_file *f = &pf->files[fd];
 
-	if (unlikely(!fd_same(ctx, fd, f->held))) {
+	if (f->asked != call && unlikely(!fd_same(ctx, fd, f->held))) {
 		file_warm(pf, fd);
 		return -1;
 	}
+	f->asked = call;
 	f->users++;
 	return f->held;
 }
