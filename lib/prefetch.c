@@ -17,8 +17,9 @@
  * again and no read of it is in flight, and every read goes to that hold:
  * the file read is the one the number named at io_submit, whatever the
  * program does with the number before the fetcher sends it. The number is
- * asked at each read whether it still names the hold's file (fd_same(),
- * one fcntl that changes no descriptor table); if not, the file is warm.
+ * asked once per io_submit call whether it still names the hold's file
+ * (fd_same(), one fcntl that changes no descriptor table); if not, the
+ * file is warm.
  * So is a file the program closed without reading it again, at the first
  * sweep (prefetch_sweep()), so that its hold keeps no deleted file's
  * blocks.
