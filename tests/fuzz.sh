@@ -2,8 +2,9 @@
 # Runs the libFuzzer target: first every input of the seed corpus once (the
 # regression inputs among them reproduce bugs the target found), then new
 # inputs for FUZZ_SECONDS (default 20). Each input runs on a native, a
-# uring and an auto context. New inputs go to a scratch directory, so the seed corpus
-# in tests/fuzz-corpus stays small; crashing inputs are kept in tests/.
+# uring and an auto context. New inputs go to a scratch directory, so the
+# seed corpus in tests/fuzz-corpus stays small; crashing inputs are kept in
+# tests/.
 #   sh tests/fuzz.sh [FUZZER]
 set -eu
 fuzzer=${1:-tests/fuzz_submit}
