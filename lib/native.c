@@ -116,20 +116,6 @@ static long sys_submit(struct native *nat, long n, struct iocb **ios)
 }
 
 /*
- * An event the kernel gave may be a held sync's whose iocb issue() has
- * not yet put back as the program wrote it: the caller takes its events
- * only once it has. The kernel posted the event after the flag was set,
- * so a reaper that sees it clear sees the iocb put back.
- */
-static void swap_settled(struct native *nat)
-{
-	if (likely(!atomic_load_explicit(&nat->swapping, memory_order_acquire)))
-		return;
-	pthread_mutex_lock(&nat->swap_lock);
-	pthread_mutex_unlock(&nat->swap_lock);
-}
-
-/*
  * A kept request whose iocb the program unmapped or made read-only since
  * its io_submit is carried to the kernel by an iocb of the library's; the
  * events the library takes name the program's iocb again.
@@ -157,12 +143,21 @@ static struct iocb *stand_in_take(struct native *nat, const void *io)
 	return NULL;
 }
 
-static void stand_ins_undo(struct native *nat, struct io_event *ev, long n)
+/*
+ * Events the kernel gave, made as the program's before the caller takes
+ * them. One may be a kept request's whose iocb submit_kept() has not yet
+ * put back as the program wrote it: the kernel posted it after the flag
+ * was set, so a reaper that sees the flag clear sees the iocb put back,
+ * and one that sees it set waits for swap_lock. One may name a stand-in:
+ * it names the program's iocb again.
+ */
+static void events_settled(struct native *nat, struct io_event *ev, long n)
 {
-	if (likely(!atomic_load_explicit(&nat->standing, memory_order_relaxed)))
+	if (likely(!atomic_load_explicit(&nat->swapping, memory_order_acquire) &&
+		   !atomic_load_explicit(&nat->standing, memory_order_relaxed)))
 		return;
 	pthread_mutex_lock(&nat->swap_lock);
-	for (long i = 0; i < n; i++) {
+	for (long i = 0; nat->stand_ins && i < n; i++) {
 		struct iocb *obj = stand_in_take(nat, (void *)(uintptr_t)ev[i].obj);
 
 		if (obj)
@@ -211,10 +206,8 @@ static long sys_getevents(struct native *nat, long min_nr, long nr, struct io_ev
 				     (long)timeout, 0);
 	if (ret < 0)
 		ret = -errno;
-	if (ret > 0) {
-		swap_settled(nat);
-		stand_ins_undo(nat, ev, ret);
-	}
+	if (ret > 0)
+		events_settled(nat, ev, ret);
 #ifdef __SANITIZE_THREAD__
 	for (long i = 0; i < ret; i++)
 		tsan_acquire(ev[i].obj);
