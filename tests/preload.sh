@@ -3,11 +3,13 @@
 #
 # Unmodified libaio programs on the library, through tools/aio-compat-run:
 # a small program built against the system <libaio.h> and linked with
-# -laio, and Debian's fio with its libaio engine, on each backend.
+# -laio, and Debian's fio (its libaio engine), sysbench (fileio),
+# thin-provisioning-tools and stressapptest (its disk thread), on each
+# backend.
 # Prints one line per check ("ok:", "FAIL:" or "SKIP:"; a skip counts once
 # however many checks it stands for) and ends with "N passed, N failed,
 # N skipped"; exits non-zero when a check failed. A skip for want of what
-# AIO_COMPAT_REQUIRE lists (uring, fio, strace: see tests/run.sh) fails.
+# AIO_COMPAT_REQUIRE lists (uring, fio, strace, ...: see tests/run.sh) fails.
 #
 #   AIO_COMPAT_LIB   the library to preload (default: lib/libaio-compat.so.1)
 #   CC               the compiler for tests/preload-client.c (default: cc)
@@ -255,14 +257,16 @@ fio_strace() {
 	fi
 }
 
-# installed PROG: whether PROG is there and linked to libaio.so.1 (a SKIP if not).
+# installed PROG [PART]: whether PROG is there and linked to libaio.so.1 (a
+# SKIP for want of PART, by default PROG, if not).
 installed() {
+	part=${2:-$1}
 	if ! command -v "$1" >/dev/null; then
-		skip "$1" "$1 checks: $1 is not installed (make deps installs it)"
+		skip "$part" "$1 checks: $1 is not installed (make deps installs it)"
 		return 1
 	fi
 	if ! ldd "$(command -v "$1")" | grep -q 'libaio\.so\.1'; then
-		skip "$1" "$1 checks: $(command -v "$1") is not linked to libaio.so.1"
+		skip "$part" "$1 checks: $(command -v "$1") is not linked to libaio.so.1"
 		return 1
 	fi
 }
@@ -347,6 +351,94 @@ sysbench_checks() {
 	done
 }
 
+# thin-provisioning-tools, whose tools read and write a thin pool's
+# metadata with O_DIRECT through libaio, every block checksummed. A pool
+# of THIN_DEVS devices of THIN_MAPS mappings each, as XML: what thin_dump
+# prints of the metadata thin_restore wrote from it, on libaio.
+THIN_DEVS=4 THIN_MAPS=20000
+thin_xml() {
+	awk -v devs=$THIN_DEVS -v maps=$THIN_MAPS 'BEGIN {
+		printf "<superblock uuid=\"\" time=\"1\" transaction=\"3\" flags=\"0\" version=\"2\" data_block_size=\"128\" nr_data_blocks=\"%d\">\n", devs * maps * 8
+		for (d = 0; d < devs; d++) {
+			printf "  <device dev_id=\"%d\" mapped_blocks=\"%d\" transaction=\"0\" creation_time=\"0\" snap_time=\"1\">\n", d, maps
+			for (i = 0; i < maps; i++)
+				printf "    <single_mapping origin_block=\"%d\" data_block=\"%d\" time=\"%d\"/>\n", i * 3, d * maps * 8 + i * 7, i % 2
+			print "  </device>"
+		}
+		print "</superblock>"
+	}'
+}
+
+# thin_round_trip META [LAUNCHER...]: thin_restore writes META from the XML
+# on the launcher's library; real libaio dumps it. Then the launcher's
+# library checks and dumps the metadata libaio wrote. Both dumps must be the XML.
+thin_round_trip() {
+	meta=$1
+	shift
+	rm -f "$meta" && truncate -s 64M "$meta" &&
+		timeout -k 5 "$limit" "$@" thin_restore -q -i "$tmp/thin.xml" -o "$meta" &&
+		thin_dump "$meta" >"$tmp/thin.dump" && cmp -s "$tmp/thin.xml" "$tmp/thin.dump" &&
+		timeout -k 5 "$limit" "$@" thin_check -q "$thin_libaio" &&
+		timeout -k 5 "$limit" "$@" thin_dump "$thin_libaio" >"$tmp/thin.dump" &&
+		cmp -s "$tmp/thin.xml" "$tmp/thin.dump"
+}
+
+thin_checks() {
+	PATH=$PATH:/usr/sbin:/sbin
+	installed thin_restore thin-provisioning-tools || return
+	meta='' thin_libaio=''
+	if ! scratch meta /var/tmp || ! scratch thin_libaio /var/tmp; then
+		fail "scratch files for thin-provisioning-tools"
+		return
+	fi
+	thin_xml >"$tmp/thin.xml"
+	if ! thin_round_trip "$thin_libaio"; then
+		fail "thin_restore, thin_check and thin_dump round-trip a pool's metadata, on libaio"
+		return
+	fi
+	for b in $backends; do
+		what="thin_restore writes what libaio reads back, and thin_check and thin_dump read what libaio wrote, $b"
+		if thin_round_trip "$meta" "$run" --lib "$lib" --backend="$b"; then
+			pass "$what"
+		else
+			fail "$what"
+		fi
+	done
+}
+
+# stressapptest's disk thread: O_DIRECT writes of patterns through libaio,
+# each block read back and compared; any miscompare fails the run. With
+# its default disk cache of 16 MiB it reads nothing back in a few seconds.
+stressapptest_run() {
+	timeout -k 5 "$limit" "$@" stressapptest -s 3 -M 16 -m 1 -d "$sat" --destructive \
+		--cache-size 0 --read-block-size 4096 >"$tmp/out" 2>&1 &&
+		grep -q '^Status: PASS' "$tmp/out" &&
+		grep -q 'Stats: Disk: [1-9]' "$tmp/out"
+}
+
+stressapptest_checks() {
+	installed stressapptest || return
+	sat=''
+	if ! scratch sat /var/tmp || ! truncate -s 64M "$sat"; then
+		fail "a scratch file for stressapptest"
+		return
+	fi
+	if ! stressapptest_run; then
+		fail "stressapptest's disk thread, on libaio"
+		sed 's/^/    /' "$tmp/out" | tail -20
+		return
+	fi
+	for b in $backends; do
+		what="stressapptest's disk thread writes and reads back its patterns, $b"
+		if stressapptest_run "$run" --lib "$lib" --backend="$b"; then
+			pass "$what"
+		else
+			fail "$what"
+			sed 's/^/    /' "$tmp/out" | tail -20
+		fi
+	done
+}
+
 # A library built with SANITIZE=1 brings the ASan runtime into programs that
 # were not built with it: it cannot come first there, and fio's own leaks
 # are not the library's.
@@ -373,5 +465,7 @@ else
 	raw_syscall_checks
 	fio_checks
 	sysbench_checks
+	thin_checks
+	stressapptest_checks
 fi
 summary
