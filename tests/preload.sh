@@ -4,7 +4,7 @@
 # Unmodified libaio programs on the library, through tools/aio-compat-run:
 # a small program built against the system <libaio.h> and linked with
 # -laio, and Debian's fio (its libaio engine), sysbench (fileio),
-# thin-provisioning-tools and stressapptest (its disk thread), on each
+# thin-provisioning-tools, stressapptest (its disk thread) and LVM, on each
 # backend.
 # Prints one line per check ("ok:", "FAIL:" or "SKIP:"; a skip counts once
 # however many checks it stands for) and ends with "N passed, N failed,
@@ -439,6 +439,80 @@ stressapptest_checks() {
 	done
 }
 
+# LVM (lvm2), whose device scans and metadata writes go through libaio with
+# O_DIRECT: on a loop device, a volume group whose metadata the library
+# rewrote LVM_TAGS times (a tag added each time; logical volumes would need
+# device-mapper) must list the same on the real libaio as on the library.
+# Needs root, for the loop device.
+LVM_TAGS=8
+lvm_cmd() {
+	LVM_SUPPRESS_FD_WARNINGS=1 timeout -k 5 "$limit" "$@" --config "$lvm_conf"
+}
+
+# lvm_make VG [LAUNCHER...]: the group, then each tag, one command each.
+lvm_make() {
+	vg=$1
+	shift
+	lvm_cmd "$@" lvm pvcreate -qq -y "$loop" &&
+		lvm_cmd "$@" lvm vgcreate -qq "$vg" "$loop" || return
+	for i in $(seq $LVM_TAGS); do
+		lvm_cmd "$@" lvm vgchange -qq --addtag "tag$i" "$vg" || return
+	done
+}
+
+# lvm_list VG [LAUNCHER...]: what its metadata says, sequence number included.
+lvm_list() {
+	vg=$1
+	shift
+	lvm_cmd "$@" lvm vgs --noheadings -o vg_name,vg_seqno,pv_count,vg_tags "$vg"
+}
+
+lvm_drop() {
+	lvm_cmd "$@" lvm vgremove -qq -y "$vg" && lvm_cmd "$@" lvm pvremove -qq -y "$loop"
+}
+
+lvm_round_trip() {
+	b=$1
+	vg=aio-compat-$b
+	rm -f "$tmp/lvm.libaio" "$tmp/lvm.lib"
+	lvm_make "$vg" "$run" --lib "$lib" --backend="$b" &&
+		lvm_list "$vg" >"$tmp/lvm.libaio" &&
+		lvm_list "$vg" "$run" --lib "$lib" --backend="$b" >"$tmp/lvm.lib" &&
+		grep -q "tag$LVM_TAGS" "$tmp/lvm.libaio" &&
+		cmp -s "$tmp/lvm.libaio" "$tmp/lvm.lib" &&
+		lvm_drop "$run" --lib "$lib" --backend="$b" &&
+		! lvm_cmd lvm pvs "$loop" >/dev/null 2>&1
+}
+
+lvm_checks() {
+	PATH=$PATH:/usr/sbin:/sbin
+	installed lvm lvm2 || return
+	if [ "$(id -u)" != 0 ] || ! command -v losetup >/dev/null; then
+		skip loop "lvm checks: they need root and losetup, for a loop device"
+		return
+	fi
+	img=''
+	if ! scratch img /var/tmp || ! truncate -s 64M "$img" ||
+		! loop=$(losetup -f --show "$img"); then
+		skip loop "lvm checks: no loop device"
+		return
+	fi
+	lvm_conf="devices/obtain_device_list_from_udev=0 devices/filter=[\"a|^$loop\$|\",\"r|.*|\"]
+		activation/udev_sync=0 activation/udev_rules=0 global/use_lvmlockd=0"
+	for b in $backends; do
+		what="lvm: a volume group the library made and rewrote $LVM_TAGS times lists the same on libaio, $b"
+		if lvm_round_trip "$b"; then
+			pass "$what"
+		else
+			fail "$what"
+			[ -s "$tmp/lvm.lib" ] && diff "$tmp/lvm.libaio" "$tmp/lvm.lib" | sed 's/^/    /'
+			lvm_cmd lvm vgremove -qq -y "$vg" >/dev/null 2>&1
+			lvm_cmd lvm pvremove -qq -y "$loop" >/dev/null 2>&1
+		fi
+	done
+	losetup -d "$loop"
+}
+
 # A library built with SANITIZE=1 brings the ASan runtime into programs that
 # were not built with it: it cannot come first there, and fio's own leaks
 # are not the library's.
@@ -467,5 +541,6 @@ else
 	sysbench_checks
 	thin_checks
 	stressapptest_checks
+	lvm_checks
 fi
 summary

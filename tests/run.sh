@@ -14,8 +14,8 @@
 # such names, makes a skip for want of one of them a failure (.ci/run lists
 # them all): native (the kernel's AIO), uring (io_uring), loop (root, a loop
 # device and mkfs.ext2, for test_durability and test_faults' enospc), and,
-# outside the suites, fio, sysbench, thin-provisioning-tools, stressapptest
-# and strace (tests/preload.sh), mariadb (tests/mariadb.sh), qemu
+# outside the suites, fio, sysbench, thin-provisioning-tools, stressapptest,
+# lvm2 and strace (tests/preload.sh), mariadb (tests/mariadb.sh), qemu
 # (tests/qemu.sh) and clang (the fuzz run of make check). Skips that are
 # limits of valgrind or ASan name nothing.
 passed=0 failed=0 skipped=0 failures=
