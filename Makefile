@@ -186,10 +186,11 @@ tests/fuzz_submit: tests/fuzz_submit.c $(LIB_SRCS) lib/*.h include/aio-compat.h
 deps:
 	@sh tools/deps.sh
 
-# The real clients: preload.sh (a program linked with -laio, fio) and
-# mariadb.sh, MariaDB's InnoDB. The latter is a script of its own rather
-# than a part of preload.sh: it runs servers, needs mariadb-server, has a
-# summary line of its own, and says SKIP where it cannot run.
+# The real clients: preload.sh (a program linked with -laio, fio, sysbench,
+# thin-provisioning-tools, stressapptest, LVM) and mariadb.sh, MariaDB's
+# InnoDB. The latter is a script of its own rather than a part of
+# preload.sh: it runs servers, needs mariadb-server, has a summary line of
+# its own, and says SKIP where it cannot run.
 check: deps
 	$(MAKE) all $(TESTS) $(LIBAIO_TESTS) $(BENCH) tests/diff-libaio
 	sh tests/run.sh $(TESTS) $(LIBAIO_TESTS)
