@@ -21,8 +21,10 @@ client=tests/preload-client
 limit=60	# seconds for one fio run; a few suffice, a hang is a failure
 tmp=$(mktemp -d /tmp/aio-compat-preload.XXXXXX) || exit 1
 files=
+loop=
 
 cleanup() {
+	[ -z "$loop" ] || losetup -d "$loop" 2>/dev/null
 	rm -rf "$tmp"
 	# shellcheck disable=SC2086 # a list of paths without spaces
 	[ -z "$files" ] || rm -rf $files
@@ -375,12 +377,15 @@ thin_xml() {
 thin_round_trip() {
 	meta=$1
 	shift
+	: >"$tmp/out"
 	rm -f "$meta" && truncate -s 64M "$meta" &&
-		timeout -k 5 "$limit" "$@" thin_restore -q -i "$tmp/thin.xml" -o "$meta" &&
-		thin_dump "$meta" >"$tmp/thin.dump" && cmp -s "$tmp/thin.xml" "$tmp/thin.dump" &&
-		timeout -k 5 "$limit" "$@" thin_check -q "$thin_libaio" &&
-		timeout -k 5 "$limit" "$@" thin_dump "$thin_libaio" >"$tmp/thin.dump" &&
-		cmp -s "$tmp/thin.xml" "$tmp/thin.dump"
+		timeout -k 5 "$limit" "$@" thin_restore -q -i "$tmp/thin.xml" -o "$meta" \
+			2>>"$tmp/out" &&
+		thin_dump "$meta" 2>>"$tmp/out" >"$tmp/thin.dump" &&
+		cmp "$tmp/thin.xml" "$tmp/thin.dump" >>"$tmp/out" &&
+		timeout -k 5 "$limit" "$@" thin_check "$thin_libaio" >>"$tmp/out" 2>&1 &&
+		timeout -k 5 "$limit" "$@" thin_dump "$thin_libaio" 2>>"$tmp/out" >"$tmp/thin.dump" &&
+		cmp "$tmp/thin.xml" "$tmp/thin.dump" >>"$tmp/out"
 }
 
 thin_checks() {
@@ -394,6 +399,7 @@ thin_checks() {
 	thin_xml >"$tmp/thin.xml"
 	if ! thin_round_trip "$thin_libaio"; then
 		fail "thin_restore, thin_check and thin_dump round-trip a pool's metadata, on libaio"
+		sed 's/^/    /' "$tmp/out"
 		return
 	fi
 	for b in $backends; do
@@ -402,6 +408,7 @@ thin_checks() {
 			pass "$what"
 		else
 			fail "$what"
+			sed 's/^/    /' "$tmp/out"
 		fi
 	done
 }
@@ -446,7 +453,7 @@ stressapptest_checks() {
 # Needs root, for the loop device.
 LVM_TAGS=8
 lvm_cmd() {
-	LVM_SUPPRESS_FD_WARNINGS=1 timeout -k 5 "$limit" "$@" --config "$lvm_conf"
+	LVM_SUPPRESS_FD_WARNINGS=1 timeout -k 5 "$limit" "$@" --config "$lvm_conf" 2>>"$tmp/out"
 }
 
 # lvm_make VG [LAUNCHER...]: the group, then each tag, one command each.
@@ -475,6 +482,7 @@ lvm_round_trip() {
 	b=$1
 	vg=aio-compat-$b
 	rm -f "$tmp/lvm.libaio" "$tmp/lvm.lib"
+	: >"$tmp/out"
 	lvm_make "$vg" "$run" --lib "$lib" --backend="$b" &&
 		lvm_list "$vg" >"$tmp/lvm.libaio" &&
 		lvm_list "$vg" "$run" --lib "$lib" --backend="$b" >"$tmp/lvm.lib" &&
@@ -505,12 +513,13 @@ lvm_checks() {
 			pass "$what"
 		else
 			fail "$what"
-			[ -s "$tmp/lvm.lib" ] && diff "$tmp/lvm.libaio" "$tmp/lvm.lib" | sed 's/^/    /'
+			[ -s "$tmp/lvm.lib" ] && diff "$tmp/lvm.libaio" "$tmp/lvm.lib" >>"$tmp/out"
+			sed 's/^/    /' "$tmp/out"
 			lvm_cmd lvm vgremove -qq -y "$vg" >/dev/null 2>&1
 			lvm_cmd lvm pvremove -qq -y "$loop" >/dev/null 2>&1
 		fi
 	done
-	losetup -d "$loop"
+	losetup -d "$loop" && loop=
 }
 
 # A library built with SANITIZE=1 brings the ASan runtime into programs that
