@@ -13,7 +13,8 @@
 # A skip names what it lacks; AIO_COMPAT_REQUIRE, a comma-separated list of
 # such names, makes a skip for want of one of them a failure (.ci/run lists
 # them all): native (the kernel's AIO), uring (io_uring), loop (root, a loop
-# device and mkfs.ext2, for test_durability and test_faults' enospc), and,
+# device and mkfs.ext2, for test_durability, test_faults' enospc and
+# tests/preload.sh's LVM check), and,
 # outside the suites, fio, sysbench, thin-provisioning-tools, stressapptest,
 # lvm2 and strace (tests/preload.sh), mariadb (tests/mariadb.sh), qemu
 # (tests/qemu.sh) and clang (the fuzz run of make check). Skips that are
