@@ -17,6 +17,8 @@
 cd "$(dirname "$0")/.." || exit 1
 
 . tests/checks.sh
+# thin-provisioning-tools and LVM live there, out of a user's PATH on Debian.
+PATH=$PATH:/usr/sbin:/sbin
 client=tests/preload-client
 limit=60	# seconds for one fio run; a few suffice, a hang is a failure
 tmp=$(mktemp -d /tmp/aio-compat-preload.XXXXXX) || exit 1
@@ -377,19 +379,15 @@ thin_xml() {
 thin_round_trip() {
 	meta=$1
 	shift
-	: >"$tmp/out"
 	rm -f "$meta" && truncate -s 64M "$meta" &&
-		timeout -k 5 "$limit" "$@" thin_restore -q -i "$tmp/thin.xml" -o "$meta" \
-			2>>"$tmp/out" &&
-		thin_dump "$meta" 2>>"$tmp/out" >"$tmp/thin.dump" &&
-		cmp "$tmp/thin.xml" "$tmp/thin.dump" >>"$tmp/out" &&
-		timeout -k 5 "$limit" "$@" thin_check "$thin_libaio" >>"$tmp/out" 2>&1 &&
-		timeout -k 5 "$limit" "$@" thin_dump "$thin_libaio" 2>>"$tmp/out" >"$tmp/thin.dump" &&
-		cmp "$tmp/thin.xml" "$tmp/thin.dump" >>"$tmp/out"
+		timeout -k 5 "$limit" "$@" thin_restore -q -i "$tmp/thin.xml" -o "$meta" &&
+		thin_dump "$meta" >"$tmp/thin.dump" && cmp "$tmp/thin.xml" "$tmp/thin.dump" &&
+		timeout -k 5 "$limit" "$@" thin_check "$thin_libaio" &&
+		timeout -k 5 "$limit" "$@" thin_dump "$thin_libaio" >"$tmp/thin.dump" &&
+		cmp "$tmp/thin.xml" "$tmp/thin.dump"
 }
 
 thin_checks() {
-	PATH=$PATH:/usr/sbin:/sbin
 	installed thin_restore thin-provisioning-tools || return
 	meta='' thin_libaio=''
 	if ! scratch meta /var/tmp || ! scratch thin_libaio /var/tmp; then
@@ -397,30 +395,28 @@ thin_checks() {
 		return
 	fi
 	thin_xml >"$tmp/thin.xml"
-	if ! thin_round_trip "$thin_libaio"; then
+	if ! thin_round_trip "$thin_libaio" >"$tmp/out" 2>&1; then
 		fail "thin_restore, thin_check and thin_dump round-trip a pool's metadata, on libaio"
 		sed 's/^/    /' "$tmp/out"
 		return
 	fi
 	for b in $backends; do
-		what="thin_restore writes what libaio reads back, and thin_check and thin_dump read what libaio wrote, $b"
-		if thin_round_trip "$meta" "$run" --lib "$lib" --backend="$b"; then
-			pass "$what"
-		else
-			fail "$what"
-			sed 's/^/    /' "$tmp/out"
-		fi
+		expect_ok "thin_restore writes what libaio reads back, and thin_check and thin_dump read what libaio wrote, $b" \
+			thin_round_trip "$meta" "$run" --lib "$lib" --backend="$b"
 	done
 }
 
 # stressapptest's disk thread: O_DIRECT writes of patterns through libaio,
 # each block read back and compared; any miscompare fails the run. With
 # its default disk cache of 16 MiB it reads nothing back in a few seconds.
+# shellcheck disable=SC2120 # expect_ok passes the launcher
 stressapptest_run() {
 	timeout -k 5 "$limit" "$@" stressapptest -s 3 -M 16 -m 1 -d "$sat" --destructive \
-		--cache-size 0 --read-block-size 4096 >"$tmp/out" 2>&1 &&
-		grep -q '^Status: PASS' "$tmp/out" &&
-		grep -q 'Stats: Disk: [1-9]' "$tmp/out"
+		--cache-size 0 --read-block-size 4096 >"$tmp/sat.out" 2>&1
+	status=$?
+	tail -20 "$tmp/sat.out"
+	[ $status = 0 ] && grep -q '^Status: PASS' "$tmp/sat.out" &&
+		grep -q 'Stats: Disk: [1-9]' "$tmp/sat.out"
 }
 
 stressapptest_checks() {
@@ -430,19 +426,14 @@ stressapptest_checks() {
 		fail "a scratch file for stressapptest"
 		return
 	fi
-	if ! stressapptest_run; then
+	if ! stressapptest_run >"$tmp/out"; then
 		fail "stressapptest's disk thread, on libaio"
-		sed 's/^/    /' "$tmp/out" | tail -20
+		sed 's/^/    /' "$tmp/out"
 		return
 	fi
 	for b in $backends; do
-		what="stressapptest's disk thread writes and reads back its patterns, $b"
-		if stressapptest_run "$run" --lib "$lib" --backend="$b"; then
-			pass "$what"
-		else
-			fail "$what"
-			sed 's/^/    /' "$tmp/out" | tail -20
-		fi
+		expect_ok "stressapptest's disk thread writes and reads back its patterns, $b" \
+			stressapptest_run "$run" --lib "$lib" --backend="$b"
 	done
 }
 
@@ -453,7 +444,7 @@ stressapptest_checks() {
 # Needs root, for the loop device.
 LVM_TAGS=8
 lvm_cmd() {
-	LVM_SUPPRESS_FD_WARNINGS=1 timeout -k 5 "$limit" "$@" --config "$lvm_conf" 2>>"$tmp/out"
+	LVM_SUPPRESS_FD_WARNINGS=1 timeout -k 5 "$limit" "$@" --config "$lvm_conf"
 }
 
 # lvm_make VG [LAUNCHER...]: the group, then each tag, one command each.
@@ -481,19 +472,16 @@ lvm_drop() {
 lvm_round_trip() {
 	b=$1
 	vg=aio-compat-$b
-	rm -f "$tmp/lvm.libaio" "$tmp/lvm.lib"
-	: >"$tmp/out"
 	lvm_make "$vg" "$run" --lib "$lib" --backend="$b" &&
 		lvm_list "$vg" >"$tmp/lvm.libaio" &&
 		lvm_list "$vg" "$run" --lib "$lib" --backend="$b" >"$tmp/lvm.lib" &&
 		grep -q "tag$LVM_TAGS" "$tmp/lvm.libaio" &&
-		cmp -s "$tmp/lvm.libaio" "$tmp/lvm.lib" &&
+		diff "$tmp/lvm.libaio" "$tmp/lvm.lib" &&
 		lvm_drop "$run" --lib "$lib" --backend="$b" &&
 		! lvm_cmd lvm pvs "$loop" >/dev/null 2>&1
 }
 
 lvm_checks() {
-	PATH=$PATH:/usr/sbin:/sbin
 	installed lvm lvm2 || return
 	if [ "$(id -u)" != 0 ] || ! command -v losetup >/dev/null; then
 		skip loop "lvm checks: they need root and losetup, for a loop device"
@@ -508,16 +496,11 @@ lvm_checks() {
 	lvm_conf="devices/obtain_device_list_from_udev=0 devices/filter=[\"a|^$loop\$|\",\"r|.*|\"]
 		activation/udev_sync=0 activation/udev_rules=0 global/use_lvmlockd=0"
 	for b in $backends; do
-		what="lvm: a volume group the library made and rewrote $LVM_TAGS times lists the same on libaio, $b"
-		if lvm_round_trip "$b"; then
-			pass "$what"
-		else
-			fail "$what"
-			[ -s "$tmp/lvm.lib" ] && diff "$tmp/lvm.libaio" "$tmp/lvm.lib" >>"$tmp/out"
-			sed 's/^/    /' "$tmp/out"
-			lvm_cmd lvm vgremove -qq -y "$vg" >/dev/null 2>&1
-			lvm_cmd lvm pvremove -qq -y "$loop" >/dev/null 2>&1
-		fi
+		expect_ok "lvm: a volume group the library made and rewrote $LVM_TAGS times lists the same on libaio, $b" \
+			lvm_round_trip "$b"
+		# What a failure left, if anything.
+		lvm_cmd lvm vgremove -qq -y "$vg" >/dev/null 2>&1
+		lvm_cmd lvm pvremove -qq -y "$loop" >/dev/null 2>&1
 	done
 	losetup -d "$loop" && loop=
 }
