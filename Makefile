@@ -188,9 +188,9 @@ deps:
 
 # The real clients: preload.sh (a program linked with -laio, fio, sysbench,
 # thin-provisioning-tools, stressapptest, LVM) and mariadb.sh, MariaDB's
-# InnoDB. The latter is a script of its own rather than a part of
-# preload.sh: it runs servers, needs mariadb-server, has a summary line of
-# its own, and says SKIP where it cannot run.
+# InnoDB and mariabackup. The latter is a script of its own rather than a
+# part of preload.sh: it runs servers, needs mariadb-server, has a summary
+# line of its own, and says SKIP where it cannot run.
 check: deps
 	$(MAKE) all $(TESTS) $(LIBAIO_TESTS) $(BENCH) tests/diff-libaio
 	sh tests/run.sh $(TESTS) $(LIBAIO_TESTS)

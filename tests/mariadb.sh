@@ -17,10 +17,18 @@
 #     (count, CRC32 of every row, CHECKSUM TABLE) and CHECK TABLE says OK;
 #   - rows written and updated, then kill -9: after crash recovery every
 #     committed row is there, and CHECK TABLE says OK;
-#   - the error log has no [ERROR] line.
+#   - the error log has no [ERROR] line;
+#   - mariabackup (mariadb-backup) copies the running server while a client
+#     inserts rows 1, 2, ... into a second table, a transaction each, and
+#     prepares the copy, both on the run's launcher: --prepare applies the
+#     redo log it copied through InnoDB's AIO (io_submit, or io_uring_enter
+#     on uring, under strace). A server started on the copy holds every row
+#     of the first table, rows 1 to n of the second (n at least the count
+#     when the backup began), and CHECK TABLE says OK.
 #
-# Skipped, with a SKIP line, where mariadbd is not installed (make deps
-# installs mariadb-server). Prints one line per check and ends with
+# Skipped, with a SKIP line, where mariadbd is not installed, and the
+# backup where mariabackup is not (make deps installs mariadb-server and
+# mariadb-backup). Prints one line per check and ends with
 # "N passed, N failed, N skipped"; exits non-zero when a check failed. Each server lives at most $mariadb_limit seconds.
 #
 #   AIO_COMPAT_LIB   the library to preload (default: lib/libaio-compat.so.1)
@@ -40,10 +48,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-
-
-
 
 # show FILE: the last lines of a log, indented, after a failure.
 show() {
@@ -76,12 +80,14 @@ calls() {
 	grep -c "^[0-9]* *$1(" "$dir/strace" || true
 }
 
-# Those of them that did not fail.
+# Those of them that did not fail; strace -f splits a call that another
+# thread's call interrupts, and prints its result on a line of its own.
 calls_taken() {
-	grep -c "^[0-9]* *$1(.*) = [0-9]" "$dir/strace" || true
+	grep -Ec "^[0-9]+ +($1\(|<\.\.\. $1 resumed>).*= [0-9]" "$dir/strace" || true
 }
 
-# The system calls that say which engine served InnoDB's I/O. On uring the
+# syscall_check [WHO]: the system calls that say which engine served
+# InnoDB's I/O in WHO (mariadbd). On uring the
 # writes are io_submit on the native context the library keeps for them;
 # the library also asks native AIO what it would refuse of a file, with copies it
 # refuses.
@@ -95,9 +101,9 @@ syscall_check() {
 	fi
 	# shellcheck disable=SC2181 # the test just above
 	if [ $? = 0 ]; then
-		pass "$name: mariadbd issued $enter io_uring_enter, $submit io_submit taken"
+		pass "$name: ${1:-mariadbd} issued $enter io_uring_enter, $submit io_submit taken"
 	else
-		fail "$name: mariadbd issued $enter io_uring_enter, $submit io_submit taken"
+		fail "$name: ${1:-mariadbd} issued $enter io_uring_enter, $submit io_submit taken"
 	fi
 }
 
@@ -185,6 +191,102 @@ more_rows_sum() {
 		WHERE id % 97 = 0" | awk '{ n += $1; s += $2 } END { printf "%d %.0f", n, s }'
 }
 
+# error_log_check [WHOSE]
+error_log_check() {
+	if grep '\[ERROR\]' "$dir/err.log" "$dir/stderr.log" >"$dir/errors"; then
+		fail "$name: the error log${1:+ $1} has [ERROR] lines"
+		show "$dir/errors"
+	else
+		pass "$name: the error log${1:+ $1} has no [ERROR] line"
+	fi
+}
+
+# run_mariabackup [--traced] OPTION...: mariabackup on the run's launcher,
+# InnoDB set up as the server's; under strace, where there is one, if traced.
+run_mariabackup() {
+	traced=
+	if [ "$1" = --traced ]; then
+		shift
+		[ -z "$strace" ] || traced="$strace -o $copy/strace"
+	fi
+	# shellcheck disable=SC2086 # command prefixes, or nothing
+	timeout -s KILL "$mariadb_limit" $traced $launcher "$mariabackup" --no-defaults \
+		--innodb-use-native-aio=1 --innodb-linux-aio=aio --innodb-flush-method=O_DIRECT "$@"
+}
+
+# Inserts rows 1, 2, ... into aio.w, a transaction each, in the
+# background ($writer), until killed or until the server goes.
+writer_start() {
+	mariadb_sql "$dir" "CREATE TABLE aio.w (id INT PRIMARY KEY) ENGINE=InnoDB" || return
+	seq 1000000 | sed 's/.*/INSERT INTO aio.w VALUES (&);/' |
+		timeout -s KILL "$mariadb_limit" "$mariadb" --no-defaults --socket="$dir/sock" \
+			--user=root aio >/dev/null 2>&1 &
+	writer=$!
+	for _ in $(seq 50); do
+		[ "$(mariadb_sql "$dir" "SELECT COUNT(*) FROM aio.w")" = 0 ] || return 0
+		sleep 0.1
+	done
+	kill "$writer"
+	wait "$writer" 2>/dev/null	# the shell's "Terminated"
+	return 1
+}
+
+# Copies the running server into $dir/copy while rows go into aio.w, so
+# that the copy's redo log holds what its data files may not, and prepares
+# the copy: the prepare applies that redo.
+backup_take() {
+	copy=$dir/copy
+	copied=$(table_rows_sum)
+	mkdir "$copy" || return
+	check "$name: rows go into a second table during the backup" writer_start || return
+	before_backup=$(mariadb_sql "$dir" "SELECT COUNT(*) FROM aio.w")
+	run_mariabackup --backup --target-dir="$copy/data" --socket="$dir/sock" --user=root \
+		--datadir="$dir/data" >"$copy/backup.log" 2>&1
+	status=$?
+	kill "$writer"
+	wait "$writer" 2>/dev/null	# the shell's "Terminated"
+	if ! check "$name: mariabackup --backup" [ $status = 0 ]; then
+		show "$copy/backup.log"
+		return 1
+	fi
+	run_mariabackup --traced --prepare --target-dir="$copy/data" >"$copy/prepare.log" 2>&1
+	if ! check "$name: mariabackup --prepare" [ $? = 0 ]; then
+		show "$copy/prepare.log"
+		return 1
+	fi
+	check "$name: the prepare says \"Using Linux native AIO\"" \
+		grep -q 'Using Linux native AIO' "$copy/prepare.log"
+}
+
+# rows_from_one COUNT MAX LEAST: COUNT rows numbered 1 to MAX, at least LEAST.
+rows_from_one() {
+	[ "$1" = "$2" ] && [ "$1" -ge "$3" ]
+}
+
+# A server on the prepared copy holds what the original held when copied.
+backup_restore() {
+	original=$dir
+	dir=$copy
+	if [ -n "$strace" ]; then
+		syscall_check "mariabackup --prepare"
+	else
+		skip strace "$name: AIO system calls of the prepare: strace is not installed"
+	fi
+	if start "starts on the prepared copy"; then
+		after=$(table_rows_sum)
+		check "$name: the copy holds every row the original held ($after)" \
+			[ "$after" = "$copied" ]
+		# Rows 1 to n, with n at least what was there when the backup began.
+		inserted=$(mariadb_sql "$dir" "SELECT COUNT(*), MAX(id) FROM aio.w" | tr '\t' ' ')
+		# shellcheck disable=SC2086 # COUNT and MAX, as two arguments
+		check "$name: the copy holds rows 1 to ${inserted#* } of the second table" \
+			rows_from_one $inserted "$before_backup"
+		table_check "on the copy"
+		stop "of the copy" && error_log_check "of the copy"
+	fi
+	dir=$original
+}
+
 # server_run NAME [LAUNCHER...]: the whole sequence on a new datadir.
 server_run() {
 	name=$1
@@ -244,13 +346,16 @@ server_run() {
 		check "$name: the same rows as on the real libaio" [ "$after" = "$reference_rows" ]
 	fi
 	table_check "after recovery"
-	stop "after recovery" || return
-	if grep '\[ERROR\]' "$dir/err.log" "$dir/stderr.log" >"$dir/errors"; then
-		fail "$name: the error log has [ERROR] lines"
-		show "$dir/errors"
-	else
-		pass "$name: the error log has no [ERROR] line"
+	copy=
+	if [ -z "$mariabackup" ]; then
+		skip mariadb-backup \
+			"$name: mariabackup: mariadb-backup is not installed (make deps installs it)"
+	elif ! backup_take; then
+		copy=
 	fi
+	stop "after recovery" || return
+	error_log_check
+	[ -z "$copy" ] || backup_restore
 }
 
 # The library's backends that this kernel allows, into $backends.
@@ -291,6 +396,7 @@ main() {
 	if command -v strace >/dev/null; then
 		strace="strace -f -qq --seccomp-bpf -e trace=io_submit,io_uring_enter"
 	fi
+	mariabackup=$(command -v mariadb-backup || command -v mariabackup)
 	tmp=$(mktemp -d /var/tmp/aio-compat-mariadb.XXXXXX) || exit 1
 	echo "note: $("$mariadbd" --version | sed 's/^[^ ]* *//'), datadirs in $tmp"
 

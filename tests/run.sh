@@ -16,9 +16,9 @@
 # device and mkfs.ext2, for test_durability, test_faults' enospc and
 # tests/preload.sh's LVM check), and,
 # outside the suites, fio, sysbench, thin-provisioning-tools, stressapptest,
-# lvm2 and strace (tests/preload.sh), mariadb (tests/mariadb.sh), qemu
-# (tests/qemu.sh) and clang (the fuzz run of make check). Skips that are
-# limits of valgrind or ASan name nothing.
+# lvm2 and strace (tests/preload.sh), mariadb and mariadb-backup
+# (tests/mariadb.sh), qemu (tests/qemu.sh) and clang (the fuzz run of make
+# check). Skips that are limits of valgrind or ASan name nothing.
 passed=0 failed=0 skipped=0 failures=
 
 # run BACKEND SUITE
