@@ -154,7 +154,12 @@ START_TEST(test_child_calls_fail)
 	in_child(use_parent_ctx, &p, &r);
 	expect(&r, "io_submit", -EINVAL);
 	expect(&r, "io_getevents (10 ms)", -EINVAL);
-	expect(&r, "io_pgetevents (10 ms)", -EINVAL);
+	/* valgrind does not know io_pgetevents, which the real libaio hands it (-ENOSYS). */
+	if (UNDER_VALGRIND && !aio_compat_backend)
+		test_skip(NULL, "test_child_calls_fail: io_pgetevents on libaio, under valgrind "
+				"(which does not know it)");
+	else
+		expect(&r, "io_pgetevents (10 ms)", -EINVAL);
 	expect(&r, "io_cancel", -EINVAL);
 	expect(&r, "io_getevents (no timeout)", -EINVAL);
 	expect(&r, "io_destroy", -EINVAL);

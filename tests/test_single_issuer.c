@@ -321,7 +321,12 @@ START_TEST(bad_input_answered_as_without_the_flag)
 
 	ck_assert_int_eq(io_submit(ctx, 1, NULL), -EFAULT);
 	list[0] = NULL;
-	ck_assert_int_eq(io_submit(ctx, 1, list), -EFAULT);
+	/* The kernel's own context hands it to the kernel, through valgrind's io_submit wrapper. */
+	if (UNDER_VALGRIND && !ctx_is_uring(ctx))
+		test_skip(NULL, "bad_input_answered_as_without_the_flag: an iocb at NULL, "
+				"under valgrind (its io_submit wrapper reads it and crashes)");
+	else
+		ck_assert_int_eq(io_submit(ctx, 1, list), -EFAULT);
 	io_prep_pread(&cb, fd, buf, 4096, 0);
 	cb.aio_lio_opcode = 99;
 	ck_assert_int_eq(submit_one(ctx, &cb), -EINVAL);
