@@ -226,7 +226,7 @@ writer_start() {
 		[ "$(mariadb_sql "$dir" "SELECT COUNT(*) FROM aio.w")" = 0 ] || return 0
 		sleep 0.1
 	done
-	kill "$writer"
+	kill "$writer" 2>/dev/null
 	wait "$writer" 2>/dev/null	# the shell's "Terminated"
 	return 1
 }
@@ -243,7 +243,7 @@ backup_take() {
 	run_mariabackup --backup --target-dir="$copy/data" --socket="$dir/sock" --user=root \
 		--datadir="$dir/data" >"$copy/backup.log" 2>&1
 	status=$?
-	kill "$writer"
+	kill "$writer" 2>/dev/null
 	wait "$writer" 2>/dev/null	# the shell's "Terminated"
 	if ! check "$name: mariabackup --backup" [ $status = 0 ]; then
 		show "$copy/backup.log"
