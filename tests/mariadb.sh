@@ -209,9 +209,9 @@ run_mariabackup() {
 		shift
 		[ -z "$strace" ] || traced="$strace -o $copy/strace"
 	fi
-	# shellcheck disable=SC2086 # command prefixes, or nothing
+	# shellcheck disable=SC2046,SC2086 # command prefixes, or nothing; one word per option
 	timeout -s KILL "$mariadb_limit" $traced $launcher "$mariabackup" --no-defaults \
-		--innodb-use-native-aio=1 --innodb-linux-aio=aio --innodb-flush-method=O_DIRECT "$@"
+		$(mariadb_aio_options) "$@"
 }
 
 # Inserts rows 1, 2, ... into aio.w, a transaction each, in the
@@ -226,9 +226,13 @@ writer_start() {
 		[ "$(mariadb_sql "$dir" "SELECT COUNT(*) FROM aio.w")" = 0 ] || return 0
 		sleep 0.1
 	done
+	writer_stop
+	return 1
+}
+
+writer_stop() {
 	kill "$writer" 2>/dev/null
 	wait "$writer" 2>/dev/null	# the shell's "Terminated"
-	return 1
 }
 
 # Copies the running server into $dir/copy while rows go into aio.w, so
@@ -243,8 +247,7 @@ backup_take() {
 	run_mariabackup --backup --target-dir="$copy/data" --socket="$dir/sock" --user=root \
 		--datadir="$dir/data" >"$copy/backup.log" 2>&1
 	status=$?
-	kill "$writer" 2>/dev/null
-	wait "$writer" 2>/dev/null	# the shell's "Terminated"
+	writer_stop
 	if ! check "$name: mariabackup --backup" [ $status = 0 ]; then
 		show "$copy/backup.log"
 		return 1

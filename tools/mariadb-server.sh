@@ -29,14 +29,18 @@ mariadb_limit=${mariadb_limit:-300}
 mariadb_job=
 
 # The settings of issue 13: 10.11 prefers its own io_uring unless told
-# innodb_linux_aio=aio. 6 MiB is the least buffer pool 16 KiB pages allow.
-# No dump or load of the pool, so that a restart reads what it needs.
+# innodb_linux_aio=aio. InnoDB's I/O as the server and mariabackup do it.
+mariadb_aio_options() {
+	echo --innodb-use-native-aio=1 --innodb-linux-aio=aio --innodb-flush-method=O_DIRECT
+}
+
+# 6 MiB is the least buffer pool 16 KiB pages allow. No dump or load of
+# the pool, so that a restart reads what it needs.
 mariadb_options() {
 	[ "$(id -u)" != 0 ] || echo --user=root
 	echo --datadir="$1/data" --socket="$1/sock" --pid-file="$1/pid" \
 		--log-error="$1/err.log" --tmpdir="$1" --skip-networking \
-		--innodb-use-native-aio=1 --innodb-linux-aio=aio \
-		--innodb-flush-method=O_DIRECT --innodb-buffer-pool-size=8M \
+		"$(mariadb_aio_options)" --innodb-buffer-pool-size=8M \
 		--innodb-buffer-pool-dump-at-shutdown=0 \
 		--innodb-buffer-pool-load-at-startup=0
 }
