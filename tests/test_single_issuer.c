@@ -155,11 +155,13 @@ START_TEST(zero_timeout_poll_sees_completions)
 	ck_assert_int_eq(io_submit(ctx, 8, list), 8);
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	do {
-		int n = io_getevents(ctx, 0, 8 - got, ev + got, &zero);
+		int n;
 
+		/* Before the look: a stalled machine still looks once more. */
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		n = io_getevents(ctx, 0, 8 - got, ev + got, &zero);
 		ck_assert_int_ge(n, 0);
 		got += n;
-		clock_gettime(CLOCK_MONOTONIC, &now);
 	} while (got < 8 && now.tv_sec - start.tv_sec < 5);
 	ck_assert_int_eq(got, 8);
 	for (int i = 0; i < 8; i++)
@@ -194,8 +196,8 @@ START_TEST(queue_run_sees_completions)
 	}
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	do {
-		ck_assert_int_ge(aio_compat_queue_run(ctx), 0);
 		clock_gettime(CLOCK_MONOTONIC, &now);
+		ck_assert_int_ge(aio_compat_queue_run(ctx), 0);
 	} while (callbacks < 8 && now.tv_sec - start.tv_sec < 5);
 	ck_assert_int_eq(callbacks, 8);
 	free(bufs);
