@@ -11,6 +11,11 @@
  * complete exactly once, with a result in range or a kernel error, and
  * nothing else may complete. Anything else aborts.
  *
+ * A signal with a handler that does nothing reaches the calling thread a
+ * few milliseconds into each context's share of an input, as a program's
+ * timers do: the calls it interrupts may answer -EINTR where the kernel's
+ * would, and nothing may be lost or doubled for it.
+ *
  * Input: a sequence of 32-byte records, each one call.
  */
 #include <errno.h>
@@ -23,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -45,6 +51,8 @@
 #define FILE_SIZE 65536
 /* How long the accepted iocbs of an input may take to complete; -timeout is 30. */
 #define DRAIN_SECONDS 10
+/* The signal comes within this many microseconds of a context's start. */
+#define SIGNAL_WITHIN_US 300
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -63,7 +71,8 @@ static struct iocb iocbs[MAX_IOCBS];
 static int in_flight[MAX_IOCBS];
 static long max_res[MAX_IOCBS];
 static int nr_in_flight;
-static int trace; /* FUZZ_TRACE=1: print every call, to reproduce a crash by hand */
+static int trace;	    /* FUZZ_TRACE=1: print every call, to reproduce a crash by hand */
+static timer_t interrupter; /* SIGUSR1, to the thread that makes the calls */
 
 #define die(...)                                                                                   \
 	do {                                                                                       \
@@ -81,6 +90,44 @@ static int open_or_die(const char *path, int flags)
 	return fd;
 }
 
+static void on_signal(int sig)
+{
+	(void)sig;
+}
+
+/* No SA_RESTART: a call the signal interrupts ends, as it would in a program. */
+static void interrupter_setup(void)
+{
+	struct sigaction sa = { .sa_handler = on_signal };
+	struct sigevent sev = { .sigev_notify = SIGEV_THREAD_ID, .sigev_signo = SIGUSR1 };
+
+	sev._sigev_un._tid = gettid();
+	if (sigaction(SIGUSR1, &sa, NULL) || timer_create(CLOCK_MONOTONIC, &sev, &interrupter))
+		die("cannot set up the interrupting signal: %s", strerror(errno));
+}
+
+static void interrupter_set(long ns)
+{
+	struct itimerspec when = { { 0, 0 }, { 0, ns } };
+
+	if (timer_settime(interrupter, 0, &when, NULL))
+		die("timer_settime: %s", strerror(errno));
+}
+
+/*
+ * Once, at a moment the input chooses, within SIGNAL_WITHIN_US (about
+ * half of the contexts' shares last longer); disarmed at the share's end,
+ * so that no signal reaches libFuzzer's own work.
+ */
+static void interrupter_arm(const uint8_t *data, size_t size, int c)
+{
+	uint32_t us = (uint32_t)size * 2654435761u + (uint32_t)c * 40503u;
+
+	for (size_t i = 0; i < size; i += RECORD)
+		us = us * 31 + data[i];
+	interrupter_set(1000L * (1 + us % SIGNAL_WITHIN_US));
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	char path[] = "/var/tmp/aio-compat-fuzz-XXXXXX";
@@ -89,6 +136,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	(void)argc;
 	(void)argv;
 	trace = getenv("FUZZ_TRACE") != NULL;
+	interrupter_setup();
 	for (int c = 0; c < 3; c++)
 		if (aio_compat_setup(MAX_IOCBS, &contexts[c], kinds[c]))
 			die("cannot set up a %s context", aio_compat_backend_name(kinds[c]));
@@ -422,12 +470,11 @@ static void drain(io_context_t ctx)
 	struct io_event ev[MAX_IOCBS];
 	struct timespec zero = { 0, 0 };
 	char scratch[65536];
+	int ret;
 
 	for (int i = 0; i < MAX_IOCBS; i++) {
 		if (in_flight[i] && iocbs[i].aio_lio_opcode == IO_CMD_POLL) {
-			int ret = io_cancel(ctx, &iocbs[i], ev);
-
-			if (ret == 0)
+			if (io_cancel(ctx, &iocbs[i], ev) == 0)
 				account(ev, 1);
 		}
 	}
@@ -440,7 +487,6 @@ static void drain(io_context_t ctx)
 		 * called lost.
 		 */
 		bool late = seconds_since(&start) >= DRAIN_SECONDS;
-		int ret;
 
 		/* On io_uring a write to the full pipe waits for room (README). */
 		while (read(pipe_r, scratch, sizeof(scratch)) > 0)
@@ -454,8 +500,12 @@ static void drain(io_context_t ctx)
 		if (late && nr_in_flight)
 			lost(ctx);
 	}
-	if (io_getevents(ctx, 0, MAX_IOCBS, ev, &zero) != 0)
-		die("an event after every iocb completed");
+	/* The kernel answers a look at a pending signal with -EINTR, timeout or not. */
+	do
+		ret = io_getevents(ctx, 0, MAX_IOCBS, ev, &zero);
+	while (ret == -EINTR);
+	if (ret != 0)
+		die("an event after every iocb completed (%d)", ret);
 	while (read(pipe_r, scratch, sizeof(scratch)) > 0)
 		;
 	if (read(event_fd, scratch, 8) < 0 && errno != EAGAIN)
@@ -471,6 +521,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			fprintf(stderr, "-- %s\n", aio_compat_backend_name(kinds[c]));
 		if (ftruncate(file_fd, FILE_SIZE))
 			die("ftruncate: %s", strerror(errno));
+		interrupter_arm(data, size, c);
 		for (size_t at = 0; at + RECORD <= size && at < 64 * RECORD; at += RECORD) {
 			const uint8_t *r = data + at;
 
@@ -492,6 +543,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			}
 		}
 		drain(ctx);
+		interrupter_set(0);
 	}
 	return 0;
 }
