@@ -11,10 +11,10 @@
  * complete exactly once, with a result in range or a kernel error, and
  * nothing else may complete. Anything else aborts.
  *
- * A signal with a handler that does nothing reaches the calling thread a
- * few milliseconds into each context's share of an input, as a program's
- * timers do: the calls it interrupts may answer -EINTR where the kernel's
- * would, and nothing may be lost or doubled for it.
+ * A signal with a handler that does nothing reaches the calling thread at
+ * most 300 microseconds into each context's share of an input, as a
+ * program's timers do: the calls it interrupts may answer -EINTR where the
+ * kernel's would, and nothing may be lost or doubled for it.
  *
  * Input: a sequence of 32-byte records, each one call.
  */
@@ -22,13 +22,13 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <signal.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -95,7 +95,7 @@ static void on_signal(int sig)
 	(void)sig;
 }
 
-/* No SA_RESTART: a call the signal interrupts ends, as it would in a program. */
+/* No SA_RESTART: a call the signal interrupts ends, as in a program whose handler has none. */
 static void interrupter_setup(void)
 {
 	struct sigaction sa = { .sa_handler = on_signal };
