@@ -11,10 +11,10 @@
  * complete exactly once, with a result in range or a kernel error, and
  * nothing else may complete. Anything else aborts.
  *
- * A signal with a handler that does nothing reaches the calling thread at
- * most 300 microseconds into each context's share of an input, as a
- * program's timers do: the calls it interrupts may answer -EINTR where the
- * kernel's would, and nothing may be lost or doubled for it.
+ * A signal with a handler that does nothing is set to reach the calling
+ * thread at most 300 microseconds into each context's share of an input,
+ * as a program's timers do: the calls it interrupts may answer -EINTR where
+ * the kernel's would, and nothing may be lost or doubled for it.
  *
  * Input: a sequence of 32-byte records, each one call.
  */
@@ -115,9 +115,9 @@ static void interrupter_set(long ns)
 }
 
 /*
- * Once, at a moment the input chooses, within SIGNAL_WITHIN_US (about
- * half of the contexts' shares last longer); disarmed at the share's end,
- * so that no signal reaches libFuzzer's own work.
+ * Once, at a moment the input chooses, within SIGNAL_WITHIN_US (a third
+ * to a half of the contexts' shares last that long); disarmed at the
+ * share's end, so that no signal reaches libFuzzer's own work.
  */
 static void interrupter_arm(const uint8_t *data, size_t size, int c)
 {
