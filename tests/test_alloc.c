@@ -338,7 +338,6 @@ static void lib_note(struct lib_run *r, const struct io_event *ev)
 static void lib_reap(struct lib_run *r, int first)
 {
 	struct timespec start;
-
 	bool late = false;
 
 	clock_gettime(CLOCK_MONOTONIC, &start);
