@@ -1113,8 +1113,11 @@ START_TEST(test_held_sync_disturbed)
 	unsigned seed = 7 + (unsigned)_i * 4;
 	int held_rounds = 0;
 
-	if (_i >= 2 && UNDER_TSAN) {
-		test_skip(NULL, "%s: the fault guard, off under ThreadSanitizer", what[_i]);
+	if (_i >= 1 && UNDER_TSAN) {
+		test_skip(NULL, "%s: %s", what[_i],
+			  _i == 1 ? "the program writes the iocb while the library may show it "
+				    "to the kernel, a race by design that ThreadSanitizer reports"
+				  : "the fault guard, off under ThreadSanitizer");
 		munmap(p, size);
 		return;
 	}
@@ -1135,9 +1138,10 @@ START_TEST(test_held_sync_disturbed)
 
 		plan_init(p);
 		s = plan_writes_then_sync(p, fd, IO_CMD_FDSYNC, SPLIT_NONE, &seed, 0);
+		/* Before io_submit: the library may show the kernel its descriptor there. */
+		submitted = p->io[s];
 		plan_submit(ctx, p);
 		held_rounds += held(ctx) > before;
-		submitted = p->io[s];
 		disturb(p, s, &fd, pipefd, _i);
 		plan_reap(ctx, p, MAX_OPS);
 		ck_assert_int_eq(mprotect(p, size, PROT_READ | PROT_WRITE), 0);
